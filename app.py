@@ -1,0 +1,52 @@
+"""The Flask application factory; gunicorn serves ``app:create_app()``."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from connector.config import Settings, load_settings
+from connector.plugins import load_store_platforms
+from connector.services import Services, build_services
+from connector.web import EXTENSION_KEY
+from connector.web.health import blueprint as health_blueprint
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    """Build the web app from the environment (or from given settings, in tests)."""
+    services = services or build_services(settings or load_settings())
+    app = Flask(__name__, instance_path=str(services.settings.instance_path))
+    app.config.update(
+        SECRET_KEY=services.settings.secret_key,
+        MAX_CONTENT_LENGTH=services.settings.max_webhook_bytes,
+    )
+    app.extensions[EXTENSION_KEY] = services
+    register_blueprints(app)
+    register_error_handlers(app)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """The core's pages, then each store platform's webhook routes."""
+    app.register_blueprint(health_blueprint)
+    for platform in load_store_platforms():
+        app.register_blueprint(platform.blueprint)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every HTTP error as JSON ``{"error": ...}``, the contract webhook senders see."""
+
+    @app.errorhandler(HTTPException)
+    def json_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        if status == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"] // 1024
+            return jsonify(error=f"body larger than the {limit} KiB limit"), 413
+        return jsonify(error=error.description), status
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_unavailable(error: SQLAlchemyError) -> tuple[Response, int]:
+        # 503 makes Shopify retry a webhook (8 times over 4 hours); the event is not lost.
+        app.logger.error("database.unavailable error=%s", type(error).__name__)
+        return jsonify(error="the event could not be stored; please retry"), 503

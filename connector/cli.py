@@ -1,0 +1,289 @@
+"""The ``connector`` command: run the service, manage stores, destinations and events.
+
+Output meant for machines is JSON (one object per line); errors are one line on stderr with a
+non-zero exit, as click does for bad arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+from sqlalchemy import select
+
+from connector.clitools import LazyServices, emit, services_from
+from connector.config import load_settings
+from connector.embedded_redis import start_redis
+from connector.models import Destination, Event, EventStatus, Store
+from connector.plugins import load_store_platforms
+from connector.replay import replay_events
+from connector.stores import StoreError, set_destination
+from connector.testevent import send_test_event
+
+EVENT_STATUSES = [status.value for status in EventStatus]
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Server-side conversions from store webhooks to the TikTok Events API."""
+    ctx.ensure_object(LazyServices)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--port", type=int, help="Port of the web server (default: $PORT, else 8000).")
+def run(port: int | None) -> None:
+    """Everything on one machine: migrations, Redis if needed, the web server and a worker."""
+    settings = load_settings()
+    port = port or settings.port
+    env = dict(os.environ, PORT=str(port), APP_URL=settings.app_url)
+    if not settings.redis_url:
+        env["APP_URL"] = os.environ.get("APP_URL") or f"http://localhost:{port}"
+    click.echo(f"migrating {settings.database_url.split('@')[-1]}", err=True)
+    from connector.db import upgrade_database
+
+    upgrade_database(settings.database_url)
+    redis = None
+    if not settings.redis_url:
+        redis = start_redis(settings.instance_path / "redis")
+        env["REDIS_URL"] = redis.url
+        click.echo(f"embedded Redis on 127.0.0.1:{redis.port}", err=True)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env),
+        subprocess.Popen(
+            [sys.executable, "-m", "connector.cli", "web", "--port", str(port)], env=env
+        ),
+    ]
+    click.echo(f"connector listening on http://localhost:{port}", err=True)
+    try:
+        _supervise(children)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            child.wait()
+        if redis is not None:
+            redis.stop()
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until a child exits or we are told to stop (Ctrl-C, SIGTERM)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+    failed = [child.args for child in children if child.poll()]
+    if failed:
+        raise click.ClickException(f"a process stopped unexpectedly: {failed[0]}")
+
+
+@main.command()
+@click.option("--port", type=int, help="Port to listen on (default: $PORT, else 8000).")
+def web(port: int | None) -> None:
+    """The web process (the Procfile's ``web``): gunicorn serving ``app:create_app()``."""
+    settings = load_settings()
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    args = [
+        sys.executable, "-m", "gunicorn", "app:create_app()",
+        "--bind", f"0.0.0.0:{port or settings.port}",
+        "--workers", workers,
+        "--access-logfile", "-",
+        "--graceful-timeout", "25",
+    ]  # fmt: skip
+    os.execv(sys.executable, args)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty (for scripts).")
+@click.pass_context
+def worker(ctx: click.Context, burst: bool) -> None:
+    """The delivery worker (the Procfile's ``worker``)."""
+    from connector.worker import run_worker
+
+    run_worker(services_from(ctx), burst=burst)
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations (the Procfile's ``release``)."""
+    services_from(ctx).db.upgrade()
+    click.echo("database is up to date", err=True)
+
+
+# -- stores ------------------------------------------------------------------------------------
+
+
+@main.group()
+def stores() -> None:
+    """Connected stores."""
+
+
+for _platform in load_store_platforms():
+    for _command in _platform.commands:
+        stores.add_command(_command)
+
+
+@stores.command("list")
+@click.pass_context
+def list_stores(ctx: click.Context) -> None:
+    """Every store and its destinations, one JSON object per line."""
+    services = services_from(ctx)
+    with services.db.session() as session:
+        for store in session.scalars(select(Store).order_by(Store.created_at)):
+            destinations = session.scalars(
+                select(Destination).where(Destination.store_id == store.id)
+            )
+            emit(
+                {
+                    "store_id": store.id,
+                    "platform": store.platform,
+                    "domain": store.domain,
+                    "status": store.status,
+                    "destinations": [_describe_destination(d) for d in destinations],
+                }
+            )
+
+
+def _describe_destination(destination: Destination) -> dict[str, object]:
+    return {
+        "kind": destination.kind,
+        "pixel_code": destination.pixel_code,
+        "test_event_code": destination.test_event_code,
+        "status": "paused" if destination.paused_reason else "active",
+        "paused_reason": destination.paused_reason,
+        "options": destination.options,
+    }
+
+
+# -- tiktok ------------------------------------------------------------------------------------
+
+
+@main.group()
+def tiktok() -> None:
+    """The TikTok Events API destination."""
+
+
+@tiktok.command("set")
+@click.argument("store_id")
+@click.option("--pixel-code", required=True, help="The TikTok pixel code (Events Manager).")
+@click.option("--access-token", required=True, help="The pixel's Events API access token.")
+@click.option("--test-event-code", help="Send everything as test events with this code.")
+@click.option(
+    "--purchase-event", type=click.Choice(["CompletePayment", "Purchase", "PlaceAnOrder"])
+)
+@click.option("--send-on", "order_trigger", type=click.Choice(["created", "paid"]))
+@click.option("--value", "value_basis", type=click.Choice(["total", "subtotal"]))
+@click.option("--content-id", type=click.Choice(["variant", "sku", "product"]))
+@click.option("--initiate-checkout/--no-initiate-checkout", "send_initiate_checkout", default=None)
+@click.option("--limited-data-use/--no-limited-data-use", default=None)
+@click.pass_context
+def tiktok_set(ctx: click.Context, store_id: str, pixel_code: str, access_token: str,
+               test_event_code: str | None, **options: object) -> None:  # fmt: skip
+    """Configure (or reconnect) a store's TikTok pixel; un-pauses it and sends what waits."""
+    services = services_from(ctx)
+    chosen = {name: value for name, value in options.items() if value is not None}
+    try:
+        destination = set_destination(
+            services,
+            store_id,
+            kind="tiktok",
+            pixel_code=pixel_code.strip(),
+            access_token=access_token.strip(),
+            test_event_code=(test_event_code or "").strip() or None,
+            options=chosen,
+        )
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    from connector.jobs import request_delivery
+
+    queued = request_delivery(services, destination.id)
+    emit({"store_id": store_id, **_describe_destination(destination), "delivery_requested": queued})
+
+
+@tiktok.command("test-event")
+@click.argument("store_id")
+@click.pass_context
+def tiktok_test_event(ctx: click.Context, store_id: str) -> None:
+    """Send one test event through the whole path and print TikTok's answer."""
+    try:
+        outcome = send_test_event(services_from(ctx), store_id)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(outcome)
+    if outcome["status"] != EventStatus.DELIVERED:
+        ctx.exit(1)
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """The event outbox: what was sent, what failed, and why."""
+
+
+@events.command("list")
+@click.option("--store", "store_id", help="Only this store's events.")
+@click.option("--status", type=click.Choice(EVENT_STATUSES), help="Only events in this status.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.pass_context
+def list_events(ctx: click.Context, store_id: str | None, status: str | None, limit: int) -> None:
+    """Newest events first, one JSON object per line."""
+    services = services_from(ctx)
+    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    if store_id:
+        query = query.where(Event.store_id == store_id)
+    if status:
+        query = query.where(Event.status == status)
+    with services.db.session() as session:
+        for event in session.scalars(query):
+            emit(
+                {
+                    "id": event.id,
+                    "store_id": event.store_id,
+                    "destination": event.destination,
+                    "event": event.event_name,
+                    "event_id": event.event_id,
+                    "status": event.status,
+                    "attempts": event.attempts,
+                    "last_error": event.last_error,
+                    "last_code": event.last_code,
+                    "click_source": event.click_source,
+                    "received_at": event.received_at.isoformat(),
+                }
+            )
+
+
+@events.command("replay")
+@click.option("--id", "ids", type=int, multiple=True, help="An event id (repeatable).")
+@click.option("--status", type=click.Choice(["failed", "dead"]), help="Every event in this status.")
+@click.option("--store", "store_id", help="With --status: only this store's events.")
+@click.pass_context
+def replay(ctx: click.Context, ids: tuple[int, ...], status: str | None, store_id: str | None):
+    """Put failed or dead events back in the queue."""
+    if bool(ids) == bool(status):
+        raise click.UsageError("give either --id (one or more) or --status")
+    count = replay_events(services_from(ctx), ids=list(ids), status=status, store_id=store_id)
+    emit({"replayed": count})
+
+
+if __name__ == "__main__":
+    main()

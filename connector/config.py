@@ -1,0 +1,125 @@
+"""Settings, read once from the environment into one typed object.
+
+Every process (web, worker, command line) calls :func:`load_settings` at start and passes the
+result down; nothing else reads ``os.environ``. The variables and their defaults are the public
+contract in DESIGN.md and the README's environment table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+DEFAULT_TIKTOK_API_BASE = "https://business-api.tiktok.com"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of a one-machine install."""
+
+    instance_path: Path
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    token_encryption_key: str | None
+    app_url: str
+    tiktok_api_base: str = DEFAULT_TIKTOK_API_BASE
+    tiktok_app_id: str | None = None
+    tiktok_app_secret: str | None = None
+    shopify_api_key: str | None = None
+    shopify_api_secret: str | None = None
+    shopify_scopes: str = "read_orders,write_pixels,read_customer_events"
+    port: int = 8000
+    max_webhook_bytes: int = 1024 * 1024
+    batch_size: int = 500
+    lease_seconds: int = 120
+    retry_horizon_seconds: int = 48 * 3600
+    retry_base_seconds: float = 5.0
+    http_timeout_seconds: float = 10.0
+    sweep_interval_seconds: float = 15.0
+    queue_name: str = "deliveries"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests and the ``run`` command use this)."""
+        return replace(self, **changes)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the environment once; fail fast, with a fix, on what cannot work."""
+    env = os.environ if environ is None else environ
+    instance = Path(env.get("CONNECTOR_INSTANCE_PATH", "instance")).resolve()
+    port = _int(env, "PORT", 8000)
+    return Settings(
+        instance_path=instance,
+        database_url=normalise_database_url(
+            env.get("DATABASE_URL") or f"sqlite:///{instance / 'connector.sqlite3'}"
+        ),
+        redis_url=env.get("REDIS_URL") or None,
+        secret_key=env.get("SECRET_KEY") or _development_secret(instance, env),
+        token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY") or None,
+        app_url=(env.get("APP_URL") or f"http://localhost:{port}").rstrip("/"),
+        tiktok_api_base=(env.get("TIKTOK_API_BASE") or DEFAULT_TIKTOK_API_BASE).rstrip("/"),
+        tiktok_app_id=env.get("TIKTOK_APP_ID") or None,
+        tiktok_app_secret=env.get("TIKTOK_APP_SECRET") or None,
+        shopify_api_key=env.get("SHOPIFY_API_KEY") or None,
+        shopify_api_secret=env.get("SHOPIFY_API_SECRET") or None,
+        shopify_scopes=env.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,
+        port=port,
+        batch_size=min(_int(env, "TIKTOK_BATCH_SIZE", 500), 1000),
+        sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", 15.0),
+        retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),
+        lease_seconds=_int(env, "LEASE_SECONDS", 120),
+    )
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` URLs, which SQLAlchemy 2 refuses, and pick psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+def _development_secret(instance: Path, env: Mapping[str, str]) -> str:
+    """A secret generated once and kept under ``instance/``, so sessions survive restarts.
+
+    In production (Heroku sets ``DYNO``; anyone can set ``CONNECTOR_ENV=production``) a missing
+    ``SECRET_KEY`` is an error: a generated file would differ between dynos.
+    """
+    if env.get("DYNO") or env.get("CONNECTOR_ENV") == "production":
+        raise ConfigError("SECRET_KEY is required in production: set it to a long random string")
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

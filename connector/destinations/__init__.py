@@ -1,0 +1,74 @@
+"""Ad platforms we deliver to: one subpackage each, found by :func:`load_destinations`.
+
+A destination package exposes ``DESTINATION``, an object with the :class:`Destination`
+interface below. Adding an ad platform means adding one folder here and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import requests
+
+from connector.events import ConversionEvent
+
+
+class Outcome(StrEnum):
+    """How a destination answered one request, in the terms the delivery loop acts on."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # transient: rate limit, outage, timeout; back off and send again
+    REJECTED = "rejected"  # the payload is wrong; isolate the bad event, fail it, send the rest
+    UNAUTHORIZED = "unauthorized"  # token or permission; pause the destination, keep events
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one request, with the platform's own code and words for the log."""
+
+    outcome: Outcome
+    message: str
+    http_status: int | None = None
+    code: int | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """The decrypted settings of one configured destination, for one delivery run."""
+
+    api_base: str
+    pixel_code: str
+    access_token: str
+    test_event_code: str | None
+    timeout: float
+
+
+class Destination(Protocol):
+    """The contract a destination package implements."""
+
+    kind: str
+    max_batch: int
+
+    def problem(self, event: ConversionEvent, now: int) -> str | None:
+        """Why this event can never be accepted (too old, say), or None; checked before sending."""
+
+    def send(
+        self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
+    ) -> SendResult:
+        """Send one batch and classify the answer; never raises for network or API errors."""
+
+
+def load_destinations() -> dict[str, Destination]:
+    """Every destination package below this one, by kind."""
+    found: dict[str, Destination] = {}
+    for module in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
+        destination = getattr(importlib.import_module(module.name), "DESTINATION", None)
+        if destination is not None:
+            found[destination.kind] = destination
+    return found

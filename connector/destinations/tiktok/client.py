@@ -1,0 +1,165 @@
+"""Build and send TikTok Events API 2.0 batches, and classify TikTok's answers.
+
+Wire contract (see ``shared/reference/tiktok-meta-google-apis.md`` §1): ``POST
+{base}/open_api/v1.3/event/track/`` with an ``Access-Token`` header and a body of
+``{event_source: "web", event_source_id: <pixel code>, data: [...]}`` holding up to 1,000
+events. TikTok reports most errors as HTTP 200 with a non-zero ``code`` in the envelope
+``{code, message, request_id, data}``, so the code, never the HTTP status alone, decides
+success (RudderStack's ``tiktok_ads/networkHandler.js`` does the same). The codes are those of
+TikTok's SDK, ``business_api_client/tiktok_business/tiktok_code.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from connector.destinations import DestinationConfig, Outcome, SendResult
+from connector.events import ConversionEvent
+
+TRACK_PATH = "/open_api/v1.3/event/track/"
+MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
+
+SUCCESS_CODES = frozenset({0, 20001})
+# Throttling (40100 REQUEST_TOO_FREQUENT, 40132 frequency limited, 61000 blacklisted for too
+# many requests) and TikTok-side faults (5xxxx system, RPC and database errors; 60001
+# maintenance) pass with time.
+RETRYABLE_CODES = frozenset({40100, 40132, 61000, 60001})
+# Permission on the pixel, and every token problem: sending again cannot help until the
+# merchant reconnects, so the destination pauses instead of hammering TikTok.
+AUTH_CODES = frozenset({40001, 40003, 40102, 40103, 40104, 40105, 40107, 40130})
+
+
+class TikTokEventsApi:
+    """The TikTok destination: payload builder and HTTP client."""
+
+    kind = "tiktok"
+    max_batch = 1000
+
+    def problem(self, event: ConversionEvent, now: int) -> str | None:
+        """TikTok accepts web events up to 7 days old; older ones would fail the whole batch."""
+        if now - event.event_time > MAX_EVENT_AGE_SECONDS:
+            return "event is older than 7 days, which TikTok does not accept"
+        return None
+
+    def send(
+        self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
+    ) -> SendResult:
+        """POST one batch; map transport failures and TikTok codes onto an :class:`Outcome`."""
+        try:
+            response = http.post(
+                config.api_base + TRACK_PATH,
+                json=build_body(config, events),
+                headers={"Access-Token": config.access_token},
+                timeout=config.timeout,
+            )
+        except requests.Timeout:
+            return SendResult(Outcome.RETRY, "TikTok did not answer in time")
+        except requests.RequestException as exc:
+            return SendResult(Outcome.RETRY, f"cannot reach TikTok: {type(exc).__name__}")
+        return classify(response)
+
+
+def build_body(config: DestinationConfig, events: list[ConversionEvent]) -> dict[str, Any]:
+    """The request body for one batch of web events."""
+    body: dict[str, Any] = {
+        "event_source": "web",
+        "event_source_id": config.pixel_code,
+        "data": [event_data(event) for event in events],
+    }
+    if config.test_event_code:
+        body["test_event_code"] = config.test_event_code
+    return body
+
+
+def event_data(event: ConversionEvent) -> dict[str, Any]:
+    """One element of ``data``: ids as strings, time in seconds, only the fields we have."""
+    data: dict[str, Any] = {
+        "event": event.event_name,
+        "event_time": event.event_time,
+        "event_id": str(event.event_id),
+        "user": _present(vars(event.user)),
+        "properties": _properties(event),
+        "limited_data_use": event.limited_data_use,
+    }
+    page = _present({"url": event.page_url, "referrer": event.referrer})
+    if page:
+        data["page"] = page
+    return data
+
+
+def classify(response: requests.Response) -> SendResult:
+    """Turn TikTok's answer into an outcome, keeping its code, message and request id."""
+    status = response.status_code
+    retry_after = _retry_after(response)
+    try:
+        envelope = response.json()
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), int):
+        return _classify_http(status, retry_after)
+    code = envelope["code"]
+    message = str(envelope.get("message") or "")
+    request_id = envelope.get("request_id")
+
+    def result(outcome: Outcome) -> SendResult:
+        return SendResult(outcome, message, status, code, request_id, retry_after)
+
+    if status >= 500 or status == 429:
+        return result(Outcome.RETRY)
+    if code in SUCCESS_CODES and status < 300:
+        return result(Outcome.DELIVERED)
+    if code in RETRYABLE_CODES or code >= 50000:
+        return result(Outcome.RETRY)
+    if code in AUTH_CODES or status in (401, 403):
+        return result(Outcome.UNAUTHORIZED)
+    return result(Outcome.REJECTED)
+
+
+def _classify_http(status: int, retry_after: float | None) -> SendResult:
+    """An answer without TikTok's envelope: a proxy, a gateway, an outage page."""
+    message = f"TikTok answered HTTP {status} without a result code"
+    if status >= 500 or status == 429 or status < 300:
+        return SendResult(Outcome.RETRY, message, status, retry_after=retry_after)
+    if status in (401, 403):
+        return SendResult(Outcome.UNAUTHORIZED, message, status)
+    return SendResult(Outcome.REJECTED, message, status)
+
+
+def _properties(event: ConversionEvent) -> dict[str, Any]:
+    contents = [
+        _present(
+            {
+                "content_id": content.content_id,
+                "content_type": event.content_type,
+                "content_name": content.name,
+                "content_category": content.category,
+                "price": content.price,
+                "quantity": content.quantity,
+                "brand": content.brand,
+            }
+        )
+        for content in event.contents
+    ]
+    properties = {
+        "currency": event.currency,
+        "value": event.value,
+        "content_type": event.content_type,
+        "contents": contents,
+        "order_id": event.order_id,
+    }
+    return _present(properties)
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """Drop empty fields: TikTok validates the type of every field that is there."""
+    return {key: value for key, value in fields.items() if value not in (None, "", [])}
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None

@@ -1,0 +1,172 @@
+"""The neutral models every store platform parses into and every destination sends from.
+
+A platform package (``platforms/<store>/``) turns a verified webhook into an :class:`Order` or a
+:class:`Checkout`. Those carry raw shopper data and live only in memory, for the length of one
+webhook request. :mod:`connector.mapping` turns them into :class:`ConversionEvent` objects, whose
+:class:`UserData` holds only SHA-256 hashes of personal data: that is what the outbox stores and
+what destinations read, so raw email or phone never reach the database or a log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One product line of an order or checkout, as the store reports it."""
+
+    product_id: str | None
+    variant_id: str | None
+    sku: str | None
+    name: str | None
+    price: Decimal
+    quantity: int
+    brand: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Shopper:
+    """Who bought, raw as the store sent it. Never stored: it is hashed by connector.identity."""
+
+    email: str | None = None
+    phone: str | None = None
+    customer_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    zip_code: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country_code: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True)
+class ClickIds:
+    """Ad click identifiers found for a purchase, and where they were found.
+
+    ``source`` names the place the ttclid came from (``note_attributes``, ``landing_site``,
+    ``order_meta``...), so diagnostics can tell a merchant how many orders carried one.
+    """
+
+    ttclid: str | None = None
+    ttp: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Basket:
+    """What an order and a checkout have in common: money, lines, shopper, page, click ids.
+
+    ``occurred_at`` must be timezone-aware: it becomes ``event_time``, when the shopper acted,
+    not when we send. Money is :class:`~decimal.Decimal`, never float, because stores send
+    strings like ``"199.99"``.
+    """
+
+    occurred_at: datetime
+    currency: str
+    total: Decimal
+    subtotal: Decimal
+    items: tuple[LineItem, ...]
+    shopper: Shopper
+    clicks: ClickIds = field(default_factory=ClickIds)
+    page_url: str | None = None
+    referrer: str | None = None
+    is_test: bool = False
+
+
+@dataclass(frozen=True)
+class Order(Basket):
+    """A placed order.
+
+    ``triggers`` says which moments this delivery represents: ``"created"`` (Shopify
+    ``orders/create``), ``"paid"`` (Shopify ``orders/paid``), or both (a WooCommerce order that
+    is already paid). A destination option picks which moment sends the purchase event.
+    ``skip_reason`` is set by the platform for orders that must never be sent (point of sale,
+    for instance); they are recorded as ``skipped`` so the merchant sees why.
+    """
+
+    order_id: str = ""
+    triggers: frozenset[str] = frozenset({"created"})
+    checkout_token: str | None = None
+    cart_token: str | None = None
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Checkout(Basket):
+    """A started checkout, identified by its token (which is also its ``event_id``)."""
+
+    token: str = ""
+    cart_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Content:
+    """One entry of an event's ``contents``; ``content_id`` is always a string."""
+
+    content_id: str
+    name: str | None
+    price: float
+    quantity: int
+    brand: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class UserData:
+    """Matching signals for an event. Personal fields are SHA-256 hex, never raw."""
+
+    email: str | None = None
+    phone: str | None = None
+    external_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    zip_code: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    ttclid: str | None = None
+    ttp: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversionEvent:
+    """One conversion, ready for any destination; what the outbox row stores as JSON."""
+
+    event_name: str
+    event_id: str
+    event_time: int
+    user: UserData
+    value: float
+    currency: str
+    contents: tuple[Content, ...]
+    content_type: str = "product"
+    order_id: str | None = None
+    page_url: str | None = None
+    referrer: str | None = None
+    limited_data_use: bool = False
+    click_source: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict, the inverse of :meth:`from_json`."""
+        data = asdict(self)
+        data["contents"] = [asdict(c) for c in self.contents]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConversionEvent:
+        """Rebuild an event from what :meth:`to_json` stored."""
+        fields = dict(data)
+        fields["user"] = UserData(**fields["user"])
+        fields["contents"] = tuple(Content(**c) for c in fields["contents"])
+        return cls(**fields)

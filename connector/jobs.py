@@ -1,0 +1,109 @@
+"""RQ jobs: coalesced delivery per destination, and the sweep that makes Redis disposable.
+
+A webhook asks for "deliver destination D" rather than "deliver event E": while such a job is
+waiting, more requests add nothing, so under load one job drains many events in batches, and
+a lone event still leaves at once. The database is the truth; :func:`sweep` re-requests every
+destination with due rows, which recovers from a flushed Redis, a lost job or a dead worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from sqlalchemy import Select, exists, select
+
+from connector.delivery import deliver_pending, due_events
+from connector.models import Destination, Event, utcnow
+from connector.services import Services, build_services
+
+logger = logging.getLogger(__name__)
+
+WANTED_KEY = "connector:delivery-wanted:{}"
+WANTED_TTL_SECONDS = 60
+SWEEP_LOCK_KEY = "connector:sweep-lock"
+
+_services: Services | None = None
+
+
+def use_services(services: Services) -> None:
+    """Give jobs run in this process the services the worker built at start."""
+    global _services
+    _services = services
+
+
+def current_services() -> Services:
+    """The worker's services, built from the environment if the worker set none."""
+    global _services
+    if _services is None:
+        from connector.config import load_settings
+
+        _services = build_services(load_settings())
+    return _services
+
+
+def request_delivery(services: Services, destination_id: int) -> bool:
+    """Enqueue a delivery job for a destination unless one is already waiting.
+
+    Returns False when Redis cannot be reached: the caller has stored the events already and
+    the sweep will request delivery once Redis is back, so this is never an error to the store.
+    """
+    try:
+        key = WANTED_KEY.format(destination_id)
+        if services.redis.set(key, 1, nx=True, ex=WANTED_TTL_SECONDS):
+            services.queue.enqueue_call(
+                deliver_destination,
+                args=(destination_id,),
+                result_ttl=0,
+                failure_ttl=24 * 3600,
+                description=f"deliver destination {destination_id}",
+            )
+        return True
+    except RedisError as exc:
+        logger.warning("queue.unavailable destination=%s error=%s", destination_id, type(exc))
+        return False
+
+
+def deliver_destination(destination_id: int) -> dict[str, int | bool]:
+    """The RQ job: drain one destination's due events.
+
+    The "wanted" flag is cleared first, so an event stored while this job runs requests a new
+    job instead of being left behind. If time runs out with work left, it asks for another.
+    """
+    services = current_services()
+    services.redis.delete(WANTED_KEY.format(destination_id))
+    report = deliver_pending(services, destination_id)
+    if report.requests and not report.paused and has_due_events(services, destination_id):
+        request_delivery(services, destination_id)
+    return vars(report)
+
+
+def has_due_events(services: Services, destination_id: int) -> bool:
+    """Whether the destination has pending rows ready to send now."""
+    with services.db.session() as session:
+        query = _due_destinations().where(Destination.id == destination_id)
+        return session.scalar(query) is not None
+
+
+def sweep(services: Services) -> int:
+    """Request delivery for every active destination with due events; returns how many.
+
+    Runs periodically in every worker; a short Redis lock makes one worker do it per period.
+    """
+    interval_ms = max(100, int(services.settings.sweep_interval_seconds * 1000 * 0.8))
+    try:
+        if not services.redis.set(SWEEP_LOCK_KEY, 1, nx=True, px=interval_ms):
+            return 0
+    except RedisError:
+        return 0
+    with services.db.session() as session:
+        due = session.scalars(_due_destinations()).all()
+    for destination_id in due:
+        request_delivery(services, destination_id)
+    return len(due)
+
+
+def _due_destinations() -> Select[tuple[int]]:
+    """Ids of unpaused destinations that have at least one event ready to send."""
+    ready = select(Event.id).where(due_events(Destination.store_id, Destination.kind, utcnow()))
+    return select(Destination.id).where(Destination.paused_reason.is_(None), exists(ready))

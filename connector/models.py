@@ -1,0 +1,137 @@
+"""The store of record: stores, their destinations, the event outbox and delivery attempts.
+
+The ``events`` table is a transactional outbox: the webhook request inserts a row before it
+answers 200, and that row, not anything in Redis, is the truth about what must be delivered.
+Its unique key (store, destination, event name, event_id) is what makes a repeated webhook
+delivery insert nothing. Times are naive UTC throughout (SQLite keeps no zone).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC datetime every column stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class EventStatus(StrEnum):
+    """Where an outbox row stands; the values are shown to merchants and operators."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # the destination refused it permanently; replayable
+    DEAD = "dead"  # retries exhausted; replayable
+    SKIPPED = "skipped"  # deliberately not sent (point of sale, bot...), with the reason
+
+
+class Base(DeclarativeBase):
+    """Declarative base; its metadata is what Alembic migrates."""
+
+
+class Store(Base):
+    """A connected shop on one store platform."""
+
+    __tablename__ = "stores"
+    __table_args__ = (UniqueConstraint("platform", "domain", name="uq_stores_platform_domain"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    domain: Mapped[str] = mapped_column(String(255))
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Destination(Base):
+    """An ad platform a store sends to (one per kind), with its credentials and options."""
+
+    __tablename__ = "destinations"
+    __table_args__ = (UniqueConstraint("store_id", "kind", name="uq_destinations_store_kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    pixel_code: Mapped[str] = mapped_column(String(64))
+    access_token_encrypted: Mapped[str] = mapped_column(Text)
+    test_event_code: Mapped[str | None] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """One conversion event for one destination: the outbox row."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint(
+            "store_id", "destination", "event_name", "event_id", name="uq_events_dedup"
+        ),
+        Index("ix_events_claim", "store_id", "destination", "status", "next_attempt_at"),
+        Index("ix_events_status", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    destination: Mapped[str] = mapped_column(String(32))
+    event_name: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(255))
+    source_topic: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.PENDING)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    event_time: Mapped[int] = mapped_column(BigInteger)
+    click_source: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Retries stop here and the row goes dead; a replay moves it forward again.
+    give_up_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Attempt(Base):
+    """One request to a destination (a batch), kept for the delivery log and diagnostics."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    destination_id: Mapped[int] = mapped_column(
+        ForeignKey("destinations.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    event_count: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(128))

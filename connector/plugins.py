@@ -1,0 +1,37 @@
+"""How store platforms plug in: each package under the top-level ``platforms/`` exposes
+``PLATFORM``, a :class:`StorePlatform`. The core never imports a platform by name; the app
+factory and the command line load them all here, so a new store platform is one new folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+import click
+from flask import Blueprint
+
+PLATFORMS_PACKAGE = "platforms"
+
+
+@dataclass(frozen=True)
+class StorePlatform:
+    """A store platform: its webhook routes and its ``connector stores ...`` commands."""
+
+    name: str
+    blueprint: Blueprint
+    commands: tuple[click.Command, ...] = ()
+
+
+def load_store_platforms() -> list[StorePlatform]:
+    """Every platform package, in name order."""
+    package = importlib.import_module(PLATFORMS_PACKAGE)
+    found = []
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        platform = getattr(
+            importlib.import_module(f"{PLATFORMS_PACKAGE}.{module.name}"), "PLATFORM", None
+        )
+        if platform is not None:
+            found.append(platform)
+    return found

@@ -1,0 +1,54 @@
+"""Put failed or dead events back in the queue, after the merchant fixed the cause."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from connector.jobs import request_delivery
+from connector.models import Destination, Event, EventStatus, utcnow
+from connector.services import Services
+
+REPLAYABLE = (EventStatus.FAILED, EventStatus.DEAD)
+
+
+def replay_events(
+    services: Services, *, ids: list[int], status: str | None, store_id: str | None = None
+) -> int:
+    """Make the chosen failed/dead events pending again, with a fresh retry window.
+
+    Returns how many were replayed; events in other states (delivered, skipped, pending) are
+    left alone, so a replay can never send a conversion twice.
+    """
+    query = select(Event).where(Event.status.in_(REPLAYABLE))
+    if ids:
+        query = query.where(Event.id.in_(ids))
+    if status:
+        query = query.where(Event.status == status)
+    if store_id:
+        query = query.where(Event.store_id == store_id)
+    now = utcnow()
+    horizon = timedelta(seconds=services.settings.retry_horizon_seconds)
+    with services.db.session() as session:
+        events = session.scalars(query).all()
+        for event in events:
+            event.status = EventStatus.PENDING
+            event.next_attempt_at = now
+            event.give_up_at = now + horizon
+            event.lease_token = None
+            event.lease_expires_at = None
+        destinations = {(event.store_id, event.destination) for event in events}
+        session.commit()
+        destination_ids = [
+            session.scalar(
+                select(Destination.id).where(
+                    Destination.store_id == store, Destination.kind == kind
+                )
+            )
+            for store, kind in destinations
+        ]
+    for destination_id in destination_ids:
+        if destination_id is not None:
+            request_delivery(services, destination_id)
+    return len(events)

@@ -1,0 +1,60 @@
+"""The long-lived parts one process shares: settings, database, cipher, Redis, destinations.
+
+Built once per process (the web app's factory, the worker, a command) and passed down, so no
+module fills globals at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis import Redis
+from rq import Queue
+
+from connector.config import Settings
+from connector.crypto import TokenCipher
+from connector.db import Database
+from connector.destinations import Destination, load_destinations
+
+
+@dataclass
+class Services:
+    """One process's shared resources; Redis is connected on first use."""
+
+    settings: Settings
+    db: Database
+    cipher: TokenCipher
+    destinations: dict[str, Destination]
+    _redis: Redis | None = field(default=None, repr=False)
+
+    @property
+    def redis(self) -> Redis:
+        """The queue's Redis; short timeouts so a Redis outage cannot stall a webhook."""
+        if self._redis is None:
+            self._redis = connect_redis(self.settings.redis_url)
+        return self._redis
+
+    @property
+    def queue(self) -> Queue:
+        """The RQ queue delivery jobs go to."""
+        return Queue(self.settings.queue_name, connection=self.redis)
+
+
+def build_services(settings: Settings) -> Services:
+    """Everything a process needs, from its settings."""
+    return Services(
+        settings=settings,
+        db=Database(settings.database_url),
+        cipher=TokenCipher(settings.token_encryption_key, settings.secret_key),
+        destinations=load_destinations(),
+    )
+
+
+def connect_redis(url: str | None) -> Redis:
+    """A client for ``url``; Heroku's ``rediss://`` URLs carry a self-signed certificate."""
+    if not url:
+        raise RuntimeError("REDIS_URL is not set: `connector run` starts an embedded Redis")
+    options: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    if url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = None
+    return Redis.from_url(url, **options)

@@ -1,0 +1,99 @@
+"""Stores and their destinations: creating, finding, configuring.
+
+Secrets (store webhook secrets, access tokens) are encrypted before they reach the database
+and decrypted only where they are used.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.mapping import EventOptions
+from connector.models import Destination, Store, utcnow
+from connector.services import Services
+
+
+class StoreError(Exception):
+    """A store operation cannot be done; the message says why and what to do."""
+
+
+def add_store(
+    services: Services,
+    *,
+    platform: str,
+    domain: str,
+    webhook_secret: str | None,
+    access_token: str | None = None,
+) -> Store:
+    """Register a store; refuses a second store with the same platform and domain."""
+    cipher = services.cipher
+    store = Store(
+        id=new_store_id(),
+        platform=platform,
+        domain=domain,
+        webhook_secret_encrypted=cipher.encrypt(webhook_secret) if webhook_secret else None,
+        access_token_encrypted=cipher.encrypt(access_token) if access_token else None,
+    )
+    with services.db.session() as session:
+        session.add(store)
+        try:
+            session.commit()
+        except IntegrityError:
+            raise StoreError(f"a {platform} store for {domain} is already registered") from None
+    return store
+
+
+def new_store_id() -> str:
+    """An unguessable id; it appears in WooCommerce webhook URLs."""
+    return "st_" + secrets.token_hex(8)
+
+
+def find_store(session: Session, *, platform: str, domain: str) -> Store | None:
+    """The active store with that platform and domain."""
+    query = select(Store).where(Store.platform == platform, Store.domain == domain)
+    return session.scalar(query)
+
+
+def webhook_secrets(services: Services, store: Store, *fallbacks: str | None) -> list[str]:
+    """The secrets a webhook of this store may be signed with: its own, then the app's."""
+    found = []
+    if store.webhook_secret_encrypted:
+        found.append(services.cipher.decrypt(store.webhook_secret_encrypted))
+    found.extend(secret for secret in fallbacks if secret)
+    return found
+
+
+def set_destination(
+    services: Services,
+    store_id: str,
+    *,
+    kind: str,
+    pixel_code: str,
+    access_token: str,
+    test_event_code: str | None,
+    options: dict[str, Any] | None = None,
+) -> Destination:
+    """Create or update a store's destination; un-pauses it, since the token is new."""
+    with services.db.session() as session:
+        if session.get(Store, store_id) is None:
+            raise StoreError(f"no store {store_id}: see `connector stores list`")
+        query = select(Destination).where(
+            Destination.store_id == store_id, Destination.kind == kind
+        )
+        destination = session.scalar(query) or Destination(store_id=store_id, kind=kind)
+        destination.pixel_code = pixel_code
+        destination.access_token_encrypted = services.cipher.encrypt(access_token)
+        destination.test_event_code = test_event_code
+        merged = {**(destination.options or {}), **(options or {})}
+        destination.options = vars(EventOptions.from_json(merged))  # ValueError on a bad choice
+        destination.paused_reason = None
+        destination.paused_at = None
+        destination.updated_at = utcnow()
+        session.add(destination)
+        session.commit()
+        return destination

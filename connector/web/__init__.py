@@ -1,0 +1,14 @@
+"""Web layer: blueprints and the helpers store platforms use to answer webhooks."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from connector.services import Services
+
+EXTENSION_KEY = "connector"
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    return current_app.extensions[EXTENSION_KEY]

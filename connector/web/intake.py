@@ -1,0 +1,94 @@
+"""What every store platform's webhook endpoint does once it knows the store and topic.
+
+The answers are a public contract (DESIGN.md): 200 accepted (also for a duplicate and for a
+topic we deliberately ignore), 401 bad or missing signature, 400 malformed body, 404 unknown
+store, 413 too large, 503 only when the database cannot store the event so the platform
+retries. Every error is JSON ``{"error": "..."}`` a person can act on, and each refusal is
+logged under a stable key with no personal data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from flask import Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
+
+from connector.events import Checkout, Order
+from connector.pipeline import record_events
+from connector.web import services
+
+logger = logging.getLogger("connector.webhooks")
+
+
+def refuse(status: int, message: str, *, platform: str, reason: str) -> tuple[Response, int]:
+    """An error answer, logged as ``webhook.refused`` with a stable reason key."""
+    logger.warning("webhook.refused platform=%s status=%d reason=%s", platform, status, reason)
+    return jsonify(error=message), status
+
+
+def ignore(topic: str, why: str, *, platform: str) -> tuple[Response, int]:
+    """A 200 for a valid webhook we deliberately do nothing with (so it is not retried)."""
+    logger.info("webhook.ignored platform=%s topic=%s reason=%s", platform, topic, why)
+    return jsonify(status="ignored", topic=topic, reason=why), 200
+
+
+def signature_matches(secrets: list[str], body: bytes, signature: str | None) -> bool:
+    """Whether ``signature`` is the base64 HMAC-SHA256 of the raw body under any secret.
+
+    Shopify (``X-Shopify-Hmac-Sha256``) and WooCommerce (``X-WC-Webhook-Signature``) both sign
+    this way. Compared in constant time; several secrets allow a rotation without downtime.
+    """
+    if not signature:
+        return False
+    given = signature.strip().encode()
+    for secret in secrets:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+        if hmac.compare_digest(base64.b64encode(digest), given):
+            return True
+    return False
+
+
+def parse_json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is not one.
+
+    Python's json keeps integers exact, so 64-bit ids never pass through a float.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def accept(
+    store_id: str, topic: str, source: Order | Checkout, *, platform: str
+) -> tuple[Response, int]:
+    """Store the events of a verified, parsed webhook and answer 200, or 503 if we cannot."""
+    try:
+        result = record_events(services(), store_id, topic, source)
+    except SQLAlchemyError as exc:
+        logger.error("webhook.store-failed platform=%s error=%s", platform, type(exc).__name__)
+        return jsonify(error="the event could not be stored; please retry"), 503
+    logger.info(
+        "webhook.accepted platform=%s topic=%s inserted=%d duplicates=%d skipped=%d",
+        platform,
+        topic,
+        result.inserted,
+        result.duplicates,
+        result.skipped,
+    )
+    return (
+        jsonify(
+            status="accepted",
+            events=result.inserted,
+            duplicates=result.duplicates,
+            skipped=result.skipped,
+        ),
+        200,
+    )

@@ -1,0 +1,64 @@
+"""``POST /webhooks/woocommerce/<store_id>``: a WooCommerce store's webhooks and its ping.
+
+WooCommerce signs the exact JSON body: ``X-WC-Webhook-Signature`` is
+base64(HMAC-SHA256(secret, body)) (``class-wc-webhook.php`` ``generate_signature``). When a
+webhook is created it sends an unsigned, form-encoded ``webhook_id=N`` ping and treats
+anything but HTTP 200 as an error, so the ping gets 200. WooCommerce never retries a failed
+delivery and disables a webhook after repeated failures: answering fast matters more here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, request
+
+from connector.models import Store
+from connector.stores import webhook_secrets
+from connector.web import services
+from connector.web.intake import accept, ignore, parse_json_object, refuse, signature_matches
+from platforms.woocommerce.parse import parse_order
+
+PLATFORM = "woocommerce"
+ORDER_TOPICS = frozenset({"order.created", "order.updated"})
+PING_BODY = re.compile(rb"webhook_id=\d+")
+
+blueprint = Blueprint("woocommerce_webhooks", __name__)
+
+
+@blueprint.post("/webhooks/woocommerce/<store_id>")
+def receive(store_id: str) -> tuple[Response, int]:
+    """Verify, parse and record one WooCommerce webhook, or answer its creation ping."""
+    body = request.get_data(cache=False)
+    signature = request.headers.get("X-WC-Webhook-Signature")
+    with services().db.session() as session:
+        store = session.get(Store, store_id)
+    if store is None or store.platform != PLATFORM:
+        return refuse(
+            404,
+            "unknown store: use the webhook URL printed by `connector stores add-woocommerce`",
+            platform=PLATFORM,
+            reason="unknown-store",
+        )
+    if signature is None and PING_BODY.fullmatch(body.strip()):
+        return ignore("ping", "webhook created", platform=PLATFORM)
+    if not signature_matches(webhook_secrets(services(), store), body, signature):
+        return refuse(
+            401,
+            "invalid webhook signature: the webhook's secret must be the store's secret",
+            platform=PLATFORM,
+            reason="bad-signature" if signature else "missing-signature",
+        )
+    payload = parse_json_object(body)
+    if payload is None:
+        return refuse(400, "body is not a JSON object", platform=PLATFORM, reason="bad-json")
+    topic = request.headers.get("X-WC-Webhook-Topic", "").strip()
+    if topic not in ORDER_TOPICS:
+        return ignore(topic, "topic not used for conversions", platform=PLATFORM)
+    try:
+        order = parse_order(payload)
+    except ValueError as exc:
+        return refuse(400, f"cannot read {topic}: {exc}", platform=PLATFORM, reason="bad-payload")
+    if not order.triggers:
+        return ignore(topic, "order not paid yet", platform=PLATFORM)
+    return accept(store.id, topic, order, platform=PLATFORM)

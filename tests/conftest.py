@@ -1,0 +1,183 @@
+"""Shared fixtures: a real Redis, a real database, the TikTok stand-in, the app and a worker.
+
+Redis is a private ``redis-server`` the suite starts on a free port (never 6379). The database
+is a SQLite file; tests marked ``postgres`` run a second time on the PostgreSQL server named by
+``TEST_DATABASE_URL`` (``.ci/run`` sets it), and are skipped there when it is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, delete, text
+from werkzeug.serving import make_server
+
+from app import create_app
+from connector.config import Settings
+from connector.db import upgrade_database
+from connector.embedded_redis import EmbeddedRedis, free_port, start_redis
+from connector.models import Attempt, Base, Destination, Event, Store
+from connector.services import Services, build_services
+from connector.stores import add_store
+from tests.standins.tiktok import TikTokStandIn
+from tests.support import (
+    PIXEL_CODE,
+    SHOP_DOMAIN,
+    SHOPIFY_SECRET,
+    TIKTOK_TOKEN,
+    WorkerProcess,
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run ``postgres``-marked tests on both databases, every other test on SQLite."""
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("postgres") is not None
+        metafunc.parametrize("backend", ["sqlite", "postgresql"] if both else ["sqlite"])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = start_redis(tmp_path_factory.mktemp("redis"), persist=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL runs are skipped")
+    from connector.config import normalise_database_url
+
+    url = normalise_database_url(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        Base.metadata.drop_all(connection)
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """The backend's migrated database, emptied before the test."""
+    url = request.getfixturevalue("postgres_url" if backend == "postgresql" else "sqlite_url")
+    _empty(url)
+    return url
+
+
+def _empty(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for table in (Attempt, Event, Destination, Store):
+            connection.execute(delete(table))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiktok_session() -> Iterator[TikTokStandIn]:
+    standin = TikTokStandIn({TIKTOK_TOKEN: {PIXEL_CODE}}).start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def tiktok(tiktok_session: TikTokStandIn) -> TikTokStandIn:
+    tiktok_session.reset()
+    return tiktok_session
+
+
+@pytest.fixture
+def settings(
+    database_url: str, redis_server: EmbeddedRedis, tiktok: TikTokStandIn, tmp_path: Path
+) -> Settings:
+    redis_server_client(redis_server).flushall()
+    return Settings(
+        instance_path=tmp_path / "instance",
+        database_url=database_url,
+        redis_url=redis_server.url,
+        secret_key="test-secret-key",
+        token_encryption_key=None,
+        app_url="http://connector.test",
+        tiktok_api_base=tiktok.base_url,
+        retry_base_seconds=0.05,
+        sweep_interval_seconds=0.3,
+        lease_seconds=5,
+        http_timeout_seconds=3.0,
+    )
+
+
+def redis_server_client(server: EmbeddedRedis):  # type: ignore[no-untyped-def]
+    from redis import Redis
+
+    return Redis.from_url(server.url)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = build_services(settings)
+    yield built
+    built.db.dispose()
+
+
+@pytest.fixture
+def app(services: Services):  # type: ignore[no-untyped-def]
+    application = create_app(services=services)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app over real HTTP, on a free port, in a thread."""
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(settings, tmp_path / "worker.log").start()
+    yield process
+    process.stop()
+
+
+# -- stores and webhooks -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def shopify_store(services: Services) -> str:
+    store = add_store(
+        services, platform="shopify", domain=SHOP_DOMAIN, webhook_secret=SHOPIFY_SECRET
+    )
+    return store.id
+
+
+@pytest.fixture
+def woocommerce_store(services: Services) -> tuple[str, str]:
+    secret = "woo-webhook-secret"
+    store = add_store(
+        services, platform="woocommerce", domain="shop.example", webhook_secret=secret
+    )
+    return store.id, secret

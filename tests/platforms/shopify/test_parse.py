@@ -1,0 +1,433 @@
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.events import Checkout, ClickIds, LineItem, Order, Shopper
+from platforms.shopify.parse import parse_checkout, parse_order
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+IPHONE_SAFARI = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+LANDING_TTCLID = "E.C.P.CqgBvN3xY8kLm2Qw8vR7yZ3nA4sF6hJ1uP0tG5bW"
+CART_ATTRIBUTE_TTCLID = "E.C.P.CpQBcartAttr7Hj2Kl9Mn4Pq6Rs8Tu1Vw3"
+TTP = "2gKx7TqW4mZr9LbVn3PcY8sHdJf"
+CHECKOUT_TOKEN = "b1946ac92492d2347c6235b4d2611184"
+CART_TOKEN = "eeafa272cebfd4b22385bc4b645e762c"
+BEYOND_FLOAT_PRODUCT_ID = "9007199254740993"  # 2**53 + 1: a float would make it ...992
+BEYOND_FLOAT_VARIANT_ID = "9007199254740995"
+
+
+def load(name: str) -> dict[str, Any]:
+    """The fixture as the webhook view will see it: Python's json on the exact bytes."""
+    return json.loads((FIXTURES / name).read_bytes())
+
+
+def jon_snowe_items(price: Decimal = Decimal("199.00")) -> tuple[LineItem, ...]:
+    return (
+        LineItem("632910392", "808950810", "IPOD2008PINK", "IPod Nano - 8GB", price, 1, "Apple"),
+        LineItem(
+            BEYOND_FLOAT_PRODUCT_ID,
+            BEYOND_FLOAT_VARIANT_ID,
+            "IPOD2008BLUE",
+            "IPod Nano - 8GB",
+            price,
+            1,
+            "Apple",
+        ),
+    )
+
+
+EXPECTED_ORDERS_CREATE = Order(
+    order_id="820982911946154508",
+    triggers=frozenset({"created"}),
+    occurred_at=datetime(2024, 5, 14, 14, 21, 33, tzinfo=UTC),
+    currency="USD",
+    total=Decimal("388.00"),
+    subtotal=Decimal("378.00"),
+    items=jon_snowe_items(),
+    shopper=Shopper(
+        email="jon@example.com",
+        phone="+16135550142",
+        customer_id="115310627314723954",
+        first_name="Jon",
+        last_name="Snowe",
+        zip_code="40202",
+        city="Louisville",
+        state="KY",
+        country_code="US",
+        ip="203.0.113.42",
+        user_agent=IPHONE_SAFARI,
+        locale="en-US",
+    ),
+    clicks=ClickIds(ttclid=LANDING_TTCLID, ttp=TTP, source="landing_site"),
+    page_url=(
+        "https://toys-example.myshopify.com/548380009/orders/4f2a9c1e7b3d5a60/authenticate"
+        "?key=0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    ),
+    referrer="https://www.tiktok.com/",
+    is_test=False,
+    checkout_token=CHECKOUT_TOKEN,
+    cart_token=CART_TOKEN,
+    skip_reason=None,
+)
+
+
+def test_orders_create() -> None:
+    order = parse_order(load("orders_create.json"), "orders/create")
+
+    assert order == EXPECTED_ORDERS_CREATE
+    assert order.order_id == "820982911946154508"
+    assert order.items[1].product_id == BEYOND_FLOAT_PRODUCT_ID
+    assert str(order.total) == "388.00" and str(order.subtotal) == "378.00"
+    assert order.occurred_at.utcoffset() == timedelta(0)
+
+
+def test_orders_paid_is_the_same_order_at_its_paid_moment() -> None:
+    order = parse_order(load("orders_paid.json"), "orders/paid")
+
+    assert order.triggers == frozenset({"paid"})
+    assert order == replace(EXPECTED_ORDERS_CREATE, triggers=frozenset({"paid"}))
+
+
+def test_orders_create__guest_checkout() -> None:
+    order = parse_order(load("orders_create__guest_checkout.json"), "orders/create")
+
+    assert order.order_id == "820982911946154601"
+    assert order.shopper == Shopper(
+        email="guest.buyer@example.com",
+        phone="+16135550177",
+        customer_id=None,
+        first_name="Gus",
+        last_name="Guest",
+        zip_code="40507",
+        city="Lexington",
+        state="KY",
+        country_code="US",
+        ip="203.0.113.42",
+        user_agent=IPHONE_SAFARI,
+        locale="en-US",
+    )
+    assert order.clicks == ClickIds()
+    assert order.referrer is None
+
+
+def test_orders_create__no_phone() -> None:
+    order = parse_order(load("orders_create__no_phone.json"), "orders/create")
+
+    assert order.order_id == "820982911946154602"
+    assert order.shopper == replace(EXPECTED_ORDERS_CREATE.shopper, phone=None)
+
+
+def test_orders_create__national_phone() -> None:
+    order = parse_order(load("orders_create__national_phone.json"), "orders/create")
+
+    assert order.order_id == "820982911946154603"
+    assert order.shopper == Shopper(
+        email="olivia.brook@example.com",
+        phone="020 7946 0958",
+        customer_id="115310627314723954",
+        first_name="Olivia",
+        last_name="Brook",
+        zip_code="SW1A 1AA",
+        city="London",
+        state=None,
+        country_code="GB",
+        ip="203.0.113.42",
+        user_agent=IPHONE_SAFARI,
+        locale="en-GB",
+    )
+    assert (order.currency, order.total, order.subtotal) == (
+        "GBP",
+        Decimal("388.00"),
+        Decimal("378.00"),
+    )
+    assert [item.price for item in order.items] == [Decimal("199.00"), Decimal("199.00")]
+
+
+def test_orders_create__multi_currency_reports_what_the_shopper_paid() -> None:
+    payload = load("orders_create__multi_currency.json")
+    order = parse_order(payload, "orders/create")
+
+    assert (payload["currency"], payload["total_price"]) == ("USD", "388.00")
+    assert order.order_id == "820982911946154604"
+    assert order.currency == "EUR"
+    assert (order.total, order.subtotal) == (Decimal("357.95"), Decimal("348.73"))
+    assert order.items == jon_snowe_items(Decimal("183.59"))
+    assert order.clicks == ClickIds(
+        ttclid="E.C.P.Cs0BzQ1Xk9pR2vT7wY4aB6dF8hJ0lN3", ttp=None, source="landing_site"
+    )
+    assert (order.shopper.country_code, order.shopper.locale) == ("DE", "de")
+
+
+def test_orders_create__non_ascii_names() -> None:
+    raw = (FIXTURES / "orders_create__non_ascii_names.json").read_bytes()
+    order = parse_order(json.loads(raw), "orders/create")
+
+    assert "Zoë Müller".encode() in raw, "the fixture must carry raw UTF-8, not \\u escapes"
+    assert order.order_id == "820982911946154605"
+    assert order.shopper == Shopper(
+        email="zoe.muller@example.com",
+        phone="+5511955550123",
+        customer_id="115310627314723954",
+        first_name="Zoë",
+        last_name="Müller",
+        zip_code="01310-100",
+        city="São Paulo",
+        state="SP",
+        country_code="BR",
+        ip="203.0.113.42",
+        user_agent=IPHONE_SAFARI,
+        locale="pt-BR",
+    )
+    assert [(i.name, i.brand, i.sku) for i in order.items] == [
+        ("Café Crème – Édition Spéciale", "Torréfaction Zoë", "CAFE-CREME-250"),
+        ("Caneca Cerâmica", "Ateliê São João", "CANECA-AZUL"),
+    ]
+    assert order.currency == "BRL"
+    assert order.clicks == ClickIds()
+
+
+def test_orders_create__pos_is_skipped_with_a_reason() -> None:
+    order = parse_order(load("orders_create__pos.json"), "orders/create")
+
+    assert order.order_id == "820982911946154606"
+    assert order.skip_reason == "point of sale order"
+    assert order.shopper == Shopper()
+    assert (order.total, order.subtotal) == (Decimal("398.00"), Decimal("398.00"))
+    assert (order.page_url, order.checkout_token, order.cart_token) == (None, None, None)
+    assert order.clicks == ClickIds()
+
+
+def test_orders_create__test() -> None:
+    order = parse_order(load("orders_create__test.json"), "orders/create")
+
+    assert order.order_id == "820982911946154607"
+    assert order.is_test is True
+    assert order.skip_reason is None
+
+
+def test_orders_create__bot_user_agent_is_passed_through_for_the_bot_filter() -> None:
+    order = parse_order(load("orders_create__bot_user_agent.json"), "orders/create")
+
+    assert order.order_id == "820982911946154608"
+    assert (order.shopper.user_agent, order.shopper.ip) == (GOOGLEBOT, "66.249.66.1")
+    assert order.skip_reason is None
+
+
+EXPECTED_CHECKOUTS_CREATE = Checkout(
+    token=CHECKOUT_TOKEN,
+    cart_token=CART_TOKEN,
+    occurred_at=datetime(2024, 5, 14, 14, 18, 2, tzinfo=UTC),
+    currency="USD",
+    total=Decimal("398.00"),
+    subtotal=Decimal("398.00"),
+    items=jon_snowe_items(),
+    shopper=Shopper(
+        email="jon@example.com",
+        phone="+16135550142",
+        customer_id="115310627314723954",
+        first_name="Jon",
+        last_name="Snowe",
+        zip_code="40202",
+        city="Louisville",
+        state="KY",
+        country_code="US",
+        locale="en-US",
+    ),
+    clicks=ClickIds(ttclid=CART_ATTRIBUTE_TTCLID, ttp=TTP, source="note_attributes"),
+    page_url=None,
+    referrer="https://www.tiktok.com/",
+    is_test=False,
+)
+
+
+def test_checkouts_create() -> None:
+    assert parse_checkout(load("checkouts_create.json")) == EXPECTED_CHECKOUTS_CREATE
+
+
+def test_checkouts_update_keeps_the_token_and_start_time() -> None:
+    checkout = parse_checkout(load("checkouts_update.json"))
+
+    assert checkout == replace(
+        EXPECTED_CHECKOUTS_CREATE,
+        total=Decimal("607.00"),
+        subtotal=Decimal("597.00"),
+        items=(
+            EXPECTED_CHECKOUTS_CREATE.items[0],
+            replace(EXPECTED_CHECKOUTS_CREATE.items[1], quantity=2),
+        ),
+    )
+
+
+def test_app_uninstalled_is_not_an_order() -> None:
+    payload = load("app_uninstalled.json")
+
+    assert (payload["id"], payload["myshopify_domain"]) == (548380009, "toys-example.myshopify.com")
+    with pytest.raises(ValueError, match="'app/uninstalled' is not an order topic"):
+        parse_order(payload, "app/uninstalled")
+
+
+def test_carts_create_is_neither_an_order_nor_a_checkout() -> None:
+    payload = load("carts_create.json")
+
+    assert payload["line_items"][0]["variant_id"] == 704912205188288575
+    with pytest.raises(ValueError, match="not an order topic"):
+        parse_order(payload, "carts/create")
+    with pytest.raises(ValueError, match="no currency"):
+        parse_checkout(payload)
+
+
+def test_every_fixture_email_is_obviously_fake() -> None:
+    emails = set()
+    for path in FIXTURES.glob("*.json"):
+        emails |= set(re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", path.read_text(encoding="utf-8")))
+    assert emails
+    assert {e for e in emails if not e.endswith("@example.com")} == set()
+
+
+def test_processed_at_wins_over_created_at_and_created_at_is_the_fallback() -> None:
+    payload = load("orders_create.json")
+    payload["processed_at"] = "2024-05-14T18:00:00+02:00"
+    assert parse_order(payload, "orders/create").occurred_at == datetime(
+        2024, 5, 14, 16, tzinfo=UTC
+    )
+
+    payload["processed_at"] = None
+    payload["created_at"] = "2024-05-14T10:21:33Z"
+    assert parse_order(payload, "orders/create").occurred_at == datetime(
+        2024, 5, 14, 10, 21, 33, tzinfo=UTC
+    )
+
+
+def test_draft_orders_are_skipped_with_a_reason() -> None:
+    payload = load("orders_create.json")
+    payload["source_name"] = "shopify_draft_order"
+    assert parse_order(payload, "orders/create").skip_reason == "draft order"
+
+
+def test_note_attribute_ttclid_beats_the_landing_site() -> None:
+    payload = load("orders_create.json")
+    payload["note_attributes"].append({"name": "_ttclid", "value": CART_ATTRIBUTE_TTCLID})
+    assert parse_order(payload, "orders/create").clicks == ClickIds(
+        ttclid=CART_ATTRIBUTE_TTCLID, ttp=TTP, source="note_attributes"
+    )
+
+
+def test_string_ids_are_accepted() -> None:
+    payload = load("orders_create.json")
+    payload["id"] = "820982911946154508"
+    payload["customer"]["id"] = "115310627314723954"
+    order = parse_order(payload, "orders/create")
+    assert (order.order_id, order.shopper.customer_id) == (
+        "820982911946154508",
+        "115310627314723954",
+    )
+
+
+def test_shop_currency_is_used_when_there_are_no_money_sets() -> None:
+    payload = load("orders_create__multi_currency.json")
+    del payload["total_price_set"], payload["subtotal_price_set"]
+    for line in payload["line_items"]:
+        del line["price_set"]
+    order = parse_order(payload, "orders/create")
+    assert (order.currency, order.total, order.subtotal) == (
+        "USD",
+        Decimal("388.00"),
+        Decimal("378.00"),
+    )
+    assert [item.price for item in order.items] == [Decimal("199.00"), Decimal("199.00")]
+
+
+def without(key: str) -> dict[str, Any]:
+    payload = load("orders_create.json")
+    del payload[key]
+    return payload
+
+
+def with_values(**values: Any) -> dict[str, Any]:
+    payload = load("orders_create.json")
+    payload.update(values)
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (without("id"), "'id' is missing"),
+        (with_values(id=820982911946154508.0), "'id' is missing or not an integer"),
+        (with_values(id=""), "'id' is missing"),
+        (with_values(currency=None, total_price_set=None), "no currency"),
+        (with_values(currency="US Dollar", total_price_set=None), "no currency"),
+        (with_values(total_price="12,50", total_price_set=None), "'total_price' is not a decimal"),
+        (with_values(total_price="NaN", total_price_set=None), "'total_price' is not a finite"),
+        (with_values(total_price=None, total_price_set=None), "'total_price' has no amount in"),
+        (with_values(processed_at="yesterday"), "'processed_at' is not an ISO 8601"),
+        (with_values(processed_at=None, created_at=None), "'created_at' is missing"),
+        (with_values(processed_at="2024-05-14T10:21:33"), "'processed_at' has no UTC offset"),
+        (with_values(line_items={"id": 1}), "'line_items' is not a list"),
+        ([], "the body is not a JSON object"),
+    ],
+)
+def test_invalid_orders_raise_an_actionable_value_error(payload: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        parse_order(payload, "orders/create")
+    assert str(raised.value).startswith("Shopify order payload: ")
+    assert "12,50" not in str(raised.value) and "example.com" not in str(raised.value)
+
+
+def test_a_bad_presentment_amount_is_refused() -> None:
+    payload = load("orders_create__multi_currency.json")
+    payload["total_price_set"]["presentment_money"]["amount"] = "357,95"
+    with pytest.raises(ValueError, match=re.escape("'total_price_set.presentment_money.amount'")):
+        parse_order(payload, "orders/create")
+
+
+def test_a_subtotal_only_in_the_shop_currency_is_refused_rather_than_mislabelled() -> None:
+    payload = load("orders_create__multi_currency.json")
+    del payload["subtotal_price_set"]
+    with pytest.raises(
+        ValueError, match="'subtotal_price' has no amount in the order currency EUR"
+    ):
+        parse_order(payload, "orders/create")
+
+
+def test_a_line_without_quantity_is_refused() -> None:
+    payload = load("orders_create.json")
+    del payload["line_items"][0]["quantity"]
+    with pytest.raises(ValueError, match="'quantity' is missing"):
+        parse_order(payload, "orders/create")
+
+
+@pytest.mark.parametrize("topic", ["orders/updated", "checkouts/create", ""])
+def test_other_topics_are_not_orders(topic: str) -> None:
+    with pytest.raises(ValueError, match="is not an order topic"):
+        parse_order(load("orders_create.json"), topic)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("token", None, "Shopify checkout payload: 'token' is missing"),
+        ("created_at", "not a date", "Shopify checkout payload: 'created_at' is not an ISO 8601"),
+        ("currency", None, "Shopify checkout payload: no currency"),
+    ],
+)
+def test_invalid_checkouts_raise_an_actionable_value_error(
+    key: str, value: Any, message: str
+) -> None:
+    payload = load("checkouts_create.json")
+    payload[key] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_checkout(payload)

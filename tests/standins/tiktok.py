@@ -1,0 +1,687 @@
+"""A strict local stand-in for TikTok's Business API, Events API 2.0 (`/event/track/`).
+
+Why it exists: our end-to-end tests must not call TikTok, yet they must fail when the
+connector sends something TikTok would refuse. This module serves a real HTTP server on
+127.0.0.1 that checks each batch the way TikTok does (as far as public evidence shows),
+answers with TikTok's envelope, records everything it received, and can inject the faults
+the connector must survive: rate limits, HTTP 5xx/429, slow answers, rejected rows and a
+server that refuses connections.
+
+Evidence used (S# tags are cited in comments below):
+  S1  tiktok/tiktok-business-api-sdk, python_sdk/business_api_client/tiktok_business/
+      tiktok_code.py: numeric codes 0 OK, 40001 permission, 40002 param error,
+      40061 INVALID_BATCH_SIZE, 40062 PII_NOT_HASHED, 40100 REQUEST_TOO_FREQUENT,
+      40104 EMPTY_ACCESS_TOKEN, 40105 INVALID_ACCESS_TOKEN, 50000 SYS_ERROR.
+      event_callback_api.py sends the token as the `Access-Token` header.
+  S2  rudderlabs/rudder-transformer, test/integrations/destinations/tiktok_ads network
+      mocks: errors come back as HTTP 200 with a non-zero code, e.g.
+      {code: 40100, message: "Too many requests. Please retry in some time."},
+      {code: 40001, message: "No permission to operate pixel code: <code>. You must be an
+      admin or operator of this advertiser account."},
+      {code: 40002, message: "Batch.0.properties.contents.0.content_id: Not a valid string"}.
+  S3  rudderlabs/rudder-transformer src/v0/destinations/tiktok_ads/config.js:
+      maxBatchSizeV2 = 1000 for /open_api/v1.3/event/track/ (cites TikTok doc
+      id=1771100779668482).
+  S4  github.com/stape-io/tiktok-tag/issues/10 and /issues/33 (real answers):
+      {"code":40002,"message":"Invalid value for event_id: not a valid string.",
+       "request_id":"202303141300390EF6F5D96D1798201C51"} and, from /event/track/ in 2025,
+      {"code":40002,"message":"Invalid value for event_source_id: not a valid string.",
+       "request_id":"20250103073127BF3B94E1C8AF2EC6xxxxxx"}.
+      So request_id = UTC YYYYMMDDHHMMSS + uppercase hex.
+  S5  Events Manager's generated curl sample (copied on https://cozyclimb.store):
+      event_time "Use unix timestamp. Example: 1697783008" (seconds); email, phone and
+      external_id "must be hashed with SHA-256 on the client side"; value is a number;
+      currency "The 4217 currency code"; content_type "Either product or product_group".
+  S6  /work/shared/reference/tiktok-meta-google-apis.md section 1 (field list of the
+      2.0 body, page/limited_data_use at event level, hashing of name and zip fields).
+  S7  ISO 4217 List One, published 2026-01-01 (as shipped in the PyPI package
+      `iso4217` 1.16.20260101, used only to check the set below).
+
+Decided here, not confirmed by any source found:
+  - The event_time window. No TikTok document found states one (searched the stored
+    docs, code and issues; Amperity only says events older than 28 days are not
+    attributed). We use 7 days in the past and 5 minutes in the future, and reject
+    values that look like milliseconds.
+  - Messages use `<path>: <reason>` with marshmallow-style reasons ("Not a valid
+    string.", "Missing data for required field."), following S2's path form; the paths
+    start at `data.<i>` because the 2.0 body names the list `data`.
+  - 40061 for an empty or >1000 `data` list (S1 names the code; no wire sample seen).
+  - 40062 for unhashed PII (S1 names the code; no wire sample seen). Upper-case hex and
+    empty strings count as unhashed.
+  - `event_id` is required here (TikTok treats it as optional), because the connector's
+    deduplication depends on it.
+  - `content_type` must be "product" or "product_group" at both levels (S5), although S2's
+    1.0-era mocks show TikTok once accepted other values.
+  - Events API 1.0 names (`timestamp`, `context`, `user.phone_number`) are rejected so a
+    mix-up between the two API versions fails loudly.
+  - Wording of 40104/40105/50000 messages and of the 404 body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+TRACK_PATH = "/open_api/v1.3/event/track/"
+
+CODE_OK = 0
+CODE_PERMISSION = 40001
+CODE_PARAM_ERROR = 40002
+CODE_INVALID_BATCH_SIZE = 40061
+CODE_PII_NOT_HASHED = 40062
+CODE_TOO_MANY_REQUESTS = 40100
+CODE_EMPTY_ACCESS_TOKEN = 40104
+CODE_INVALID_ACCESS_TOKEN = 40105
+CODE_SYS_ERROR = 50000
+
+MAX_BATCH_SIZE = 1000  # S3
+MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600  # decided, see module docstring
+MAX_FUTURE_SKEW_SECONDS = 5 * 60  # decided
+MILLISECONDS_THRESHOLD = 100_000_000_000  # year 5138 in seconds; any ms timestamp is above
+
+DEFAULT_MESSAGES: dict[int, str] = {
+    CODE_TOO_MANY_REQUESTS: "Too many requests. Please retry in some time.",  # S2
+    CODE_EMPTY_ACCESS_TOKEN: "Access token is empty.",
+    CODE_INVALID_ACCESS_TOKEN: "Access token is incorrect or has been revoked.",
+    CODE_PARAM_ERROR: "Invalid parameter.",
+    CODE_SYS_ERROR: "System error. Please retry in some time.",
+}
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+HASHED_USER_FIELDS = ("email", "phone", "external_id", "first_name", "last_name", "zip_code")
+PLAIN_USER_FIELDS = (
+    "ttclid",
+    "ttp",
+    "ip",
+    "user_agent",
+    "locale",
+    "city",
+    "state",
+    "country",
+)
+CONTENT_TYPES = frozenset({"product", "product_group"})  # S5
+LEGACY_EVENT_FIELDS = {"timestamp": "event_time", "context": "user/page"}
+LEGACY_USER_FIELDS = {"phone_number": "phone"}
+
+# ISO 4217 List One, published 2026-01-01 (S7): every code, fund codes included, minus the
+# X-codes that are not money (metals XAG/XAU/XPD/XPT, bond units XBA-XBD, XDR, XSU, XUA,
+# XAD, test XTS, none XXX). BGN and ANG are gone from that edition (euro; XCG).
+ISO_4217_CODES = frozenset(
+    """
+    AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BHD BIF BMD BND BOB BOV BRL BSD BTN
+    BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD
+    EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR
+    IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD
+    MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD
+    OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE
+    SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI
+    UYU UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+    """.split()
+)
+
+
+@dataclass
+class ReceivedBatch:
+    """One request that reached the track endpoint, and what the stand-in answered."""
+
+    body: dict
+    headers: dict[str, str]
+    answer: dict
+    http_status: int
+
+
+@dataclass(frozen=True)
+class _Fault:
+    code: int
+    http_status: int
+    message: str
+    retry_after: int | None
+
+
+class _Reject(Exception):
+    """Raised by a check; becomes a TikTok envelope with this code and message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def new_request_id() -> str:
+    """A request_id shaped like TikTok's (S4): UTC timestamp digits then uppercase hex."""
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(10).upper()
+
+
+def envelope(code: int, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "request_id": new_request_id(), "data": {}}
+
+
+# ---------------------------------------------------------------------------------------
+# Field checks. Each raises _Reject naming the JSON path of the first bad field.
+# ---------------------------------------------------------------------------------------
+
+
+def _param_error(path: str, reason: str) -> _Reject:
+    return _Reject(CODE_PARAM_ERROR, f"{path}: {reason}")
+
+
+def _join(path: str, key: str | int) -> str:
+    """`data.0` + `event_id` -> `data.0.event_id`; an empty parent names the field alone."""
+    return f"{path}.{key}" if path else str(key)
+
+
+def _require(obj: dict, key: str, path: str) -> Any:
+    if key not in obj:
+        raise _param_error(_join(path, key), "Missing data for required field.")
+    if obj[key] is None:
+        raise _param_error(_join(path, key), "Field may not be null.")
+    return obj[key]
+
+
+def _check_string(value: Any, path: str, *, non_empty: bool = False) -> None:
+    if not isinstance(value, str):
+        raise _param_error(path, "Not a valid string.")
+    if non_empty and not value.strip():
+        raise _param_error(path, "Shorter than minimum length 1.")
+
+
+def _check_number(value: Any, path: str) -> None:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or not math.isfinite(value):
+        raise _param_error(path, "Not a valid number.")
+
+
+def _check_integer(value: Any, path: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _param_error(path, "Not a valid integer.")
+
+
+def _check_object(value: Any, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise _param_error(path, "Invalid input type.")
+    return value
+
+
+def _check_list(value: Any, path: str) -> list:
+    if not isinstance(value, list):
+        raise _param_error(path, "Not a valid list.")
+    return value
+
+
+def _check_choice(value: Any, path: str, choices: Iterable[str]) -> None:
+    _check_string(value, path)
+    if value not in choices:
+        raise _param_error(path, f"Must be one of: {', '.join(sorted(choices))}.")
+
+
+def _check_optional_strings(obj: dict, keys: Iterable[str], path: str) -> None:
+    for key in keys:
+        if key in obj:
+            _check_string(obj[key], _join(path, key))
+
+
+def _reject_legacy(obj: dict, legacy: dict[str, str], path: str) -> None:
+    for old, new in legacy.items():
+        if old in obj:
+            reason = f"Unknown field. Events API 1.0 name; 2.0 uses {new}."
+            raise _param_error(_join(path, old), reason)
+
+
+def _check_hash(value: Any, path: str) -> None:
+    _check_string(value, path)
+    if not SHA256_HEX.fullmatch(value):
+        message = f"{path}: PII is not hashed. Send a lowercase SHA-256 hex digest."
+        raise _Reject(CODE_PII_NOT_HASHED, message)
+
+
+def _check_hashed_field(value: Any, path: str) -> None:
+    """A hashed user field is one digest or a non-empty list of digests (S6)."""
+    if isinstance(value, list):
+        if not value:
+            raise _param_error(path, "Shorter than minimum length 1.")
+        for index, item in enumerate(value):
+            _check_hash(item, f"{path}.{index}")
+    else:
+        _check_hash(value, path)
+
+
+def check_event_time(value: Any, path: str, now: float | None = None) -> None:
+    """Unix seconds within [now - 7 days, now + 5 minutes] (window decided, see top)."""
+    _check_integer(value, path)
+    now = time.time() if now is None else now
+    if value >= MILLISECONDS_THRESHOLD:
+        raise _param_error(path, "Must be a Unix timestamp in seconds, not milliseconds.")
+    if value < now - MAX_EVENT_AGE_SECONDS:
+        raise _param_error(path, "Event is older than 7 days.")
+    if value > now + MAX_FUTURE_SKEW_SECONDS:
+        raise _param_error(path, "Event is more than 5 minutes in the future.")
+
+
+def check_user(user: Any, path: str) -> None:
+    user = _check_object(user, path)
+    _reject_legacy(user, LEGACY_USER_FIELDS, path)
+    for key in HASHED_USER_FIELDS:
+        if key in user:
+            _check_hashed_field(user[key], f"{path}.{key}")
+    _check_optional_strings(user, PLAIN_USER_FIELDS, path)
+
+
+def check_content(item: Any, path: str) -> None:
+    item = _check_object(item, path)
+    _check_optional_strings(item, ("content_id", "content_name", "content_category"), path)
+    _check_optional_strings(item, ("brand",), path)
+    if "content_type" in item:
+        _check_choice(item["content_type"], f"{path}.content_type", CONTENT_TYPES)
+    if "price" in item:
+        _check_number(item["price"], f"{path}.price")
+    if "quantity" in item:
+        _check_integer(item["quantity"], f"{path}.quantity")
+
+
+def _check_money(props: dict, path: str) -> None:
+    if "value" in props:
+        _check_number(props["value"], f"{path}.value")
+        _require(props, "currency", path)
+    if "currency" in props:
+        currency = props["currency"]
+        _check_string(currency, f"{path}.currency")
+        if currency not in ISO_4217_CODES:
+            raise _param_error(f"{path}.currency", "Not a valid ISO 4217 currency code.")
+
+
+def check_properties(props: Any, path: str) -> None:
+    props = _check_object(props, path)
+    _check_money(props, path)
+    if "contents" in props:
+        for index, item in enumerate(_check_list(props["contents"], f"{path}.contents")):
+            check_content(item, f"{path}.contents.{index}")
+    if "content_type" in props:
+        _check_choice(props["content_type"], f"{path}.content_type", CONTENT_TYPES)
+    text_keys = ("order_id", "shop_id", "description", "query", "search_string")
+    _check_optional_strings(props, text_keys, path)
+    if "num_items" in props:
+        _check_integer(props["num_items"], f"{path}.num_items")
+    if "content_ids" in props:
+        for index, item in enumerate(_check_list(props["content_ids"], f"{path}.content_ids")):
+            _check_string(item, f"{path}.content_ids.{index}")
+
+
+def check_page(page: Any, path: str) -> None:
+    page = _check_object(page, path)
+    _check_optional_strings(page, ("url", "referrer"), path)
+
+
+def check_event(event: Any, path: str, now: float | None = None) -> None:
+    event = _check_object(event, path)
+    _reject_legacy(event, LEGACY_EVENT_FIELDS, path)
+    _check_string(_require(event, "event", path), f"{path}.event", non_empty=True)
+    _check_string(_require(event, "event_id", path), f"{path}.event_id", non_empty=True)
+    check_event_time(_require(event, "event_time", path), f"{path}.event_time", now)
+    if "user" in event:
+        check_user(event["user"], f"{path}.user")
+    if "properties" in event:
+        check_properties(event["properties"], f"{path}.properties")
+    if "page" in event:
+        check_page(event["page"], f"{path}.page")
+    if "limited_data_use" in event and not isinstance(event["limited_data_use"], bool):
+        raise _param_error(f"{path}.limited_data_use", "Not a valid boolean.")
+
+
+def check_source_id(body: dict) -> str:
+    """event_source_id, with the wording of S4's real answer."""
+    if body.get("event_source_id") is None:
+        raise _param_error("event_source_id", "Missing data for required field.")
+    source_id = body["event_source_id"]
+    if not isinstance(source_id, str) or not source_id:
+        message = "Invalid value for event_source_id: not a valid string."
+        raise _Reject(CODE_PARAM_ERROR, message)
+    return source_id
+
+
+def check_batch(body: dict, now: float | None = None) -> None:
+    """Everything after authentication and permission: source, options, data[]."""
+    _check_choice(_require(body, "event_source", ""), "event_source", ("web",))
+    _check_optional_strings(body, ("test_event_code", "partner_name"), "")
+    data = _check_list(_require(body, "data", ""), "data")
+    if not 1 <= len(data) <= MAX_BATCH_SIZE:
+        message = f"data: batch size must be between 1 and {MAX_BATCH_SIZE}, got {len(data)}."
+        raise _Reject(CODE_INVALID_BATCH_SIZE, message)
+    for index, event in enumerate(data):
+        check_event(event, f"data.{index}", now)
+
+
+def parse_body(raw: bytes, mimetype: str) -> dict:
+    if mimetype != "application/json":
+        raise _param_error("Content-Type", "Must be application/json.")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise _param_error("body", "Invalid JSON.") from None
+    if not isinstance(body, dict):
+        raise _param_error("body", "Must be a JSON object.")
+    return body
+
+
+# ---------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Werkzeug's handler without access logs, registering its socket with the server."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.stand_in_connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.stand_in_connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class TikTokStandIn:
+    """A real HTTP server answering `POST /open_api/v1.3/event/track/` like TikTok.
+
+    Use as `stand_in = TikTokStandIn({"token": {"PIXEL"}}).start()`, point the app's
+    TIKTOK_API_BASE at `stand_in.base_url`, and call `stop()` at the end.
+    """
+
+    def __init__(self, tokens: dict[str, set[str]] | None = None) -> None:
+        self._tokens: dict[str, set[str]] = {k: set(v) for k, v in (tokens or {}).items()}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.batches: list[ReceivedBatch] = []
+        self.delay_seconds: float = 0.0
+        self._queued_faults: deque[_Fault] = deque()
+        self._random: random.Random | None = None
+        self._rate_limit_share = 0.0
+        self._http_500_share = 0.0
+        self._rejected_ids: dict[str, int] = {}
+        self._generation = 0  # bumped by reset(); requests begun before it are not recorded
+        self._app = self._build_app()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._port = 0
+        self._down = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> TikTokStandIn:
+        self._listen(0)
+        return self
+
+    def stop(self) -> None:
+        self._close_server()
+
+    def __enter__(self) -> TikTokStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def go_down(self) -> None:
+        """Stop listening and cut open connections: new connections are refused.
+
+        A request in flight (e.g. sleeping in `delay_seconds`) loses its connection and is
+        not recorded: nothing reaches TikTok while it is down.
+        """
+        with self._lock:
+            self._down = True
+        self._close_server()
+
+    def come_up(self) -> None:
+        """Listen again on the same port as before."""
+        if self._server is None:
+            self._listen(self._port)
+        with self._lock:
+            self._down = False
+
+    def _listen(self, port: int) -> None:
+        try:
+            server = make_server(
+                "127.0.0.1", port, self._app, threaded=True, request_handler=_QuietHandler
+            )
+        except SystemExit as exc:  # werkzeug exits when the port cannot be bound
+            raise RuntimeError(f"TikTok stand-in cannot listen on port {port}") from exc
+        server.stand_in_connections = set()  # type: ignore[attr-defined]
+        self._server = server
+        self._port = server.server_port
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="tiktok-standin", daemon=True
+        )
+        self._thread.start()
+
+    def _close_server(self) -> None:
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is None:
+            return
+        server.shutdown()
+        for connection in server.stand_in_connections.copy():  # type: ignore[attr-defined]
+            with contextlib.suppress(OSError):  # already closed by its client
+                connection.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    # -- configuration and faults ----------------------------------------------------------
+
+    def allow(self, token: str, pixel_code: str) -> None:
+        with self._lock:
+            self._tokens.setdefault(token, set()).add(pixel_code)
+
+    def fail_next(
+        self,
+        n: int,
+        *,
+        code: int | None = None,
+        http_status: int = 200,
+        message: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """The next n requests get this answer instead of being checked.
+
+        Without `code`: 40100 for HTTP 200 and 429, 50000 for other statuses.
+        """
+        if code is None:
+            code = CODE_TOO_MANY_REQUESTS if http_status in (200, 429) else CODE_SYS_ERROR
+        text = message if message is not None else DEFAULT_MESSAGES.get(code, "Error.")
+        fault = _Fault(code, http_status, text, retry_after)
+        with self._lock:
+            self._queued_faults.extend([fault] * n)
+
+    def set_random_faults(
+        self, *, rate_limit: float = 0.0, http_500: float = 0.0, seed: int = 0
+    ) -> None:
+        """Answer this share of requests with 40100 (HTTP 200) or HTTP 500, seeded."""
+        if rate_limit < 0 or http_500 < 0 or rate_limit + http_500 > 1:
+            raise ValueError("fault shares must be >= 0 and add up to at most 1")
+        with self._lock:
+            self._random = random.Random(seed)
+            self._rate_limit_share = rate_limit
+            self._http_500_share = http_500
+
+    def reject_event_ids(self, ids: set[str], code: int = CODE_PARAM_ERROR) -> None:
+        """Fail any batch holding one of these event_ids, whole, as TikTok fails a batch."""
+        with self._lock:
+            self._rejected_ids.update(dict.fromkeys(ids, code))
+
+    def reset(self) -> None:
+        """Forget batches and faults, set the delay to 0, and come up if down.
+
+        A request still in flight (e.g. sleeping in `delay_seconds`) is not recorded later.
+        """
+        with self._lock:
+            self._generation += 1
+            self.batches.clear()
+            self._queued_faults.clear()
+            self._random = None
+            self._rate_limit_share = self._http_500_share = 0.0
+            self._rejected_ids.clear()
+            self.delay_seconds = 0.0
+        if self._down:
+            self.come_up()
+
+    # -- what was received -----------------------------------------------------------------
+
+    def accepted_events(self) -> list[dict]:
+        with self._lock:
+            return self._accepted_events_locked()
+
+    def accepted_event_ids(self) -> list[str]:
+        return [event.get("event_id") for event in self.accepted_events()]
+
+    def wait_for_events(self, n: int, timeout: float = 15.0) -> list[dict]:
+        """Block until at least n events were accepted; AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self._accepted_events_locked()) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(self._summary_locked(n, timeout))
+                self._changed.wait(left)
+            return self._accepted_events_locked()
+
+    def _accepted_events_locked(self) -> list[dict]:
+        events: list[dict] = []
+        for batch in self.batches:
+            if batch.http_status == 200 and batch.answer.get("code") == CODE_OK:
+                events.extend(batch.body.get("data", []))
+        return events
+
+    def _summary_locked(self, n: int, timeout: float) -> str:
+        accepted = len(self._accepted_events_locked())
+        lines = [
+            f"TikTok stand-in: waited {timeout}s for {n} accepted events, got {accepted}; "
+            f"{len(self.batches)} requests received"
+        ]
+        for batch in self.batches[-10:]:
+            answer = batch.answer
+            lines.append(
+                f"  HTTP {batch.http_status} code={answer.get('code')}: {answer.get('message')}"
+            )
+        return "\n".join(lines)
+
+    # -- request handling ------------------------------------------------------------------
+
+    def _build_app(self) -> Flask:
+        app = Flask("tiktok_standin")
+
+        @app.post(TRACK_PATH)
+        def track() -> Response:
+            return self._handle_track()
+
+        @app.errorhandler(404)
+        def not_found(_error: Exception) -> tuple[dict, int]:
+            return envelope(40400, f"Route not found: {request.path}"), 404
+
+        @app.errorhandler(405)
+        def wrong_method(_error: Exception) -> tuple[dict, int]:
+            return envelope(40400, f"Method {request.method} not allowed here."), 405
+
+        return app
+
+    def _handle_track(self) -> Response:
+        with self._lock:
+            generation = self._generation
+        if self.delay_seconds > 0:
+            time.sleep(self.delay_seconds)
+        raw = request.get_data()
+        body = self._body_for_record(raw)
+        fault = self._take_fault()
+        if fault is not None:
+            answer, status = envelope(fault.code, fault.message), fault.http_status
+        else:
+            answer, status = self._answer(raw, request.mimetype), 200
+        self._record(ReceivedBatch(body, dict(request.headers), answer, status), generation)
+        response = Response(json.dumps(answer), status=status, mimetype="application/json")
+        if fault is not None and fault.retry_after is not None:
+            response.headers["Retry-After"] = str(fault.retry_after)
+        return response
+
+    def _answer(self, raw: bytes, mimetype: str) -> dict[str, Any]:
+        try:
+            self._check_request(raw, mimetype)
+        except _Reject as reject:
+            return envelope(reject.code, reject.message)
+        return envelope(CODE_OK, "OK")
+
+    def _check_request(self, raw: bytes, mimetype: str) -> None:
+        token = request.headers.get("Access-Token", "").strip()
+        if not token:
+            raise _Reject(CODE_EMPTY_ACCESS_TOKEN, DEFAULT_MESSAGES[CODE_EMPTY_ACCESS_TOKEN])
+        with self._lock:
+            pixels = set(self._tokens[token]) if token in self._tokens else None
+            rejected = dict(self._rejected_ids)
+        if pixels is None:
+            raise _Reject(CODE_INVALID_ACCESS_TOKEN, DEFAULT_MESSAGES[CODE_INVALID_ACCESS_TOKEN])
+        body = parse_body(raw, mimetype)
+        pixel_code = check_source_id(body)
+        if pixel_code not in pixels:
+            raise _Reject(
+                CODE_PERMISSION,
+                f"No permission to operate pixel code: {pixel_code}. "
+                "You must be an admin or operator of this advertiser account.",
+            )
+        check_batch(body)
+        self._check_rejected_ids(body["data"], rejected)
+
+    @staticmethod
+    def _check_rejected_ids(data: list[dict], rejected: dict[str, int]) -> None:
+        for index, event in enumerate(data):
+            code = rejected.get(event["event_id"])
+            if code is not None:
+                path = f"data.{index}.event_id"
+                raise _Reject(code, f"{path}: Invalid value {event['event_id']!r}.")
+
+    def _take_fault(self) -> _Fault | None:
+        with self._lock:
+            if self._queued_faults:
+                return self._queued_faults.popleft()
+            if self._random is None:
+                return None
+            draw = self._random.random()
+        if draw < self._rate_limit_share:
+            return _Fault(
+                CODE_TOO_MANY_REQUESTS, 200, DEFAULT_MESSAGES[CODE_TOO_MANY_REQUESTS], None
+            )
+        if draw < self._rate_limit_share + self._http_500_share:
+            return _Fault(CODE_SYS_ERROR, 500, DEFAULT_MESSAGES[CODE_SYS_ERROR], None)
+        return None
+
+    @staticmethod
+    def _body_for_record(raw: bytes) -> dict:
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, ValueError):
+            return {"_raw": raw.decode("utf-8", "replace")}
+        return body if isinstance(body, dict) else {"_raw": body}
+
+    def _record(self, batch: ReceivedBatch, generation: int) -> None:
+        with self._changed:
+            if generation != self._generation or self._down:
+                return
+            self.batches.append(batch)
+            self._changed.notify_all()

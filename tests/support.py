@@ -1,0 +1,140 @@
+"""Helpers the tests share: signing, fixtures, a worker process, polling."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from connector.config import Settings
+from connector.services import Services
+from connector.stores import set_destination
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "platforms"
+TIKTOK_TOKEN = "tt-test-token"
+PIXEL_CODE = "CPIXEL0123456789"
+SHOPIFY_SECRET = "shopify-custom-app-secret"
+SHOP_DOMAIN = "demo-store.myshopify.com"
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process load these settings."""
+    return {
+        **os.environ,
+        "CONNECTOR_INSTANCE_PATH": str(settings.instance_path),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url or "",
+        "SECRET_KEY": settings.secret_key,
+        "APP_URL": settings.app_url,
+        "TIKTOK_API_BASE": settings.tiktok_api_base,
+        "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
+        "SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
+        "LEASE_SECONDS": str(settings.lease_seconds),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class WorkerProcess:
+    """A real ``connector worker`` child process; tests may kill and restart it."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "connector.cli", "worker"],
+            env=settings_environment(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish or clean up, like a crashed machine."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def connect_tiktok(services: Services, store_id: str, **options: object) -> int:
+    destination = set_destination(
+        services,
+        store_id,
+        kind="tiktok",
+        pixel_code=PIXEL_CODE,
+        access_token=TIKTOK_TOKEN,
+        test_event_code=options.pop("test_event_code", None),  # type: ignore[arg-type]
+        options=options,
+    )
+    return destination.id
+
+
+def fixture_bytes(platform: str, name: str) -> bytes:
+    """A webhook body exactly as stored: tests sign and send these bytes untouched."""
+    return (FIXTURES / platform / "fixtures" / name).read_bytes()
+
+
+def sign(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def shopify_headers(topic: str, body: bytes, secret: str = SHOPIFY_SECRET) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Shop-Domain": SHOP_DOMAIN,
+        "X-Shopify-Hmac-Sha256": sign(secret, body),
+        "X-Shopify-Webhook-Id": f"wh-{time.time_ns()}",
+    }
+
+
+def woocommerce_headers(topic: str, body: bytes, secret: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Signature": sign(secret, body),
+        "X-WC-Webhook-Source": "https://shop.example/",
+    }
+
+
+def topic_of(fixture_name: str, separator: str) -> str:
+    """The topic a fixture stands for: ``orders_create__pos.json`` -> ``orders/create``."""
+    return fixture_name.split("__")[0].removesuffix(".json").replace("_", separator, 1)
+
+
+def wait_until(condition, timeout: float = 15.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll until ``condition()`` is truthy; fail with a clear message on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    return requests.post(url, data=body, headers=headers, timeout=10)
