@@ -9,11 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import requests
 
 from connector.config import Settings
+from connector.events import ClickIds, LineItem, Order, Shopper
 from connector.services import Services
 from connector.stores import set_destination
 
@@ -138,3 +141,48 @@ def wait_until(condition, timeout: float = 15.0, interval: float = 0.05):  # typ
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
     return requests.post(url, data=body, headers=headers, timeout=10)
+
+
+def make_order(order_id: str, **changes: object) -> Order:
+    """A realistic paid web order, for tests that start after the platform's parsing."""
+    fields: dict[str, object] = {
+        "occurred_at": datetime.now(UTC) - timedelta(minutes=5),
+        "currency": "USD",
+        "total": Decimal("59.90"),
+        "subtotal": Decimal("49.90"),
+        "items": (
+            LineItem(
+                product_id="7890123456789",
+                variant_id="42345678901234",
+                sku="TEE-BLK-M",
+                name="Black tee",
+                price=Decimal("24.95"),
+                quantity=2,
+                brand="Demo Brand",
+            ),
+        ),
+        "shopper": Shopper(
+            email="Shopper@Example.com",
+            phone="+1 (650) 555-1212",
+            customer_id="6940095564029",
+            first_name="Ada",
+            last_name="Lovelace",
+            zip_code="94105",
+            city="San Francisco",
+            state="CA",
+            country_code="US",
+            ip="203.0.113.7",
+            user_agent=(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+                "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+            ),
+            locale="en-US",
+        ),
+        "clicks": ClickIds(
+            ttclid="E.C.P.test-click", ttp="ttp-cookie-value", source="landing_site"
+        ),
+        "order_id": order_id,
+        "triggers": frozenset({"created", "paid"}),
+    }
+    fields.update(changes)
+    return Order(**fields)  # type: ignore[arg-type]

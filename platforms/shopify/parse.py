@@ -1,4 +1,4 @@
-"""Shopify order and checkout webhook bodies, turned into neutral :class:`Order` / :class:`Checkout`.
+"""Shopify order and checkout webhook bodies as neutral :class:`Order` and :class:`Checkout`.
 
 Webhook bodies have the shape of the REST Admin API resources, which stay the reference for
 field meanings even though the REST API itself is legacy (shopify.dev, "Order" resource,
@@ -177,7 +177,9 @@ def _shopper(payload: dict[str, Any]) -> Shopper:
     address = billing or shipping or _object(customer.get("default_address"))
     client = _object(payload.get("client_details"))
     return Shopper(
-        email=_first_text(payload.get("email"), payload.get("contact_email"), customer.get("email")),
+        email=_first_text(
+            payload.get("email"), payload.get("contact_email"), customer.get("email")
+        ),
         phone=_first_text(
             payload.get("phone"), billing.get("phone"), shipping.get("phone"), customer.get("phone")
         ),
@@ -201,7 +203,9 @@ def _clicks(payload: dict[str, Any]) -> ClickIds:
         _note_attributes(payload.get("note_attributes")), "note_attributes"
     )
     landing_ttclid = ttclid_from_url(payload.get("landing_site"))
-    from_landing = ClickIds(ttclid=landing_ttclid, source="landing_site" if landing_ttclid else None)
+    from_landing = ClickIds(
+        ttclid=landing_ttclid, source="landing_site" if landing_ttclid else None
+    )
     return resolve_click_ids(from_attributes, from_landing)
 
 

@@ -75,7 +75,11 @@ def _triggers(payload: dict[str, Any]) -> frozenset[str]:
     status = payload.get("status")
     if not isinstance(status, str) or not status.strip():
         raise _invalid("'status' is missing")
-    return ORDER_TRIGGERS_WHEN_PAID if is_paid(status.strip(), payload.get("date_paid_gmt")) else frozenset()
+    return (
+        ORDER_TRIGGERS_WHEN_PAID
+        if is_paid(status.strip(), payload.get("date_paid_gmt"))
+        else frozenset()
+    )
 
 
 def _created_at(payload: dict[str, Any]) -> datetime:

@@ -325,6 +325,27 @@ def test_note_attribute_ttclid_beats_the_landing_site() -> None:
     )
 
 
+def test_address_fields_come_from_one_address_billing_first() -> None:
+    payload = load("orders_create.json")
+    payload["shipping_address"].update(first_name="Sam", city="Frankfort", zip="40601")
+    payload["billing_address"].update(first_name="Jon", city=None)
+    shopper = parse_order(payload, "orders/create").shopper
+    assert (shopper.first_name, shopper.city, shopper.zip_code) == ("Jon", None, "40202")
+
+    payload["billing_address"] = None
+    shopper = parse_order(payload, "orders/create").shopper
+    assert (shopper.first_name, shopper.city, shopper.zip_code) == ("Sam", "Frankfort", "40601")
+
+    payload["shipping_address"] = None
+    shopper = parse_order(payload, "orders/create").shopper
+    assert (shopper.first_name, shopper.city, shopper.zip_code, shopper.state) == (
+        None,
+        "Ottawa",
+        "K2H7A8",
+        "ON",
+    )
+
+
 def test_string_ids_are_accepted() -> None:
     payload = load("orders_create.json")
     payload["id"] = "820982911946154508"

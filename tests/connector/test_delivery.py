@@ -1,0 +1,227 @@
+"""Delivery against the strict TikTok stand-in: batching, faults, isolation, pausing.
+
+These call the delivery run directly (the RQ job's body) so each fault is deterministic; the
+end-to-end tests drive the same code through a real worker process.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from connector.delivery import backoff_seconds, claim_batch, deliver_pending
+from connector.events import ConversionEvent
+from connector.models import Attempt, Destination, Event, utcnow
+from connector.pipeline import record_events
+from tests.support import PIXEL_CODE, TIKTOK_TOKEN, connect_tiktok, make_order
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def destination_id(services, shopify_store):
+    return connect_tiktok(services, shopify_store)
+
+
+def record_orders(services, store_id, n, start=1000):
+    for i in range(n):
+        record_events(services, store_id, "orders/create", make_order(str(start + i)))
+
+
+def statuses(services) -> dict[str, str]:
+    with services.db.session() as session:
+        return {e.event_id: e.status for e in session.scalars(select(Event))}
+
+
+def make_due(services) -> None:
+    """Skip the backoff wait: every pending row becomes due now."""
+    with services.db.session() as session:
+        session.execute(update(Event).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+
+
+def test_pending_events_leave_in_one_batch(services, shopify_store, destination_id, tiktok):
+    record_orders(services, shopify_store, 5)
+    report = deliver_pending(services, destination_id)
+    assert (report.requests, report.delivered) == (1, 5)
+    [batch] = tiktok.batches
+    assert batch.headers["Access-Token"] == TIKTOK_TOKEN
+    assert batch.body["event_source"] == "web"
+    assert batch.body["event_source_id"] == PIXEL_CODE
+    assert [e["event_id"] for e in batch.body["data"]] == [str(1000 + i) for i in range(5)]
+    assert set(statuses(services).values()) == {"delivered"}
+    with services.db.session() as session:
+        assert {e.request_id for e in session.scalars(select(Event))} == {
+            batch.answer["request_id"]
+        }
+
+
+def test_batches_respect_the_batch_size(services, shopify_store, destination_id, tiktok):
+    services.settings = services.settings.with_overrides(batch_size=3)
+    record_orders(services, shopify_store, 7)
+    report = deliver_pending(services, destination_id)
+    assert [len(b.body["data"]) for b in tiktok.batches] == [3, 3, 1]
+    assert report.delivered == 7
+
+
+def test_rate_limit_storm_is_retried_until_delivered(
+    services, shopify_store, destination_id, tiktok
+):
+    record_orders(services, shopify_store, 3)
+    tiktok.fail_next(4, code=40100)
+    for _ in range(5):
+        deliver_pending(services, destination_id)
+        make_due(services)
+    assert sorted(tiktok.accepted_event_ids()) == ["1000", "1001", "1002"]
+    assert set(statuses(services).values()) == {"delivered"}
+    with services.db.session() as session:
+        assert {e.attempts for e in session.scalars(select(Event))} == {5}
+        codes = [a.code for a in session.scalars(select(Attempt).order_by(Attempt.id))]
+    assert codes == [40100, 40100, 40100, 40100, 0]
+
+
+def test_retry_waits_for_the_backoff(services, shopify_store, destination_id, tiktok):
+    record_orders(services, shopify_store, 1)
+    tiktok.fail_next(1, http_status=500)
+    deliver_pending(services, destination_id)
+    again = deliver_pending(services, destination_id)
+    assert again.requests == 0, "a failed event must wait for its backoff"
+    with services.db.session() as session:
+        event = session.scalar(select(Event))
+    assert event.status == "pending" and event.next_attempt_at > utcnow() - timedelta(seconds=1)
+    assert "HTTP 500" in event.last_error or event.last_code == 50000
+
+
+def test_retry_after_hint_is_honoured(services, shopify_store, destination_id, tiktok):
+    record_orders(services, shopify_store, 1)
+    tiktok.fail_next(1, http_status=429, retry_after=120)
+    deliver_pending(services, destination_id)
+    with services.db.session() as session:
+        event = session.scalar(select(Event))
+    assert event.next_attempt_at >= utcnow() + timedelta(seconds=110)
+
+
+def test_one_bad_event_is_isolated_and_the_rest_delivered(
+    services, shopify_store, destination_id, tiktok
+):
+    record_orders(services, shopify_store, 9)
+    tiktok.reject_event_ids({"1004"})
+    report = deliver_pending(services, destination_id)
+    assert sorted(tiktok.accepted_event_ids()) == sorted(str(1000 + i) for i in range(9) if i != 4)
+    assert report.failed == 1 and report.delivered == 8
+    with services.db.session() as session:
+        bad = session.scalar(select(Event).where(Event.event_id == "1004"))
+    assert bad.status == "failed"
+    assert bad.last_code == 40002
+    assert "1004" in bad.last_error
+    assert report.requests <= 1 + 2 * 4, "isolation must bisect, not resend one by one"
+
+
+def test_token_error_pauses_the_destination_and_keeps_events(
+    services, shopify_store, destination_id, tiktok
+):
+    record_orders(services, shopify_store, 2)
+    tiktok.fail_next(1, code=40105, message="Access token is incorrect or has been revoked.")
+    report = deliver_pending(services, destination_id)
+    assert report.paused and report.requests == 1
+    assert set(statuses(services).values()) == {"pending"}
+    with services.db.session() as session:
+        destination = session.get(Destination, destination_id)
+    assert "40105" in destination.paused_reason
+    assert "connector tiktok set" in destination.paused_reason
+    assert deliver_pending(services, destination_id).requests == 0, "paused means no requests"
+    connect_tiktok(services, shopify_store)  # the merchant pastes a new token
+    assert deliver_pending(services, destination_id).delivered == 2
+
+
+def test_pixel_without_permission_pauses(services, shopify_store, tiktok):
+    destination_id = connect_tiktok(services, shopify_store)
+    with services.db.session() as session:
+        session.execute(update(Destination).values(pixel_code="CSOMEONEELSE"))
+        session.commit()
+    record_orders(services, shopify_store, 1)
+    report = deliver_pending(services, destination_id)
+    assert report.paused
+    assert tiktok.batches[0].answer["code"] == 40001
+
+
+def test_unreachable_tiktok_loses_nothing(services, shopify_store, destination_id, tiktok):
+    record_orders(services, shopify_store, 4)
+    tiktok.go_down()
+    try:
+        report = deliver_pending(services, destination_id)
+    finally:
+        tiktok.come_up()
+    assert report.retried == 4 and report.delivered == 0
+    assert set(statuses(services).values()) == {"pending"}
+    make_due(services)
+    assert deliver_pending(services, destination_id).delivered == 4
+    assert sorted(tiktok.accepted_event_ids()) == ["1000", "1001", "1002", "1003"]
+
+
+def test_retries_end_as_dead_after_the_horizon(services, shopify_store, destination_id, tiktok):
+    record_orders(services, shopify_store, 1)
+    with services.db.session() as session:
+        session.execute(update(Event).values(give_up_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    tiktok.fail_next(1, http_status=503)
+    report = deliver_pending(services, destination_id)
+    assert report.dead == 1
+    assert statuses(services) == {"1000": "dead"}
+
+
+def test_events_older_than_seven_days_fail_without_a_request(
+    services, shopify_store, destination_id, tiktok
+):
+    record_orders(services, shopify_store, 1)
+    with services.db.session() as session:
+        event = session.scalar(select(Event))
+        payload = dict(event.payload, event_time=event.event_time - 8 * 24 * 3600)
+        event.payload = payload
+        session.commit()
+    report = deliver_pending(services, destination_id)
+    assert report.requests == 0 and report.failed == 1
+    assert statuses(services) == {"1000": "failed"}
+
+
+def test_a_leased_row_is_not_claimed_twice(services, shopify_store, destination_id):
+    record_orders(services, shopify_store, 4)
+    with services.db.session() as first, services.db.session() as second:
+        row = first.get(Destination, destination_id)
+        claimed = claim_batch(first, row, services.settings, 1000)
+        again = claim_batch(
+            second, second.get(Destination, destination_id), services.settings, 1000
+        )
+    assert len(claimed) == 4 and again == []
+
+
+def test_an_expired_lease_is_claimed_again(services, shopify_store, destination_id):
+    record_orders(services, shopify_store, 2)
+    with services.db.session() as session:
+        claim_batch(session, session.get(Destination, destination_id), services.settings, 1000)
+        session.execute(update(Event).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+        again = claim_batch(
+            session, session.get(Destination, destination_id), services.settings, 1000
+        )
+    assert len(again) == 2
+
+
+def test_payload_round_trips_through_the_outbox(services, shopify_store, destination_id, tiktok):
+    record_orders(services, shopify_store, 1)
+    with services.db.session() as session:
+        stored = session.scalar(select(Event)).payload
+    assert ConversionEvent.from_json(json.loads(json.dumps(stored))).to_json() == stored
+
+
+def test_backoff_grows_with_jitter_and_respects_retry_after():
+    first = [backoff_seconds(1, None, 5.0) for _ in range(50)]
+    fifth = [backoff_seconds(5, None, 5.0) for _ in range(50)]
+    assert all(2.5 <= d <= 5.0 for d in first)
+    assert all(40.0 <= d <= 80.0 for d in fifth)
+    assert len(set(first)) > 1, "jitter spreads retries"
+    assert backoff_seconds(1, 90.0, 5.0) == 90.0
+    assert backoff_seconds(30, None, 5.0) <= 3600.0
