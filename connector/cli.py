@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from connector.clitools import LazyServices, emit, services_from
 from connector.config import load_settings
+from connector.db import upgrade_database
 from connector.embedded_redis import start_redis
 from connector.models import Destination, Event, EventStatus, Store
 from connector.plugins import load_store_platforms
@@ -45,12 +46,9 @@ def run(port: int | None) -> None:
     """Everything on one machine: migrations, Redis if needed, the web server and a worker."""
     settings = load_settings()
     port = port or settings.port
-    env = dict(os.environ, PORT=str(port), APP_URL=settings.app_url)
-    if not settings.redis_url:
-        env["APP_URL"] = os.environ.get("APP_URL") or f"http://localhost:{port}"
+    app_url = os.environ.get("APP_URL") or f"http://localhost:{port}"
+    env = dict(os.environ, PORT=str(port), APP_URL=app_url)
     click.echo(f"migrating {settings.database_url.split('@')[-1]}", err=True)
-    from connector.db import upgrade_database
-
     upgrade_database(settings.database_url)
     redis = None
     if not settings.redis_url:

@@ -73,7 +73,11 @@ def start_redis(data_dir: Path, *, port: int | None = None, persist: bool = True
         "--appendonly", "no",
         "--protected-mode", "yes",
     ]  # fmt: skip
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session: a Ctrl-C meant for `connector run` must not kill Redis before the
+    # worker has finished its job; run stops it last.
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     server = EmbeddedRedis(process, port)
     _wait_until_ready(server)
     return server

@@ -118,6 +118,10 @@ def test_an_order_reaches_tiktok_with_every_signal(shop, tiktok):
         ("808950810", 199.0, 1),
         ("9007199254740995", 199.0, 1),
     ]
+    assert event["page"] == {
+        "url": "https://toys-example.myshopify.com/",
+        "referrer": "https://www.tiktok.com/",
+    }
     assert tiktok.batches[0].headers["Access-Token"] == TIKTOK_TOKEN
 
 

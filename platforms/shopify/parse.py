@@ -21,7 +21,9 @@ https://shopify.dev/api/admin-rest/2024-10/resources/order). What this module re
   that placed the order; ``customer`` may be absent ("apps should not depend on the existence
   of a customer object", e.g. POS orders); ``landing_site`` is the path and query of the page
   the buyer entered the shop on; ``note_attributes`` are ``[{name, value}]`` copied from cart
-  attributes; ``test`` marks test orders; ``order_status_url`` is the order status page.
+  attributes; ``test`` marks test orders; ``order_status_url`` is the order status page. Its
+  path and query carry a key that opens the customer's order page, so only the shop's origin
+  (``https://shop.example/``) is ever sent on as ``page.url``.
 * ``source_name`` is ``"web"`` for the online store; ``"pos"`` and ``"shopify_draft_order"``
   are the values seen in real point-of-sale and draft-order payloads (Shopify documents the
   field but not a closed list of values).
@@ -35,6 +37,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from connector.clicks import click_ids_from_attributes, resolve_click_ids, ttclid_from_url
 from connector.events import Checkout, ClickIds, LineItem, Order, Shopper
@@ -67,7 +70,7 @@ def parse_order(payload: dict[str, Any], topic: str) -> Order:
         triggers=triggers,
         occurred_at=_order_time(payload),
         **_basket_fields(payload, "order"),
-        page_url=_text(payload.get("order_status_url")),
+        page_url=_shop_origin(payload.get("order_status_url")),
         is_test=payload.get("test") is True,
         checkout_token=_text(payload.get("checkout_token")),
         cart_token=_text(payload.get("cart_token")),
@@ -304,3 +307,11 @@ def _first_text(*values: object) -> str | None:
 
 def _invalid(kind: str, problem: str) -> ValueError:
     return ValueError(f"Shopify {kind} payload: {problem}")
+
+
+def _shop_origin(url: Any) -> str | None:
+    """``https://host/`` of a URL, dropping a path and query that may hold access keys."""
+    parts = urlsplit(_text(url) or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.hostname}/"

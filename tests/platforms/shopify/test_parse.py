@@ -72,10 +72,8 @@ EXPECTED_ORDERS_CREATE = Order(
         locale="en-US",
     ),
     clicks=ClickIds(ttclid=LANDING_TTCLID, ttp=TTP, source="landing_site"),
-    page_url=(
-        "https://toys-example.myshopify.com/548380009/orders/4f2a9c1e7b3d5a60/authenticate"
-        "?key=0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-    ),
+    # Only the origin: the order status URL's path and query hold the order page's key.
+    page_url="https://toys-example.myshopify.com/",
     referrer="https://www.tiktok.com/",
     is_test=False,
     checkout_token=CHECKOUT_TOKEN,
