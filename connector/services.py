@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 
 from connector.config import Settings
@@ -53,7 +54,8 @@ def build_services(settings: Settings) -> Services:
 def connect_redis(url: str | None) -> Redis:
     """A client for ``url``; Heroku's ``rediss://`` URLs carry a self-signed certificate."""
     if not url:
-        raise RuntimeError("REDIS_URL is not set: `connector run` starts an embedded Redis")
+        # A connection error, so callers treat it like any Redis outage (events stay stored).
+        raise RedisConnectionError("REDIS_URL is not set: `connector run` starts an embedded Redis")
     options: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": 5}
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = None

@@ -56,5 +56,5 @@ def _check_redis(report: dict[str, object]) -> None:
         services().redis.ping()
         report["queue_depth"] = services().queue.count
         report["redis"] = "ok"
-    except (RedisError, RuntimeError) as exc:
+    except RedisError as exc:
         report["redis"] = f"error: {type(exc).__name__}"

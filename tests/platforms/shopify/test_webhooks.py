@@ -201,3 +201,15 @@ def test_database_down_answers_503_so_shopify_retries(services):
     answer = client.post(URL, data=body, headers=shopify_headers("orders/create", body))
     assert answer.status_code == 503
     assert answer.json == {"error": "the event could not be stored; please retry"}
+
+
+def test_redis_down_still_stores_and_answers_200(services, shopify_store):
+    connect_tiktok(services, shopify_store)
+    settings = services.settings.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = create_app(settings).test_client()
+    body = fixture_bytes("shopify", "orders_create.json")
+    answer = client.post(URL, data=body, headers=shopify_headers("orders/create", body))
+    assert answer.status_code == 200
+    assert answer.json["events"] == 1
+    [event] = events(services)
+    assert event.status == "pending"  # the sweep sends it once Redis is back
