@@ -1,16 +1,27 @@
-"""``GET /healthz``: can this connector do its job right now?"""
+"""``GET /`` (a page for people) and ``GET /healthz`` (JSON for machines): is it working?"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, render_template
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.models import Event, EventStatus, utcnow
+from connector.models import Event, EventStatus, Store, utcnow
 from connector.web import services
 
 blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/")
+def index() -> str:
+    """A short overview for whoever opens the connector's address in a browser."""
+    with services().db.session() as session:
+        stores = session.scalar(select(func.count(Store.id)))
+        rows = session.execute(select(Event.status, func.count()).group_by(Event.status))
+        counts = {status: count for status, count in rows}
+    failed = counts.get(EventStatus.FAILED, 0) + counts.get(EventStatus.DEAD, 0)
+    return render_template("index.html", stores=stores, counts=counts, failed=failed)
 
 
 @blueprint.get("/healthz")
