@@ -20,6 +20,8 @@ from connector.clitools import LazyServices, emit, services_from
 from connector.config import load_settings
 from connector.db import upgrade_database
 from connector.embedded_redis import start_redis
+from connector.jobs import request_delivery
+from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, PURCHASE_EVENT_NAMES, VALUE_BASES
 from connector.models import Destination, Event, EventStatus, Store
 from connector.plugins import load_store_platforms
 from connector.replay import replay_events
@@ -185,13 +187,33 @@ def tiktok() -> None:
 @click.option("--access-token", required=True, help="The pixel's Events API access token.")
 @click.option("--test-event-code", help="Send everything as test events with this code.")
 @click.option(
-    "--purchase-event", type=click.Choice(["CompletePayment", "Purchase", "PlaceAnOrder"])
+    "--purchase-event",
+    type=click.Choice(PURCHASE_EVENT_NAMES),
+    help="Event name for orders; use what your pixel sends (default CompletePayment).",
 )
-@click.option("--send-on", "order_trigger", type=click.Choice(["created", "paid"]))
-@click.option("--value", "value_basis", type=click.Choice(["total", "subtotal"]))
-@click.option("--content-id", type=click.Choice(["variant", "sku", "product"]))
-@click.option("--initiate-checkout/--no-initiate-checkout", "send_initiate_checkout", default=None)
-@click.option("--limited-data-use/--no-limited-data-use", default=None)
+@click.option(
+    "--send-on",
+    "order_trigger",
+    type=click.Choice(ORDER_TRIGGERS),
+    help="Send the purchase when the order is created (default) or when it is paid.",
+)
+@click.option(
+    "--value", "value_basis", type=click.Choice(VALUE_BASES), help="Order value to report."
+)
+@click.option(
+    "--content-id", type=click.Choice(CONTENT_ID_SOURCES), help="What identifies a product."
+)
+@click.option(
+    "--initiate-checkout/--no-initiate-checkout",
+    "send_initiate_checkout",
+    default=None,
+    help="Send InitiateCheckout for started checkouts (default on).",
+)
+@click.option(
+    "--limited-data-use/--no-limited-data-use",
+    default=None,
+    help="Ask TikTok to limit data use (for US state privacy laws).",
+)
 @click.pass_context
 def tiktok_set(ctx: click.Context, store_id: str, pixel_code: str, access_token: str,
                test_event_code: str | None, **options: object) -> None:  # fmt: skip
@@ -210,8 +232,6 @@ def tiktok_set(ctx: click.Context, store_id: str, pixel_code: str, access_token:
         )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    from connector.jobs import request_delivery
-
     queued = request_delivery(services, destination.id)
     emit({"store_id": store_id, **_describe_destination(destination), "delivery_requested": queued})
 
