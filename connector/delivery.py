@@ -48,7 +48,6 @@ def deliver_pending(
     services: Services,
     destination_id: int,
     *,
-    http: requests.Session | None = None,
     time_budget: float = 30.0,
 ) -> RunReport:
     """Send batches for one destination until none is due or the time budget is spent.
@@ -58,7 +57,7 @@ def deliver_pending(
     """
     report = RunReport()
     deadline = time.monotonic() + time_budget
-    http = http or requests.Session()
+    http = services.http
     while time.monotonic() < deadline and not report.paused:
         with services.db.session() as session:
             row = session.get(DestinationRow, destination_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import requests
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
@@ -26,6 +27,8 @@ class Services:
     db: Database
     cipher: TokenCipher
     destinations: dict[str, Destination]
+    # One HTTP session per process, so deliveries reuse kept-alive connections to the API.
+    http: requests.Session = field(default_factory=requests.Session, repr=False)
     _redis: Redis | None = field(default=None, repr=False)
 
     @property
