@@ -209,13 +209,18 @@ def _record(
         for event in part:
             _finish(event, EventStatus.FAILED, result.message, result.code, result.request_id)
         report.failed += len(part)
-    elif result.outcome is Outcome.UNAUTHORIZED:
+    elif result.outcome is Outcome.PAUSE:
         row.paused_reason = _pause_reason(result)
         row.paused_at = utcnow()
         for event in part:
             _release(event, result, retry_at=utcnow())
         report.paused = True
-        logger.warning("delivery.paused destination=%s code=%s", row.id, result.code)
+        logger.warning(
+            "delivery.paused destination=%s code=%s http=%s",
+            row.id,
+            result.code,
+            result.http_status,
+        )
     else:
         horizon = timedelta(seconds=services.settings.retry_horizon_seconds)
         for event in part:
@@ -265,10 +270,7 @@ def _retry_message(result: SendResult) -> str:
 
 
 def _pause_reason(result: SendResult) -> str:
-    return (
-        f"TikTok refused the access token or pixel{_code(result)}: {result.message}. "
-        "Generate a new Events API access token for this pixel and run `connector tiktok set`."
-    )
+    return f"{result.message}{_code(result)}. {result.fix or 'Check the destination settings.'}"
 
 
 def _code(result: SendResult) -> str:

@@ -20,6 +20,8 @@ PURCHASE_EVENT_NAMES = ("CompletePayment", "Purchase", "PlaceAnOrder")
 ORDER_TRIGGERS = ("created", "paid")
 VALUE_BASES = ("total", "subtotal")
 CONTENT_ID_SOURCES = ("variant", "sku", "product")
+# ISO 4217 currencies with three minor digits (List One, 2026).
+THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class EventOptions:
         _check_choice("order_trigger", self.order_trigger, ORDER_TRIGGERS)
         _check_choice("value_basis", self.value_basis, VALUE_BASES)
         _check_choice("content_id", self.content_id, CONTENT_ID_SOURCES)
+        for name in ("send_initiate_checkout", "limited_data_use"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> EventOptions:
@@ -85,9 +90,11 @@ def build_event(
         event_id=event_id,
         event_time=int(source.occurred_at.timestamp()),
         user=hash_user(source.shopper, ttclid=source.clicks.ttclid, ttp=source.clicks.ttp),
-        value=_money(value),
+        value=_money(value, source.currency),
         currency=source.currency.upper(),
-        contents=tuple(_content(item, options.content_id) for item in source.items),
+        contents=tuple(
+            _content(item, options.content_id, source.currency) for item in source.items
+        ),
         order_id=order_id,
         page_url=source.page_url,
         referrer=source.referrer,
@@ -107,7 +114,7 @@ def skip_reason(source: Order | Checkout, *, test_mode: bool) -> str | None:
     return None
 
 
-def _content(item: LineItem, id_source: str) -> Content:
+def _content(item: LineItem, id_source: str, currency: str) -> Content:
     """A contents entry; the id falls back to another identifier when the chosen one is empty."""
     preferred = {"variant": item.variant_id, "sku": item.sku, "product": item.product_id}
     candidates = (preferred[id_source], item.variant_id, item.product_id, item.sku)
@@ -115,16 +122,21 @@ def _content(item: LineItem, id_source: str) -> Content:
     return Content(
         content_id=content_id,
         name=item.name,
-        price=_money(item.price),
+        price=_money(item.price, currency),
         quantity=item.quantity,
         brand=item.brand,
         category=item.category,
     )
 
 
-def _money(amount: Decimal) -> float:
-    """Two decimals, rounded half up as shops do; float only at the very end, for JSON."""
-    return float(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+def _money(amount: Decimal, currency: str) -> float:
+    """Rounded half up to the currency's minor unit; float only at the very end, for JSON.
+
+    Two decimals for most currencies (whole-unit ones such as JPY are already whole), three
+    for the dinar-style currencies ISO 4217 gives three minor digits.
+    """
+    places = Decimal("0.001") if currency.upper() in THREE_DECIMAL_CURRENCIES else Decimal("0.01")
+    return float(amount.quantize(places, rounding=ROUND_HALF_UP))
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

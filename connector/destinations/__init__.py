@@ -23,7 +23,7 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"  # transient: rate limit, outage, timeout; back off and send again
     REJECTED = "rejected"  # the payload is wrong; isolate the bad event, fail it, send the rest
-    UNAUTHORIZED = "unauthorized"  # token or permission; pause the destination, keep events
+    PAUSE = "pause"  # token, permission or address is wrong; pause the destination, keep events
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class SendResult:
     code: int | None = None
     request_id: str | None = None
     retry_after: float | None = None
+    fix: str | None = None  # with PAUSE: what the merchant must do, shown with the pause
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,14 @@ def test_yen_amounts_stay_whole():
     assert (event.currency, event.value, event.contents[0].price) == ("JPY", 3980.0, 1740.0)
 
 
+def test_three_decimal_currencies_keep_their_third_decimal():
+    order = make_order(
+        "1", currency="KWD", total=Decimal("12.345"), items=(item(price=Decimal("4.115")),)
+    )
+    event = event_of(order)
+    assert (event.value, event.contents[0].price) == (12.345, 4.115)
+
+
 # -- contents ------------------------------------------------------------------------------
 
 

@@ -190,6 +190,11 @@ def test_success_codes_are_delivered(code):
     assert result.request_id == "20240101000000ABCDEF"
 
 
+@pytest.mark.parametrize(("status", "outcome"), [(400, Outcome.REJECTED), (403, Outcome.PAUSE)])
+def test_success_code_with_an_error_status_is_not_delivered(status, outcome):
+    assert classify(tiktok_answer(0, "OK", status=status)).outcome is outcome
+
+
 @pytest.mark.parametrize("code", [40100, 40132, 61000, 50000, 51012, 60001])
 def test_throttling_and_tiktok_faults_are_retried(code):
     result = classify(tiktok_answer(code, "Too many requests."))
@@ -198,10 +203,11 @@ def test_throttling_and_tiktok_faults_are_retried(code):
 
 
 @pytest.mark.parametrize("code", [40001, 40102, 40104, 40105])
-def test_token_and_permission_codes_are_unauthorized(code):
+def test_token_and_permission_codes_pause_with_the_fix(code):
     result = classify(tiktok_answer(code, "Access token is incorrect or has been revoked."))
-    assert result.outcome is Outcome.UNAUTHORIZED
+    assert result.outcome is Outcome.PAUSE
     assert result.code == code
+    assert "connector tiktok set" in result.fix
 
 
 @pytest.mark.parametrize("code", [40002, 40061, 40062])
@@ -242,9 +248,23 @@ def test_unusable_retry_after_is_ignored_or_clamped(raw):
     assert result.retry_after == {"soon": None, "-5": 0.0, "": None}[raw]
 
 
-def test_http_401_without_envelope_is_unauthorized():
+def test_http_401_without_envelope_pauses():
     result = classify(response(401, raw=b"Unauthorized"))
-    assert (result.outcome, result.http_status, result.code) == (Outcome.UNAUTHORIZED, 401, None)
+    assert (result.outcome, result.http_status, result.code) == (Outcome.PAUSE, 401, None)
+
+
+@pytest.mark.parametrize("raw", [b"Not Found", b'{"code": 40400, "message": "Not found"}'])
+def test_wrong_api_address_pauses_instead_of_failing_events(raw):
+    result = classify(response(404, raw=raw))
+    assert result.outcome is Outcome.PAUSE
+    assert "TIKTOK_API_BASE" in result.fix
+
+
+def test_retry_after_as_an_http_date():
+    when = datetime.now(UTC).timestamp() + 90
+    header = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))
+    result = classify(response(503, raw=b"", headers={"Retry-After": header}))
+    assert 80 <= result.retry_after <= 91
 
 
 def test_http_400_without_envelope_is_rejected():
@@ -285,7 +305,7 @@ def test_test_event_code_reaches_the_stand_in(tiktok):
 def test_wrong_token_is_unauthorized(tiktok):
     cfg = config(tiktok.base_url, access_token="revoked-token")
     result = TikTokEventsApi().send(requests.Session(), cfg, order_events("2004"))
-    assert (result.outcome, result.code) == (Outcome.UNAUTHORIZED, 40105)
+    assert (result.outcome, result.code) == (Outcome.PAUSE, 40105)
     assert result.message == "Access token is incorrect or has been revoked."
     assert tiktok.accepted_events() == []
 

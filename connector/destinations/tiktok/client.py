@@ -11,6 +11,8 @@ TikTok's SDK, ``business_api_client/tiktok_business/tiktok_code.py``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -29,6 +31,11 @@ RETRYABLE_CODES = frozenset({40100, 40132, 61000, 60001})
 # Permission on the pixel, and every token problem: sending again cannot help until the
 # merchant reconnects, so the destination pauses instead of hammering TikTok.
 AUTH_CODES = frozenset({40001, 40003, 40102, 40103, 40104, 40105, 40107, 40130})
+TOKEN_FIX = (
+    "Generate a new Events API access token in TikTok Events Manager (pixel settings, by an "
+    "admin or operator of the ad account) and run `connector tiktok set`."
+)
+ADDRESS_FIX = "Check TIKTOK_API_BASE: TikTok's Events API was not found at that address."
 
 
 class TikTokEventsApi:
@@ -103,8 +110,8 @@ def classify(response: requests.Response) -> SendResult:
     message = str(envelope.get("message") or "")
     request_id = envelope.get("request_id")
 
-    def result(outcome: Outcome) -> SendResult:
-        return SendResult(outcome, message, status, code, request_id, retry_after)
+    def result(outcome: Outcome, fix: str | None = None) -> SendResult:
+        return SendResult(outcome, message, status, code, request_id, retry_after, fix)
 
     if status >= 500 or status == 429:
         return result(Outcome.RETRY)
@@ -113,7 +120,9 @@ def classify(response: requests.Response) -> SendResult:
     if code in RETRYABLE_CODES or code >= 50000:
         return result(Outcome.RETRY)
     if code in AUTH_CODES or status in (401, 403):
-        return result(Outcome.UNAUTHORIZED)
+        return result(Outcome.PAUSE, TOKEN_FIX)
+    if status == 404:
+        return result(Outcome.PAUSE, ADDRESS_FIX)
     return result(Outcome.REJECTED)
 
 
@@ -123,7 +132,9 @@ def _classify_http(status: int, retry_after: float | None) -> SendResult:
     if status >= 500 or status == 429 or status < 300:
         return SendResult(Outcome.RETRY, message, status, retry_after=retry_after)
     if status in (401, 403):
-        return SendResult(Outcome.UNAUTHORIZED, message, status)
+        return SendResult(Outcome.PAUSE, message, status, fix=TOKEN_FIX)
+    if status == 404:
+        return SendResult(Outcome.PAUSE, message, status, fix=ADDRESS_FIX)
     return SendResult(Outcome.REJECTED, message, status)
 
 
@@ -158,8 +169,16 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(raw)) if raw else None
-    except ValueError:
+    """Seconds to wait from a ``Retry-After`` header, given as seconds or as an HTTP date."""
+    raw = response.headers.get("Retry-After", "").strip()
+    if not raw:
         return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
