@@ -37,6 +37,7 @@ class SendResult:
     request_id: str | None = None
     retry_after: float | None = None
     fix: str | None = None  # with PAUSE: what the merchant must do, shown with the pause
+    bad_index: int | None = None  # with REJECTED: the position of the event at fault, if known
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,16 @@ def test_one_bad_event_is_isolated_and_the_rest_delivered(
     assert bad.status == "failed"
     assert bad.last_code == 40002
     assert "1004" in bad.last_error
-    assert report.requests <= 1 + 2 * 4, "isolation must bisect, not resend one by one"
+    assert report.requests == 2, "TikTok names the bad event: fail it, resend the rest once"
+
+
+def test_an_unnamed_bad_event_is_found_by_halving(services, shopify_store, destination_id, tiktok):
+    record_orders(services, shopify_store, 16)
+    tiktok.reject_event_ids({"1005", "1011"}, name_path=False)
+    report = deliver_pending(services, destination_id)
+    assert report.failed == 2 and report.delivered == 14
+    assert statuses(services)["1005"] == statuses(services)["1011"] == "failed"
+    assert report.requests <= 1 + 2 * 2 * 4, "halving, not one request per event"
 
 
 def test_token_error_pauses_the_destination_and_keeps_events(

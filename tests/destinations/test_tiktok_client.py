@@ -351,3 +351,17 @@ def test_events_up_to_seven_days_old_are_fine():
 
 def test_destination_identity():
     assert (DESTINATION.kind, DESTINATION.max_batch) == ("tiktok", 1000)
+
+
+@pytest.mark.parametrize(
+    ("message", "index"),
+    [
+        ("data.3.properties.value: Not a valid number.", 3),
+        ("Batch.0.properties.contents.0.content_id: Not a valid string", 0),
+        ("Invalid value for event_source_id: not a valid string.", None),
+        ("Invalid parameters.", None),
+    ],
+)
+def test_a_rejection_names_the_bad_event_when_tiktok_does(message, index):
+    result = classify(tiktok_answer(40002, message))
+    assert (result.outcome, result.bad_index) == (Outcome.REJECTED, index)

@@ -414,7 +414,7 @@ class TikTokStandIn:
         self._random: random.Random | None = None
         self._rate_limit_share = 0.0
         self._http_500_share = 0.0
-        self._rejected_ids: dict[str, int] = {}
+        self._rejected_ids: dict[str, tuple[int, bool]] = {}
         self._generation = 0  # bumped by reset(); requests begun before it are not recorded
         self._app = self._build_app()
         self._server: BaseWSGIServer | None = None
@@ -523,10 +523,16 @@ class TikTokStandIn:
             self._rate_limit_share = rate_limit
             self._http_500_share = http_500
 
-    def reject_event_ids(self, ids: set[str], code: int = CODE_PARAM_ERROR) -> None:
-        """Fail any batch holding one of these event_ids, whole, as TikTok fails a batch."""
+    def reject_event_ids(
+        self, ids: set[str], code: int = CODE_PARAM_ERROR, *, name_path: bool = True
+    ) -> None:
+        """Fail any batch holding one of these event_ids, whole, as TikTok fails a batch.
+
+        ``name_path=False`` answers without naming the event, so a client cannot tell which
+        one is at fault (and must find it another way).
+        """
         with self._lock:
-            self._rejected_ids.update(dict.fromkeys(ids, code))
+            self._rejected_ids.update(dict.fromkeys(ids, (code, name_path)))
 
     def reset(self) -> None:
         """Forget batches and faults, set the delay to 0, and come up if down.
@@ -649,12 +655,15 @@ class TikTokStandIn:
         self._check_rejected_ids(body["data"], rejected)
 
     @staticmethod
-    def _check_rejected_ids(data: list[dict], rejected: dict[str, int]) -> None:
+    def _check_rejected_ids(data: list[dict], rejected: dict[str, tuple[int, bool]]) -> None:
         for index, event in enumerate(data):
-            code = rejected.get(event["event_id"])
-            if code is not None:
-                path = f"data.{index}.event_id"
-                raise _Reject(code, f"{path}: Invalid value {event['event_id']!r}.")
+            if event["event_id"] not in rejected:
+                continue
+            code, name_path = rejected[event["event_id"]]
+            if not name_path:
+                raise _Reject(code, "Invalid parameters.")
+            path = f"data.{index}.event_id"
+            raise _Reject(code, f"{path}: Invalid value {event['event_id']!r}.")
 
     def _take_fault(self) -> _Fault | None:
         with self._lock:

@@ -11,6 +11,7 @@ TikTok's SDK, ``business_api_client/tiktok_business/tiktok_code.py``.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -31,6 +32,7 @@ RETRYABLE_CODES = frozenset({40100, 40132, 61000, 60001})
 # Permission on the pixel, and every token problem: sending again cannot help until the
 # merchant reconnects, so the destination pauses instead of hammering TikTok.
 AUTH_CODES = frozenset({40001, 40003, 40102, 40103, 40104, 40105, 40107, 40130})
+BAD_EVENT_PATH = re.compile(r"(?:data|Batch)\.(\d+)\.")
 TOKEN_FIX = (
     "Generate a new Events API access token in TikTok Events Manager (pixel settings, by an "
     "admin or operator of the ad account) and run `connector tiktok set`."
@@ -111,7 +113,8 @@ def classify(response: requests.Response) -> SendResult:
     request_id = envelope.get("request_id")
 
     def result(outcome: Outcome, fix: str | None = None) -> SendResult:
-        return SendResult(outcome, message, status, code, request_id, retry_after, fix)
+        bad = _bad_index(message) if outcome is Outcome.REJECTED else None
+        return SendResult(outcome, message, status, code, request_id, retry_after, fix, bad)
 
     if status >= 500 or status == 429:
         return result(Outcome.RETRY)
@@ -166,6 +169,17 @@ def _properties(event: ConversionEvent) -> dict[str, Any]:
 def _present(fields: dict[str, Any]) -> dict[str, Any]:
     """Drop empty fields: TikTok validates the type of every field that is there."""
     return {key: value for key, value in fields.items() if value not in (None, "", [])}
+
+
+def _bad_index(message: str) -> int | None:
+    """The event a 40002 message names, as in ``data.3.properties.value: Not a valid number``.
+
+    TikTok names the failing field by its path (RudderStack's mocks show
+    ``Batch.0.properties.contents.0.content_id: Not a valid string``); a message that names
+    no event gives None and the delivery loop bisects instead.
+    """
+    match = BAD_EVENT_PATH.match(message)
+    return int(match.group(1)) if match else None
 
 
 def _retry_after(response: requests.Response) -> float | None:
