@@ -358,10 +358,17 @@ def test_destination_identity():
     [
         ("data.3.properties.value: Not a valid number.", 3),
         ("Batch.0.properties.contents.0.content_id: Not a valid string", 0),
-        ("Invalid value for event_source_id: not a valid string.", None),
         ("Invalid parameters.", None),
     ],
 )
 def test_a_rejection_names_the_bad_event_when_tiktok_does(message, index):
     result = classify(tiktok_answer(40002, message))
     assert (result.outcome, result.bad_index) == (Outcome.REJECTED, index)
+
+
+def test_a_refused_pixel_code_pauses_instead_of_failing_every_event():
+    result = classify(
+        tiktok_answer(40002, "Invalid value for event_source_id: not a valid string.")
+    )
+    assert result.outcome is Outcome.PAUSE
+    assert "pixel code" in result.fix

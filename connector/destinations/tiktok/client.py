@@ -37,6 +37,7 @@ TOKEN_FIX = (
     "Generate a new Events API access token in TikTok Events Manager (pixel settings, by an "
     "admin or operator of the ad account) and run `connector tiktok set`."
 )
+PIXEL_FIX = "Check the pixel code (TikTok Events Manager) and run `connector tiktok set`."
 ADDRESS_FIX = "Check TIKTOK_API_BASE: TikTok's Events API was not found at that address."
 
 
@@ -126,6 +127,10 @@ def classify(response: requests.Response) -> SendResult:
         return result(Outcome.PAUSE, TOKEN_FIX)
     if status == 404:
         return result(Outcome.PAUSE, ADDRESS_FIX)
+    if "event_source_id" in message:
+        # The pixel code itself is refused (stape-io/tiktok-tag#33 shows this answer): every
+        # event would fail the same way, so stop and ask for the right code instead.
+        return result(Outcome.PAUSE, PIXEL_FIX)
     return result(Outcome.REJECTED)
 
 
