@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 WANTED_KEY = "connector:delivery-wanted:{}"
 WANTED_TTL_SECONDS = 60
-SWEEP_LOCK_KEY = "connector:sweep-lock"
 
 _services: Services | None = None
 
@@ -88,14 +87,9 @@ def has_due_events(services: Services, destination_id: int) -> bool:
 def sweep(services: Services) -> int:
     """Request delivery for every active destination with due events; returns how many.
 
-    Runs periodically in every worker; a short Redis lock makes one worker do it per period.
+    This is what makes Redis disposable: retries that came due, jobs lost with a flushed
+    Redis and batches a dead worker left leased are all found here, in the database.
     """
-    interval_ms = max(100, int(services.settings.sweep_interval_seconds * 1000 * 0.8))
-    try:
-        if not services.redis.set(SWEEP_LOCK_KEY, 1, nx=True, px=interval_ms):
-            return 0
-    except RedisError:
-        return 0
     with services.db.session() as session:
         due = session.scalars(_due_destinations()).all()
     for destination_id in due:

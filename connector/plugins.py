@@ -7,21 +7,34 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import click
 from flask import Blueprint
 
+from connector.services import Services
+
 PLATFORMS_PACKAGE = "platforms"
 
 
 @dataclass(frozen=True)
+class PeriodicTask:
+    """Work a worker does every so often (one worker per period, whatever their number)."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[Services], object]
+
+
+@dataclass(frozen=True)
 class StorePlatform:
-    """A store platform: its webhook routes and its ``connector stores ...`` commands."""
+    """A store platform: webhook routes, ``connector stores ...`` commands, periodic work."""
 
     name: str
     blueprint: Blueprint
     commands: tuple[click.Command, ...] = ()
+    periodic: tuple[PeriodicTask, ...] = ()
 
 
 def load_store_platforms() -> list[StorePlatform]:

@@ -1,0 +1,48 @@
+"""The worker's periodic work: one run per period across workers, and errors survived."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from connector.plugins import PeriodicTask
+from connector.worker import periodic_tasks, run_periodic
+
+
+def run_for(services, tasks, seconds: float, runners: int = 1) -> None:
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=run_periodic, args=(services, tasks, stop)) for _ in range(runners)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=5)
+
+
+def test_two_workers_run_a_task_once_per_period(services):
+    runs = []
+    task = PeriodicTask("count", 0.25, lambda _services: runs.append(time.monotonic()))
+    run_for(services, [task], 1.2, runners=2)
+    # About 5 periods in 1.2 s: two workers without the lock would make about 10 runs.
+    assert 3 <= len(runs) <= 7, runs
+
+
+def test_a_failing_task_does_not_stop_the_others(services):
+    calls = {"bad": 0, "good": 0}
+
+    def bad(_services):
+        calls["bad"] += 1
+        raise RuntimeError("boom")
+
+    def good(_services):
+        calls["good"] += 1
+
+    run_for(services, [PeriodicTask("bad", 0.1, bad), PeriodicTask("good", 0.1, good)], 0.6)
+    assert calls["bad"] >= 2 and calls["good"] >= 2
+
+
+def test_the_sweep_is_always_scheduled(services):
+    assert periodic_tasks(services)[0].name == "sweep"
