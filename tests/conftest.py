@@ -34,10 +34,21 @@ from tests.support import (
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run ``postgres``-marked tests on both databases, every other test on SQLite."""
-    if "backend" in metafunc.fixturenames:
-        both = metafunc.definition.get_closest_marker("postgres") is not None
-        metafunc.parametrize("backend", ["sqlite", "postgresql"] if both else ["sqlite"])
+    """Choose the database(s) a test runs on.
+
+    ``postgres``-marked tests run on both databases; ``prefer_postgres`` ones (slow,
+    process-level scenarios) once, on PostgreSQL when it is available; the rest on SQLite.
+    """
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker
+    if marker("postgres"):
+        backends = ["sqlite", "postgresql"]
+    elif marker("prefer_postgres"):
+        backends = ["postgresql" if os.environ.get("TEST_DATABASE_URL") else "sqlite"]
+    else:
+        backends = ["sqlite"]
+    metafunc.parametrize("backend", backends)
 
 
 @pytest.fixture(scope="session")

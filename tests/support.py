@@ -41,6 +41,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
         "SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
         "LEASE_SECONDS": str(settings.lease_seconds),
+        "TIKTOK_BATCH_SIZE": str(settings.batch_size),
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -416,6 +416,7 @@ class TikTokStandIn:
         self._http_500_share = 0.0
         self._rejected_ids: dict[str, tuple[int, bool]] = {}
         self._generation = 0  # bumped by reset(); requests begun before it are not recorded
+        self._in_flight = 0
         self._app = self._build_app()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -609,9 +610,22 @@ class TikTokStandIn:
 
         return app
 
+    def in_flight(self) -> int:
+        """How many track requests are being answered right now (e.g. sleeping on a delay)."""
+        with self._lock:
+            return self._in_flight
+
     def _handle_track(self) -> Response:
         with self._lock:
             generation = self._generation
+            self._in_flight += 1
+        try:
+            return self._answer_track(generation)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer_track(self, generation: int) -> Response:
         if self.delay_seconds > 0:
             time.sleep(self.delay_seconds)
         raw = request.get_data()
