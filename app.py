@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+import time
+
+from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from connector.config import Settings, load_settings
 from connector.plugins import load_store_platforms
 from connector.services import Services, build_services
-from connector.web import EXTENSION_KEY
+from connector.web import EXTENSION_KEY, WEBHOOK_BLUEPRINT_SUFFIX
 from connector.web.health import blueprint as health_blueprint
 
 
@@ -24,6 +26,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions[EXTENSION_KEY] = services
     register_blueprints(app)
     register_error_handlers(app)
+    register_webhook_metrics(app)
     return app
 
 
@@ -32,6 +35,24 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_blueprint)
     for platform in load_store_platforms():
         app.register_blueprint(platform.blueprint)
+
+
+def register_webhook_metrics(app: Flask) -> None:
+    """Count every webhook answer by platform, topic and result, and time it."""
+
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count_webhook(response: Response) -> Response:
+        if request.blueprint and request.blueprint.endswith(WEBHOOK_BLUEPRINT_SUFFIX):
+            platform = request.blueprint.removesuffix(WEBHOOK_BLUEPRINT_SUFFIX)
+            result = g.get("webhook_result") or f"http_{response.status_code}"
+            metrics = app.extensions[EXTENSION_KEY].metrics
+            metrics.webhooks.labels(platform, g.get("webhook_topic", ""), result).inc()
+            metrics.webhook_seconds.labels(platform).observe(time.perf_counter() - g.started)
+        return response
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 from sqlalchemy import select
@@ -22,6 +24,7 @@ from connector.db import upgrade_database
 from connector.embedded_redis import start_redis
 from connector.jobs import request_delivery
 from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, PURCHASE_EVENT_NAMES, VALUE_BASES
+from connector.metrics import MULTIPROCESS_ENV
 from connector.models import Destination, Event, EventStatus, Store
 from connector.plugins import load_store_platforms
 from connector.replay import replay_events
@@ -50,6 +53,7 @@ def run(port: int | None) -> None:
     port = port or settings.port
     app_url = os.environ.get("APP_URL") or f"http://localhost:{port}"
     env = dict(os.environ, PORT=str(port), APP_URL=app_url)
+    env[MULTIPROCESS_ENV] = _fresh_metrics_folder(settings.instance_path / "metrics")
     click.echo(f"migrating {settings.database_url.split('@')[-1]}", err=True)
     upgrade_database(settings.database_url)
     redis = None
@@ -95,6 +99,9 @@ def web(port: int | None) -> None:
     """The web process (the Procfile's ``web``): gunicorn serving ``app:create_app()``."""
     settings = load_settings()
     workers = os.environ.get("WEB_CONCURRENCY", "2")
+    if MULTIPROCESS_ENV not in os.environ:  # gunicorn's processes share their metrics here
+        folder = settings.instance_path / "metrics-web"
+        os.environ[MULTIPROCESS_ENV] = _fresh_metrics_folder(folder)
     args = [
         sys.executable, "-m", "gunicorn", "app:create_app()",
         "--bind", f"0.0.0.0:{port or settings.port}",
@@ -103,6 +110,13 @@ def web(port: int | None) -> None:
         "--graceful-timeout", "25",
     ]  # fmt: skip
     os.execv(sys.executable, args)
+
+
+def _fresh_metrics_folder(folder: Path) -> str:
+    """An empty folder for prometheus-client's multiprocess files (old ones would add up)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return str(folder)
 
 
 @main.command()

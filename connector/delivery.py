@@ -147,7 +147,7 @@ def _send_batch(
     pending = [sendable] if sendable else []
     while pending and not report.paused:
         part = pending.pop(0)
-        result = _send(session, row, destination, config, http, part, report)
+        result = _send(session, row, destination, config, http, part, services, report)
         if result.outcome is Outcome.REJECTED and len(part) > 1:
             bad = result.bad_index
             if bad is not None and 0 <= bad < len(part):
@@ -168,12 +168,17 @@ def _send(
     config: DestinationConfig,
     http: requests.Session,
     part: list[Event],
+    services: Services,
     report: RunReport,
 ) -> SendResult:
     events = [ConversionEvent.from_json(event.payload) for event in part]
     started, clock = utcnow(), time.perf_counter()
     result = destination.send(http, config, events)
     report.requests += 1
+    metrics = services.metrics
+    code = "" if result.code is None else str(result.code)
+    metrics.requests.labels(row.kind, result.outcome.value, code).inc()
+    metrics.batch_size.labels(row.kind).observe(len(part))
     session.add(
         Attempt(
             destination_id=row.id,
@@ -213,6 +218,8 @@ def _record(
         for event in part:
             _finish(event, EventStatus.DELIVERED, None, result.code, result.request_id)
             event.delivered_at = utcnow()
+            latency = (event.delivered_at - event.received_at).total_seconds()
+            services.metrics.latency.labels(row.kind).observe(latency)
         row.last_success_at = utcnow()
         report.delivered += len(part)
     elif result.outcome is Outcome.REJECTED:
@@ -242,6 +249,7 @@ def _record(
                     event.attempts, result.retry_after, services.settings.retry_base_seconds
                 )
                 _release(event, result, retry_at=utcnow() + timedelta(seconds=delay))
+                services.metrics.retries.labels(row.kind).inc()
                 report.retried += 1
 
 

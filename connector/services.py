@@ -17,6 +17,7 @@ from connector.config import Settings
 from connector.crypto import TokenCipher
 from connector.db import Database
 from connector.destinations import Destination, load_destinations
+from connector.metrics import Metrics
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Services:
     destinations: dict[str, Destination]
     # One HTTP session per process, so deliveries reuse kept-alive connections to the API.
     http: requests.Session = field(default_factory=requests.Session, repr=False)
+    metrics: Metrics = field(default_factory=Metrics, repr=False)
     _redis: Redis | None = field(default=None, repr=False)
 
     @property

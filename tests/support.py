@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from connector.events import ClickIds, LineItem, Order, Shopper
 from connector.services import Services
 from connector.stores import set_destination
 
+ISO_DATETIME = re.compile(rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)([^"]*)"')
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "platforms"
 TIKTOK_TOKEN = "tt-test-token"
@@ -187,3 +189,13 @@ def make_order(order_id: str, **changes: object) -> Order:
     }
     fields.update(changes)
     return Order(**fields)  # type: ignore[arg-type]
+
+
+def fresh(body: bytes, minutes_ago: int = 3) -> bytes:
+    """The same payload, as if the order had just been placed (TikTok refuses old events).
+
+    Only the date strings change; the result is still the exact bytes we sign and send.
+    """
+    moment = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S")
+    offset = lambda match: b"+00:00" if match.group(2) else b""  # noqa: E731 - UTC, kept short
+    return ISO_DATETIME.sub(lambda m: b'"' + moment.encode() + offset(m) + b'"', body)

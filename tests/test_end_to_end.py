@@ -6,10 +6,9 @@ reached "TikTok".
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 from redis import Redis
@@ -21,6 +20,7 @@ from tests.support import (
     TIKTOK_TOKEN,
     connect_tiktok,
     fixture_bytes,
+    fresh,
     post,
     shopify_headers,
     topic_of,
@@ -30,7 +30,6 @@ from tests.support import (
 
 pytestmark = pytest.mark.postgres
 
-ISO_DATETIME = re.compile(rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)([^"]*)"')
 SHOPIFY_SENT = [
     "orders_create.json",
     "orders_create__guest_checkout.json",
@@ -48,16 +47,6 @@ SHOPIFY_NOT_SENT = [
     "carts_create.json",
     "app_uninstalled.json",
 ]
-
-
-def fresh(body: bytes, minutes_ago: int = 3) -> bytes:
-    """The same payload, as if the order had just been placed (TikTok refuses old events).
-
-    Only the date strings change; the result is still the exact bytes we sign and send.
-    """
-    moment = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S")
-    offset = lambda match: b"+00:00" if match.group(2) else b""  # noqa: E731 - UTC, kept short
-    return ISO_DATETIME.sub(lambda m: b'"' + moment.encode() + offset(m) + b'"', body)
 
 
 def send_shopify(base_url: str, name: str) -> bytes:

@@ -7,6 +7,8 @@ from flask import current_app
 from connector.services import Services
 
 EXTENSION_KEY = "connector"
+# Store platforms name their webhook blueprint "<platform>_webhooks"; metrics rely on it.
+WEBHOOK_BLUEPRINT_SUFFIX = "_webhooks"
 
 
 def services() -> Services:

@@ -1,4 +1,4 @@
-"""``GET /`` (a page for people) and ``GET /healthz`` (JSON for machines): is it working?"""
+"""Is it working? ``GET /`` for people, ``GET /healthz`` and ``GET /metrics`` for machines."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def healthz() -> tuple[Response, int]:
         else "down"
     )
     return jsonify(report), 200 if database_ok else 503
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format (see connector.metrics)."""
+    body = services().metrics.exposition(services())
+    return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
 
 
 def _check_database(report: dict[str, object]) -> bool:

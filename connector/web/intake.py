@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, g, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.events import Checkout, Order
@@ -29,12 +29,14 @@ logger = logging.getLogger("connector.webhooks")
 def refuse(status: int, message: str, *, platform: str, reason: str) -> tuple[Response, int]:
     """An error answer, logged as ``webhook.refused`` with a stable reason key."""
     logger.warning("webhook.refused platform=%s status=%d reason=%s", platform, status, reason)
+    g.webhook_result = reason
     return jsonify(error=message), status
 
 
 def ignore(topic: str, why: str, *, platform: str) -> tuple[Response, int]:
     """A 200 for a valid webhook we deliberately do nothing with (so it is not retried)."""
     logger.info("webhook.ignored platform=%s topic=%s reason=%s", platform, topic, why)
+    g.webhook_result, g.webhook_topic = "ignored", topic
     return jsonify(status="ignored", topic=topic, reason=why), 200
 
 
@@ -70,6 +72,7 @@ def accept(
     store_id: str, topic: str, source: Order | Checkout, *, platform: str
 ) -> tuple[Response, int]:
     """Store the events of a verified, parsed webhook and answer 200, or 503 if we cannot."""
+    g.webhook_topic = topic
     try:
         result = record_events(services(), store_id, topic, source)
     except SQLAlchemyError as exc:
@@ -83,6 +86,7 @@ def accept(
         result.duplicates,
         result.skipped,
     )
+    g.webhook_result = "accepted" if result.inserted or result.skipped else "duplicate"
     return (
         jsonify(
             status="accepted",
