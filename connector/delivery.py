@@ -42,6 +42,7 @@ class RunReport:
     failed: int = 0
     dead: int = 0
     paused: bool = False
+    cooldown_seconds: float = 0.0  # set when the destination asked us to slow down or failed
 
 
 def deliver_pending(
@@ -58,7 +59,8 @@ def deliver_pending(
     report = RunReport()
     deadline = time.monotonic() + time_budget
     http = services.http
-    while time.monotonic() < deadline and not report.paused:
+    pace = Pace(services.settings.max_requests_per_second)
+    while time.monotonic() < deadline and not (report.paused or report.cooldown_seconds):
         with services.db.session() as session:
             row = session.get(DestinationRow, destination_id)
             if row is None or row.paused_reason:
@@ -68,8 +70,21 @@ def deliver_pending(
             batch = claim_batch(session, row, services.settings, destination.max_batch)
             if not batch:
                 break
-            _send_batch(session, row, destination, config, http, batch, services, report)
+            _send_batch(session, row, destination, config, http, batch, services, report, pace)
     return report
+
+
+class Pace:
+    """Spaces requests to one destination to at most ``per_second`` (0: no limit)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.last = 0.0
+
+    def wait(self) -> None:
+        if self.interval:
+            time.sleep(max(0.0, self.last + self.interval - time.monotonic()))
+            self.last = time.monotonic()
 
 
 def claim_batch(
@@ -127,6 +142,7 @@ def _send_batch(
     batch: list[Event],
     services: Services,
     report: RunReport,
+    pace: Pace,
 ) -> None:
     """Send a claimed batch; a rejected batch is split so that only the bad events fail.
 
@@ -145,8 +161,9 @@ def _send_batch(
             sendable.append(event)
     session.commit()
     pending = [sendable] if sendable else []
-    while pending and not report.paused:
+    while pending and not (report.paused or report.cooldown_seconds):
         part = pending.pop(0)
+        pace.wait()
         result = _send(session, row, destination, config, http, part, services, report)
         if result.outcome is Outcome.REJECTED and len(part) > 1:
             bad = result.bad_index
@@ -159,6 +176,11 @@ def _send_batch(
             continue
         _record(session, row, part, result, services, report)
         session.commit()
+    for part in pending:  # not sent, because the destination paused or asked to slow down
+        for event in part:
+            event.lease_token = None
+            event.lease_expires_at = None
+    session.commit()
 
 
 def _send(
@@ -251,6 +273,9 @@ def _record(
                 _release(event, result, retry_at=utcnow() + timedelta(seconds=delay))
                 services.metrics.retries.labels(row.kind).inc()
                 report.retried += 1
+        # The destination is throttling or failing: let it recover before the next request.
+        base = services.settings.retry_base_seconds
+        report.cooldown_seconds = max(result.retry_after or 0.0, base)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None, base: float) -> float:

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 WANTED_KEY = "connector:delivery-wanted:{}"
 WANTED_TTL_SECONDS = 60
+DELIVERING_KEY = "connector:delivering:{}"
+COOLDOWN_KEY = "connector:cooldown:{}"
 
 _services: Services | None = None
 
@@ -63,16 +65,35 @@ def request_delivery(services: Services, destination_id: int) -> bool:
         return False
 
 
-def deliver_destination(destination_id: int) -> dict[str, int | bool]:
-    """The RQ job: drain one destination's due events.
+def deliver_destination(destination_id: int) -> dict[str, object]:
+    """The RQ job: drain one destination's due events, one worker at a time.
 
     The "wanted" flag is cleared first, so an event stored while this job runs requests a new
-    job instead of being left behind. If time runs out with work left, it asks for another.
+    job instead of being left behind. Only one worker delivers for a destination at once (a
+    Redis lock), which keeps a store's burst to one connection's pace and within TikTok's
+    rate limits while other destinations' jobs run beside it. After a throttling or outage
+    answer the destination cools down before anything else is sent to it. Whoever releases
+    the lock looks once more for due events, so a job that found the lock taken loses nothing.
     """
     services = current_services()
-    services.redis.delete(WANTED_KEY.format(destination_id))
-    report = deliver_pending(services, destination_id)
-    if report.requests and not report.paused and has_due_events(services, destination_id):
+    redis = services.redis
+    redis.delete(WANTED_KEY.format(destination_id))
+    if redis.exists(COOLDOWN_KEY.format(destination_id)):
+        return {"skipped": "cooling down"}
+    lock = redis.lock(
+        DELIVERING_KEY.format(destination_id), timeout=services.settings.lease_seconds
+    )
+    if not lock.acquire(blocking=False):
+        return {"skipped": "another worker is delivering"}
+    try:
+        report = deliver_pending(services, destination_id)
+    finally:
+        lock.release()
+    if report.cooldown_seconds:
+        redis.set(
+            COOLDOWN_KEY.format(destination_id), 1, px=max(1, int(report.cooldown_seconds * 1000))
+        )
+    elif not report.paused and has_due_events(services, destination_id):
         request_delivery(services, destination_id)
     return vars(report)
 
