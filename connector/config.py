@@ -43,6 +43,7 @@ class Settings:
     retry_horizon_seconds: int = 48 * 3600
     retry_base_seconds: float = 5.0
     max_requests_per_second: float = 20.0
+    retention_days: int = 30
     http_timeout_seconds: float = 10.0
     sweep_interval_seconds: float = 15.0
     queue_name: str = "deliveries"
@@ -78,6 +79,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),
         lease_seconds=_int(env, "LEASE_SECONDS", 120),
         max_requests_per_second=_float(env, "DESTINATION_MAX_QPS", 20.0),
+        retention_days=_int(env, "EVENT_RETENTION_DAYS", 30),
     )
 
 

@@ -16,11 +16,13 @@ from rq import SimpleWorker
 
 from connector.jobs import sweep, use_services
 from connector.plugins import PeriodicTask, load_store_platforms
+from connector.retention import purge_expired
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
 
 PERIODIC_LOCK_KEY = "connector:periodic:{}"
+RETENTION_EVERY_SECONDS = 3600.0
 
 
 def run_worker(services: Services, *, burst: bool = False) -> None:
@@ -39,7 +41,10 @@ def run_worker(services: Services, *, burst: bool = False) -> None:
 
 def periodic_tasks(services: Services) -> list[PeriodicTask]:
     """The sweep, then whatever each store platform asks to run periodically."""
-    tasks = [PeriodicTask("sweep", services.settings.sweep_interval_seconds, sweep)]
+    tasks = [
+        PeriodicTask("sweep", services.settings.sweep_interval_seconds, sweep),
+        PeriodicTask("retention", RETENTION_EVERY_SECONDS, purge_expired),
+    ]
     for platform in load_store_platforms():
         tasks.extend(platform.periodic)
     return tasks

@@ -1,0 +1,56 @@
+"""Forget what is no longer needed, so storage does not grow without bound.
+
+Events that reached a final state (delivered, failed, dead, skipped) and their delivery
+attempts are deleted once older than ``EVENT_RETENTION_DAYS`` (30 by default): TikTok takes no
+web event older than 7 days and deduplicates within 48 hours, so an older row can neither be
+sent again nor prevent a double count; keeping less also means holding less personal data
+(even hashed). Pending rows are never deleted: they end as ``dead`` after the retry window.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from connector.models import Attempt, Event, EventStatus, utcnow
+from connector.services import Services
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATUSES = (
+    EventStatus.DELIVERED,
+    EventStatus.FAILED,
+    EventStatus.DEAD,
+    EventStatus.SKIPPED,
+)
+CHUNK = 5000  # rows per DELETE, so no statement holds locks for long
+
+
+def purge_expired(services: Services) -> dict[str, int]:
+    """Delete final events and attempts older than the retention period; returns the counts."""
+    cutoff = utcnow() - timedelta(days=services.settings.retention_days)
+    events = _delete_in_chunks(
+        services,
+        select(Event.id).where(Event.status.in_(FINAL_STATUSES), Event.received_at < cutoff),
+        Event,
+    )
+    attempts = _delete_in_chunks(
+        services, select(Attempt.id).where(Attempt.started_at < cutoff), Attempt
+    )
+    if events or attempts:
+        logger.info("retention.purged events=%d attempts=%d", events, attempts)
+    return {"events": events, "attempts": attempts}
+
+
+def _delete_in_chunks(services: Services, ids_query, model) -> int:  # type: ignore[no-untyped-def]
+    total = 0
+    while True:
+        with services.db.session() as session:
+            ids = list(session.scalars(ids_query.limit(CHUNK)))
+            if not ids:
+                return total
+            session.execute(delete(model).where(model.id.in_(ids)))
+            session.commit()
+        total += len(ids)
