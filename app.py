@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from connector.config import Settings, load_settings
+from connector.logs import configure_logging
 from connector.plugins import load_store_platforms
 from connector.services import Services, build_services
 from connector.web import EXTENSION_KEY, WEBHOOK_BLUEPRINT_SUFFIX
@@ -18,6 +19,7 @@ from connector.web.health import blueprint as health_blueprint
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the web app from the environment (or from given settings, in tests)."""
     services = services or build_services(settings or load_settings())
+    configure_logging(services.settings.log_format, services.settings.log_level, force=False)
     app = Flask(__name__, instance_path=str(services.settings.instance_path))
     app.config.update(
         SECRET_KEY=services.settings.secret_key,

@@ -6,7 +6,6 @@ non-zero exit, as click does for bad arguments.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -17,12 +16,14 @@ from pathlib import Path
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from connector.clitools import LazyServices, emit, services_from
 from connector.config import load_settings
 from connector.db import upgrade_database
 from connector.embedded_redis import start_redis
 from connector.jobs import request_delivery
+from connector.logs import configure_logging
 from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, PURCHASE_EVENT_NAMES, VALUE_BASES
 from connector.metrics import MULTIPROCESS_ENV
 from connector.models import Destination, Event, EventStatus, Store
@@ -34,12 +35,26 @@ from connector.testevent import send_test_event
 EVENT_STATUSES = [status.value for status in EventStatus]
 
 
-@click.group()
+class ConnectorGroup(click.Group):
+    """Turns database errors into one line with the likely fix, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OperationalError as exc:
+            raise click.ClickException(
+                f"database error ({str(exc.orig).splitlines()[0]}); "
+                "if this is a new database, run `connector db upgrade`"
+            ) from None
+
+
+@click.group(cls=ConnectorGroup)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Server-side conversions from store webhooks to the TikTok Events API."""
-    ctx.ensure_object(LazyServices)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    services = ctx.ensure_object(LazyServices)
+    settings = services.settings()
+    configure_logging(settings.log_format, settings.log_level)
 
 
 # -- processes ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from connector.config import ConfigError, load_settings
+from connector.config import ConfigError, Settings, load_settings
 from connector.services import Services, build_services
 
 
@@ -15,14 +15,21 @@ class LazyServices:
     """Builds the services on first use, so ``connector --help`` needs no database."""
 
     def __init__(self) -> None:
+        self._settings: Settings | None = None
         self._services: Services | None = None
+
+    def settings(self) -> Settings:
+        """The settings, read once; a configuration error is a one-line message."""
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
 
     def get(self) -> Services:
         if self._services is None:
-            try:
-                self._services = build_services(load_settings())
-            except ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
+            self._services = build_services(self.settings())
         return self._services
 
 

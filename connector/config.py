@@ -44,6 +44,8 @@ class Settings:
     retry_base_seconds: float = 5.0
     max_requests_per_second: float = 20.0
     retention_days: int = 30
+    log_format: str = "text"
+    log_level: str = "INFO"
     http_timeout_seconds: float = 10.0
     sweep_interval_seconds: float = 15.0
     queue_name: str = "deliveries"
@@ -80,6 +82,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_int(env, "LEASE_SECONDS", 120),
         max_requests_per_second=_float(env, "DESTINATION_MAX_QPS", 20.0),
         retention_days=_int(env, "EVENT_RETENTION_DAYS", 30),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
+        log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     )
 
 
@@ -99,6 +103,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    """The variable, spelt as in ``allowed`` (any case), or ``default`` when unset."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    for choice in allowed:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -476,3 +476,18 @@ def test_test_event_reports_tiktoks_refusal(settings, services, shopify_store, t
     [out] = [json.loads(line) for line in result.stdout.splitlines()]
     assert (out["status"], out["tiktok_code"]) == ("pending", 40105)
     assert out["tiktok_message"] == "Access token is incorrect or has been revoked."
+
+
+def test_a_database_never_migrated_gets_the_fix_not_a_traceback(settings, tmp_path):
+    result = connector(settings, "stores", "list", DATABASE_URL=f"sqlite:///{tmp_path}/new.db")
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "Error: database error (no such table: stores); "
+        "if this is a new database, run `connector db upgrade`"
+    ]
+
+
+def test_bad_log_format_is_a_one_line_error(settings):
+    result = connector(settings, "stores", "list", LOG_FORMAT="xml")
+    assert result.returncode == 1
+    assert error_lines(result) == ["Error: LOG_FORMAT must be one of text, json; got 'xml'"]
