@@ -1,14 +1,28 @@
-"""``connector stores add-woocommerce``: register a store whose webhooks are made by hand."""
+"""``connector stores add-woocommerce``, ``connect-woocommerce`` and ``check``.
+
+``add-woocommerce`` is the manual path: the merchant pastes the printed URL and secret into
+WooCommerce's webhook screen. ``connect-woocommerce`` does that through the store's REST API
+with its keys, and ``check`` reads the webhooks back and repairs them (see
+:mod:`platforms.woocommerce.connect` for what counts as a problem). Every error is one line on
+stderr with exit status 1; ``check`` also exits 1 while a problem remains.
+"""
 
 from __future__ import annotations
-
-import secrets
-from urllib.parse import urlsplit
 
 import click
 
 from connector.clitools import emit, services_from
 from connector.stores import StoreError, add_store
+from platforms.woocommerce.connect import (
+    ADDRESS_HINT,
+    PLATFORM,
+    StoreAddress,
+    check_store,
+    connect_store,
+    delivery_url,
+    new_webhook_secret,
+)
+from platforms.woocommerce.rest import RestError
 
 
 @click.command("add-woocommerce")
@@ -18,20 +32,69 @@ from connector.stores import StoreError, add_store
 def add_woocommerce(ctx: click.Context, url: str, secret: str | None) -> None:
     """Register a WooCommerce store; prints JSON with the webhook URL and secret to paste."""
     services = services_from(ctx)
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter("must be the store's address, like https://shop.example")
-    domain = parts.hostname.lower() + (parts.path.rstrip("/") or "")
-    secret = secret or secrets.token_urlsafe(32)
     try:
-        store = add_store(services, platform="woocommerce", domain=domain, webhook_secret=secret)
+        address = StoreAddress.parse(url)
+    except ValueError:
+        raise click.BadParameter(ADDRESS_HINT) from None
+    secret = secret or new_webhook_secret()
+    try:
+        store = add_store(services, platform=PLATFORM, domain=address.domain, webhook_secret=secret)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     emit(
         {
             "store_id": store.id,
             "url": url.strip(),
-            "webhook_url": f"{services.settings.app_url}/webhooks/woocommerce/{store.id}",
+            "webhook_url": delivery_url(services, store.id),
             "secret": secret,
         }
     )
+
+
+@click.command("connect-woocommerce")
+@click.option("--url", required=True, help="The store's address, like https://shop.example.")
+@click.option("--consumer-key", required=True, help="REST API consumer key (ck_...).")
+@click.option("--consumer-secret", required=True, help="REST API consumer secret (cs_...).")
+@click.option(
+    "--allow-http",
+    is_flag=True,
+    help="Accept an http:// store address (local test stores only: keys travel in clear).",
+)
+@click.pass_context
+def connect_woocommerce(
+    ctx: click.Context, url: str, consumer_key: str, consumer_secret: str, allow_http: bool
+) -> None:
+    """Connect a store with its REST API keys (Read/Write): creates or repairs its order
+    webhooks and keeps the keys, encrypted, for the periodic check. Prints JSON."""
+    services = services_from(ctx)
+    try:
+        address = StoreAddress.parse(url)
+    except ValueError:
+        raise click.ClickException(f"--url {ADDRESS_HINT}") from None
+    if address.is_plain_http and not allow_http:
+        raise click.ClickException(
+            f"refusing {address.base_url}: over plain http:// the REST API keys and the webhook"
+            " secret would travel in clear text; use the store's https:// address"
+            " (--allow-http is for local test stores)"
+        )
+    try:
+        emit(connect_store(services, address, consumer_key, consumer_secret))
+    except (RestError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("check")
+@click.argument("store_id")
+@click.option("--repair", is_flag=True, help="Re-activate, re-point or recreate what is wrong.")
+@click.pass_context
+def check(ctx: click.Context, store_id: str, repair: bool) -> None:
+    """Read a connected WooCommerce store's webhooks back and report (or repair) ours that
+    are disabled, paused, missing, on the wrong topic or pointing elsewhere. Prints JSON;
+    exits 1 while a problem remains."""
+    try:
+        report = check_store(services_from(ctx), store_id, repair=repair)
+    except (RestError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(report)
+    if not report["ok"]:
+        ctx.exit(1)

@@ -36,7 +36,8 @@ def receive(store_id: str) -> tuple[Response, int]:
     if store is None or store.platform != PLATFORM:
         return refuse(
             404,
-            "unknown store: use the webhook URL printed by `connector stores add-woocommerce`",
+            "unknown store: use the webhook URL printed by `connector stores connect-woocommerce`"
+            " (or `add-woocommerce`)",
             platform=PLATFORM,
             reason="unknown-store",
         )

@@ -287,6 +287,11 @@ class WooCommerceStandIn:
                 setattr(webhook, name, value)
             return webhook.id
 
+    def revoke(self, consumer_key: str) -> None:
+        """The merchant deleted the key in WooCommerce → Settings → Advanced → REST API."""
+        with self._lock:
+            self._keys.pop(consumer_key, None)
+
     def pings(self) -> list[Delivery]:
         with self._lock:
             return [d for d in self.deliveries if d.kind == "ping"]

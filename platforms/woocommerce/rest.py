@@ -1,0 +1,214 @@
+"""A small client for the part of WooCommerce's REST API v3 we use: webhooks.
+
+What it relies on, from WooCommerce's own code and docs:
+
+* Endpoints ``GET/POST /wp-json/wc/v3/webhooks`` and ``GET/PUT /wp-json/wc/v3/webhooks/<id>``
+  (woocommerce/woocommerce-rest-api-docs, ``source/includes/wp-api-v3/_webhooks.md``). A webhook
+  made through ``wc/v3`` gets ``api_version`` ``wp_api_v3`` (``WC_REST_Webhooks_Controller::
+  get_default_api_version``); the field is not part of the REST body either way.
+* Authentication (``class-wc-rest-authentication.php``): over HTTPS the consumer key and secret
+  go as HTTP Basic credentials. Over plain HTTP WooCommerce ignores them and wants OAuth 1.0a
+  signatures, which this client does not send: plain HTTP is only for local test stores.
+* Errors are WordPress's ``{"code": ..., "message": ..., "data": {"status": N}}``: a wrong key
+  gives 401 ``woocommerce_rest_cannot_view`` / ``_cannot_create`` (the request is anonymous), a
+  wrong secret 401 ``woocommerce_rest_authentication_error`` "Consumer Secret is invalid.", a
+  read-only key "The API key provided does not have write permissions." A WordPress site
+  without WooCommerce answers 404 ``rest_no_route``.
+* Lists are paged: ``per_page`` is at most 100 (WordPress's collection limit) and
+  ``X-WP-TotalPages`` gives the number of pages (``WC_REST_Webhooks_V1_Controller::get_items``).
+* Creating a webhook makes WooCommerce ping the delivery URL before it answers
+  (``create_item`` calls ``deliver_ping``, whose own timeout is WordPress's default 5 s), and
+  WordPress hosts are often slow: hence the 20 s read timeout.
+
+Redirects are not followed: ``requests`` would turn a redirected POST into a GET, which lists
+webhooks instead of creating one. A redirect is reported so the merchant gives the final address.
+Error messages never contain the keys or the webhook secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+API_PATH = "/wp-json/wc/v3"
+CONNECT_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 20
+PAGE_SIZE = 100
+MAX_PAGES = 50
+USER_AGENT = "conversion-connector (webhook setup)"
+UNRESOLVED_HOST_MARKERS = (
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "nodename nor servname",
+    "getaddrinfo failed",
+)
+AUTH_ERROR_CODES = frozenset(
+    {
+        "woocommerce_rest_authentication_error",
+        "woocommerce_rest_cannot_view",
+        "woocommerce_rest_cannot_create",
+        "woocommerce_rest_cannot_edit",
+    }
+)
+
+
+class RestError(Exception):
+    """A WooCommerce REST call failed; the message is one line a merchant can act on, and
+    ``reason`` a stable key for logs (``unreachable``, ``redirect``, ``not-woocommerce``,
+    ``keys-refused``, ``refused``, ``server-error``, ``too-many-webhooks``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class WooCommerceClient:
+    """Webhook calls against one store, authenticated with its REST API keys."""
+
+    def __init__(self, store_url: str, consumer_key: str, consumer_secret: str) -> None:
+        self.store_url = store_url.rstrip("/")
+        self._session = requests.Session()
+        self._session.auth = (consumer_key, consumer_secret)
+        self._session.headers["User-Agent"] = USER_AGENT
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook of the store, whatever its status, across pages."""
+        found: list[dict[str, Any]] = []
+        for page in range(1, MAX_PAGES + 1):
+            params = {"per_page": PAGE_SIZE, "page": page, "status": "all"}
+            response = self._call("GET", "/webhooks", params=params)
+            batch = self._json(response)
+            if not isinstance(batch, list) or not all(isinstance(w, dict) for w in batch):
+                raise self._not_woocommerce("the webhook list is not a JSON list")
+            found.extend(batch)
+            if page >= _total_pages(response) or not batch:
+                return found
+        raise RestError(
+            f"{self.store_url} has more than {MAX_PAGES * PAGE_SIZE} webhooks", "too-many-webhooks"
+        )
+
+    def create_webhook(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``POST /webhooks``; WooCommerce pings the delivery URL before answering 201."""
+        return self._object(self._call("POST", "/webhooks", json=fields))
+
+    def update_webhook(self, webhook_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /webhooks/<id>``: WooCommerce changes the fields given, keeps the others."""
+        return self._object(self._call("PUT", f"/webhooks/{int(webhook_id)}", json=fields))
+
+    # -- transport and errors ------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        url = self.store_url + API_PATH + path
+        try:
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise RestError(
+                f"cannot reach {self.store_url}: {_reason(exc)}", "unreachable"
+            ) from None
+        if response.is_redirect:
+            location = response.headers.get("Location", "?")
+            raise RestError(
+                f"{url} redirects to {location}: give the store's final address as --url",
+                "redirect",
+            )
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: requests.Response) -> RestError:
+        body = _json_or_none(response)
+        if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+            if response.status_code >= 500:
+                return RestError(
+                    f"{self.store_url} answered HTTP {response.status_code}: the site is failing"
+                    " (a PHP error, or its host is down); try again later",
+                    "server-error",
+                )
+            return self._not_woocommerce(f"HTTP {response.status_code} without a WordPress error")
+        code, message = body["code"], str(body.get("message", "")).strip()
+        if code == "rest_no_route":
+            return RestError(
+                f"{self.store_url} runs WordPress but has no WooCommerce REST API (rest_no_route):"
+                " is WooCommerce installed and active?",
+                "not-woocommerce",
+            )
+        if response.status_code in (401, 403) or code in AUTH_ERROR_CODES:
+            return RestError(
+                f"WooCommerce refused the REST API keys (HTTP {response.status_code} {code}:"
+                f" {message}): check the consumer key and secret, and that the key's"
+                " permissions are Read/Write" + self._plain_http_hint(),
+                "keys-refused",
+            )
+        return RestError(
+            f"WooCommerce answered HTTP {response.status_code} ({code}: {message})", "refused"
+        )
+
+    def _plain_http_hint(self) -> str:
+        if self.store_url.startswith("http://"):
+            return " (over plain HTTP WooCommerce only accepts OAuth 1.0a signatures: use https://)"
+        return ""
+
+    def _json(self, response: requests.Response) -> Any:
+        body = _json_or_none(response)
+        if body is None:
+            content_type = response.headers.get("Content-Type", "no content type")
+            raise self._not_woocommerce(f"HTTP {response.status_code} with {content_type}")
+        return body
+
+    def _object(self, response: requests.Response) -> dict[str, Any]:
+        body = self._json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("id"), int):
+            raise self._not_woocommerce("the answer is not a webhook")
+        return body
+
+    def _not_woocommerce(self, what: str) -> RestError:
+        return RestError(
+            f"{self.store_url} does not look like a WooCommerce store ({what} at"
+            f" {API_PATH}/webhooks)",
+            "not-woocommerce",
+        )
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    if "json" not in response.headers.get("Content-Type", ""):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _total_pages(response: requests.Response) -> int:
+    try:
+        return int(response.headers.get("X-WP-TotalPages", "1"))
+    except ValueError:
+        return 1
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """A short cause instead of urllib3's nested retry message."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {READ_TIMEOUT_SECONDS} s"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate could not be verified"
+    text = str(exc)
+    if any(marker in text for marker in UNRESOLVED_HOST_MARKERS):
+        return "its host name does not resolve"
+    if "Connection refused" in text:
+        return "connection refused"
+    return type(exc).__name__

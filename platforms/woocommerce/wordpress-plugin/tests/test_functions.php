@@ -1,0 +1,145 @@
+<?php
+/**
+ * Plain-PHP tests of the plugin's pure functions: `php tests/test_functions.php`.
+ * Prints each failure and a closing "N passed, N failed" line; exits 1 when anything failed.
+ * tests/platforms/woocommerce/test_wordpress_plugin.py runs it under pytest.
+ *
+ * @package TikTokClickCapture
+ */
+
+define( 'ABSPATH', __DIR__ . '/' );
+require __DIR__ . '/../tiktok-click-capture/includes/functions.php';
+
+$tcc_results = array(
+	'passed' => 0,
+	'failed' => 0,
+);
+
+/**
+ * Record one check: identical (===) or a failure with both values.
+ *
+ * @param string $name     What is checked.
+ * @param mixed  $actual   What the code gave.
+ * @param mixed  $expected What it must give.
+ */
+function check( string $name, $actual, $expected ): void {
+	global $tcc_results;
+	if ( $actual === $expected ) {
+		++$tcc_results['passed'];
+		return;
+	}
+	++$tcc_results['failed'];
+	fwrite( STDERR, "FAIL {$name}\n  expected: " . var_export( $expected, true ) . "\n  actual:   " . var_export( $actual, true ) . "\n" );
+}
+
+// -- ttclid from the landing URL -------------------------------------------------------------
+
+$ttclid = 'E.C.P.CqgBvN3xY8kLm2Qw8vR7yZ3nA4sF6hJ1uP0tG5bW';
+check( 'ttclid as sent', tcc_ttclid_from_query( array( 'ttclid' => $ttclid, 'utm_source' => 'tiktok' ) ), $ttclid );
+check( 'ttclid trimmed', tcc_ttclid_from_query( array( 'ttclid' => "  {$ttclid}\n" ) ), $ttclid );
+check( 'no ttclid', tcc_ttclid_from_query( array( 'utm_source' => 'tiktok' ) ), null );
+check( 'empty ttclid', tcc_ttclid_from_query( array( 'ttclid' => '   ' ) ), null );
+check( 'ttclid[]= is not a click id', tcc_ttclid_from_query( array( 'ttclid' => array( $ttclid ) ) ), null );
+check( '500 bytes are accepted', tcc_ttclid_from_query( array( 'ttclid' => str_repeat( 'a', 500 ) ) ), str_repeat( 'a', 500 ) );
+check( '501 bytes are refused', tcc_ttclid_from_query( array( 'ttclid' => str_repeat( 'a', 501 ) ) ), null );
+check( 'a control character inside is refused', tcc_clean_click_id( "E.C.P.a\nb" ), null );
+check( 'DEL is refused', tcc_clean_click_id( "E.C.P.a\x7Fb" ), null );
+check( 'invalid UTF-8 is refused', tcc_clean_click_id( "E.C.P.\xFF" ), null );
+check( 'no clean-up of other characters', tcc_clean_click_id( 'a+b/c=d%20' ), 'a+b/c=d%20' );
+check( 'a number is not a click id', tcc_clean_click_id( 12345 ), null );
+
+// -- cookies -----------------------------------------------------------------------------------
+
+check(
+	'cookie options',
+	tcc_cookie_options( 1700000000, true ),
+	array(
+		'expires'  => 1700000000 + 604800,
+		'path'     => '/',
+		'secure'   => true,
+		'httponly' => true,
+		'samesite' => 'Lax',
+	)
+);
+check( 'cookie not secure over http', tcc_cookie_options( 0, false )['secure'], false );
+check(
+	'both click ids become order meta',
+	tcc_click_id_meta( array( 'tcc_ttclid' => $ttclid, '_ttp' => ' 2gKx7TqW4mZr9LbVn3PcY8sHdJf ', 'other' => 'x' ) ),
+	array(
+		'_ttclid' => $ttclid,
+		'_ttp'    => '2gKx7TqW4mZr9LbVn3PcY8sHdJf',
+	)
+);
+check( 'only _ttp', tcc_click_id_meta( array( '_ttp' => 'ttp-value' ) ), array( '_ttp' => 'ttp-value' ) );
+check( 'unusable cookies give no meta', tcc_click_id_meta( array( 'tcc_ttclid' => "\x00", '_ttp' => '' ) ), array() );
+
+// -- the pixel event ---------------------------------------------------------------------------
+
+check( 'configured event name', tcc_event_name( 'Purchase' ), 'Purchase' );
+check( 'unknown event name falls back', tcc_event_name( 'Buy' ), 'CompletePayment' );
+check( 'no option falls back', tcc_event_name( false ), 'CompletePayment' );
+
+$order = array(
+	'id'       => 1187,
+	'total'    => '54.30',
+	'currency' => 'usd',
+	'items'    => array(
+		array(
+			'product_id'   => 22,
+			'variation_id' => 23,
+			'name'         => 'Ship Your Idea – Black, M',
+			'quantity'     => 1,
+			'price'        => '12',
+		),
+		array(
+			'product_id'   => 93,
+			'variation_id' => 0,
+			'name'         => 'Woo Single #1',
+			'quantity'     => 2,
+			'price'        => 3.0,
+		),
+	),
+);
+$event = tcc_purchase_event( $order, 'Purchase' );
+check( 'event name', $event['event'], 'Purchase' );
+check( 'event_id is the order id as a string', $event['options'], array( 'event_id' => '1187' ) );
+check( 'value and currency', array( $event['properties']['value'], $event['properties']['currency'] ), array( 54.3, 'USD' ) );
+check( 'content type', $event['properties']['content_type'], 'product' );
+check(
+	'contents use the variation id, else the product id',
+	$event['properties']['contents'],
+	array(
+		array(
+			'content_id'   => '23',
+			'content_name' => 'Ship Your Idea – Black, M',
+			'quantity'     => 1,
+			'price'        => 12.0,
+		),
+		array(
+			'content_id'   => '93',
+			'content_name' => 'Woo Single #1',
+			'quantity'     => 2,
+			'price'        => 3.0,
+		),
+	)
+);
+check( 'an unknown event name is not sent', tcc_purchase_event( $order, 'Buy' )['event'], 'CompletePayment' );
+
+$script = tcc_pixel_script( $event );
+check(
+	'pixel call',
+	$script,
+	'if(window.ttq&&typeof window.ttq.track==="function"){window.ttq.track("Purchase",'
+	. '{"value":54.3,"currency":"USD","content_type":"product","contents":['
+	. '{"content_id":"23","content_name":"Ship Your Idea \u2013 Black, M","quantity":1,"price":12},'
+	. '{"content_id":"93","content_name":"Woo Single #1","quantity":2,"price":3}]},'
+	. '{"event_id":"1187"});}'
+);
+$order['items'][1]['name'] = '</script><script>alert("x")</script> & \'';
+$hostile                   = tcc_pixel_script( tcc_purchase_event( $order, 'Purchase' ) );
+check( 'a product name cannot close the script', strpos( $hostile, '</script>' ), false );
+check( 'nor break out of the string', strpos( $hostile, '"x"' ) === false && strpos( $hostile, "'" ) === false, true );
+check( 'invalid UTF-8 still gives a script', strpos( tcc_pixel_script( array( 'event' => "a\xFF", 'properties' => array(), 'options' => array() ) ), 'track("a' ) !== false, true );
+
+printf( "%d passed, %d failed\n", $tcc_results['passed'], $tcc_results['failed'] );
+exit( $tcc_results['failed'] > 0 ? 1 : 0 );

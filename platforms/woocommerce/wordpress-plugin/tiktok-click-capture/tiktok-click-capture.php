@@ -1,0 +1,146 @@
+<?php
+/**
+ * Plugin Name:          TikTok Click Capture (Conversion Connector)
+ * Description:          Keeps TikTok's ttclid and _ttp with each WooCommerce order (order meta _ttclid and _ttp, which the conversion connector sends to the TikTok Events API) and fires the TikTok pixel's purchase event with the order id as event_id, so TikTok counts the purchase once.
+ * Version:              0.1.0
+ * Requires at least:    6.0
+ * Requires PHP:         7.4
+ * Requires Plugins:     woocommerce
+ * WC requires at least: 8.0
+ * License:              MIT
+ * Text Domain:          tiktok-click-capture
+ *
+ * Why: the connector receives orders through WooCommerce webhooks, which know nothing of the
+ * shopper's browser. The ad click id (ttclid, in the landing URL) and the pixel's _ttp cookie
+ * are what TikTok attributes a purchase with, so this plugin puts them on the order at checkout,
+ * where the webhook's `meta_data` carries them. Hooks used:
+ * - `init`: remember `?ttclid=` in a first-party cookie for seven days;
+ * - `woocommerce_checkout_create_order` (classic checkout, before the order is saved) and
+ *   `woocommerce_store_api_checkout_update_order_from_request` (checkout block / Store API,
+ *   followed by `$order->save()` in WooCommerce's Checkout route): copy both into order meta;
+ * - `woocommerce_thankyou`: fire the pixel's purchase event for a paid order.
+ *
+ * @package TikTokClickCapture
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+require_once __DIR__ . '/includes/functions.php';
+
+/** The option holding the purchase event name (Settings → General). */
+const TCC_EVENT_OPTION = 'tcc_purchase_event';
+
+add_action( 'init', 'tcc_remember_ttclid' );
+add_action( 'woocommerce_checkout_create_order', 'tcc_add_click_ids_to_order', 10, 1 );
+add_action( 'woocommerce_store_api_checkout_update_order_from_request', 'tcc_add_click_ids_to_order', 10, 1 );
+add_action( 'woocommerce_thankyou', 'tcc_print_purchase_event', 20, 1 );
+add_action( 'admin_init', 'tcc_register_setting' );
+add_action( 'before_woocommerce_init', 'tcc_declare_compatibility' );
+
+/**
+ * Keep the landing URL's ttclid in our cookie, so it is still known when the shopper pays,
+ * pages and days later. A consent plugin can refuse it with the
+ * `tcc_may_store_click_ids` filter.
+ */
+function tcc_remember_ttclid(): void {
+	if ( is_admin() || headers_sent() || ! apply_filters( 'tcc_may_store_click_ids', true ) ) {
+		return;
+	}
+	$ttclid = tcc_ttclid_from_query( wp_unslash( $_GET ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- a landing page, no form.
+	if ( null === $ttclid ) {
+		return;
+	}
+	setcookie( TCC_TTCLID_COOKIE, $ttclid, tcc_cookie_options( time(), is_ssl() ) );
+	$_COOKIE[ TCC_TTCLID_COOKIE ] = wp_slash( $ttclid ); // A checkout in this same request sees it.
+}
+
+/**
+ * Copy the click ids into the order's meta, without replacing ones already there.
+ *
+ * @param WC_Order $order The order being created; WooCommerce saves it after this hook.
+ */
+function tcc_add_click_ids_to_order( $order ): void {
+	if ( ! apply_filters( 'tcc_may_store_click_ids', true ) ) {
+		return;
+	}
+	foreach ( tcc_click_id_meta( wp_unslash( $_COOKIE ) ) as $key => $value ) {
+		if ( '' === (string) $order->get_meta( $key ) ) {
+			$order->update_meta_data( $key, $value );
+		}
+	}
+}
+
+/**
+ * On the thank-you page of a paid order, fire the pixel's purchase event with the order id as
+ * event_id. Unpaid orders (bank transfer, cheque: on-hold) fire nothing, as the connector
+ * sends nothing for them until they are paid; its server event then carries the click ids.
+ *
+ * @param int $order_id The order shown.
+ */
+function tcc_print_purchase_event( $order_id ): void {
+	$order = wc_get_order( $order_id );
+	if ( ! $order instanceof WC_Order || ! $order->is_paid() ) {
+		return;
+	}
+	$event = tcc_purchase_event( tcc_order_data( $order ), tcc_event_name( get_option( TCC_EVENT_OPTION ) ) );
+	wp_print_inline_script_tag( tcc_pixel_script( $event ) );
+}
+
+/**
+ * The plain data tcc_purchase_event() needs from an order.
+ *
+ * @param WC_Order $order The order.
+ * @return array
+ */
+function tcc_order_data( WC_Order $order ): array {
+	$items = array();
+	foreach ( $order->get_items() as $item ) {
+		$items[] = array(
+			'product_id'   => $item->get_product_id(),
+			'variation_id' => $item->get_variation_id(),
+			'name'         => $item->get_name(),
+			'quantity'     => $item->get_quantity(),
+			'price'        => $order->get_item_subtotal( $item, false, false ),
+		);
+	}
+	return array(
+		'id'       => $order->get_id(),
+		'total'    => $order->get_total(),
+		'currency' => $order->get_currency(),
+		'items'    => $items,
+	);
+}
+
+/** The purchase event name, under Settings → General; it must match the connector's. */
+function tcc_register_setting(): void {
+	register_setting(
+		'general',
+		TCC_EVENT_OPTION,
+		array(
+			'type'              => 'string',
+			'default'           => TCC_DEFAULT_EVENT,
+			'sanitize_callback' => 'tcc_event_name',
+		)
+	);
+	add_settings_field( TCC_EVENT_OPTION, __( 'TikTok purchase event', 'tiktok-click-capture' ), 'tcc_render_event_field', 'general' );
+}
+
+/** The setting's select box. */
+function tcc_render_event_field(): void {
+	$current = tcc_event_name( get_option( TCC_EVENT_OPTION ) );
+	echo '<select name="' . esc_attr( TCC_EVENT_OPTION ) . '" id="' . esc_attr( TCC_EVENT_OPTION ) . '">';
+	foreach ( TCC_EVENT_NAMES as $name ) {
+		printf( '<option value="%1$s"%2$s>%1$s</option>', esc_attr( $name ), selected( $name, $current, false ) );
+	}
+	echo '</select><p class="description">'
+		. esc_html__( 'The same name as the connector sends (connector tiktok set --purchase-event).', 'tiktok-click-capture' )
+		. '</p>';
+}
+
+/** It uses only WooCommerce's order CRUD, so it works with HPOS and the checkout block. */
+function tcc_declare_compatibility(): void {
+	if ( class_exists( \Automattic\WooCommerce\Utilities\FeaturesUtil::class ) ) {
+		\Automattic\WooCommerce\Utilities\FeaturesUtil::declare_compatibility( 'custom_order_tables', __FILE__, true );
+		\Automattic\WooCommerce\Utilities\FeaturesUtil::declare_compatibility( 'cart_checkout_blocks', __FILE__, true );
+	}
+}
