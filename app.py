@@ -7,12 +7,14 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector.config import Settings, load_settings
 from connector.logs import configure_logging
 from connector.plugins import load_store_platforms
 from connector.services import Services, build_services
 from connector.web import EXTENSION_KEY, WEBHOOK_BLUEPRINT_SUFFIX
+from connector.web.collect import blueprint as collect_blueprint
 from connector.web.health import blueprint as health_blueprint
 
 
@@ -26,6 +28,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         MAX_CONTENT_LENGTH=services.settings.max_webhook_bytes,
     )
     app.extensions[EXTENSION_KEY] = services
+    if services.settings.proxy_hops:
+        # Behind a router (Heroku's, a load balancer): trust its X-Forwarded-* headers for the
+        # client address (rate limits) and scheme, and only as many hops as configured.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=services.settings.proxy_hops, x_proto=services.settings.proxy_hops
+        )
     register_blueprints(app)
     register_error_handlers(app)
     register_webhook_metrics(app)
@@ -35,6 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 def register_blueprints(app: Flask) -> None:
     """The core's pages, then each store platform's webhook routes."""
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(collect_blueprint)
     for platform in load_store_platforms():
         app.register_blueprint(platform.blueprint)
 

@@ -6,15 +6,39 @@ functions say *what* counts as a click id. A ttclid arrives as the ``ttclid`` qu
 of the ad's landing URL; ``_ttp`` is the TikTok pixel's first-party cookie, which storefront
 code may copy into cart attributes or order meta. Values are kept exactly as sent (only
 trimmed): TikTok matches them byte for byte, so any "clean-up" would break attribution.
+
+Storefront code (the Shopify Web Pixel) also reports click ids with the checkout or cart
+token to ``POST /collect``; they are kept as :class:`~connector.models.ClickRecord` rows for
+:data:`CLICK_RECORD_DAYS` and joined to the order or checkout webhook by those tokens. The
+order of precedence when an event is recorded is: the order's own attributes, the stored
+record by checkout token, then by cart token, then the landing page (best effort).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import unicodedata
 from collections.abc import Mapping
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from connector.events import ClickIds
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.events import Checkout, ClickIds, Order
+from connector.models import ClickRecord, utcnow
+from connector.services import Services
+
+logger = logging.getLogger(__name__)
+
+CLICK_RECORD_DAYS = 7
+"""TikTok attributes a conversion to a click for 7 days by default, so a ttclid older than
+that cannot earn a match (https://ads.tiktok.com/help/article/attribution-window)."""
+
+STORED_SOURCES = {"checkout": "stored_checkout_token", "cart": "stored_cart_token"}
+"""``click_source`` names for ids found in a stored click record, by token kind."""
 
 MAX_CLICK_ID_LENGTH = 500
 """Real ttclids are a few hundred characters at most; anything longer is not one."""
@@ -83,6 +107,82 @@ def resolve_click_ids(*candidates: ClickIds) -> ClickIds:
     with_ttclid = next((c for c in candidates if c.ttclid), ClickIds())
     ttp = next((c.ttp for c in candidates if c.ttp), None)
     return ClickIds(ttclid=with_ttclid.ttclid, ttp=ttp, source=with_ttclid.source)
+
+
+def save_click_record(
+    session: Session, store_id: str, *, token_kind: str, token: str, clicks: ClickIds
+) -> None:
+    """Insert or refresh the record for one token; a new value replaces an old one, a
+    missing value keeps it (the ttclid comes on landing, ``_ttp`` may only come later)."""
+    expires_at = utcnow() + timedelta(days=CLICK_RECORD_DAYS)
+    query = select(ClickRecord).where(
+        ClickRecord.store_id == store_id,
+        ClickRecord.token_kind == token_kind,
+        ClickRecord.token == token,
+    )
+    record = session.scalar(query)
+    if record is None:
+        record = ClickRecord(store_id=store_id, token_kind=token_kind, token=token)
+        session.add(record)
+    record.ttclid = clicks.ttclid or record.ttclid
+    record.ttp = clicks.ttp or record.ttp
+    record.expires_at = expires_at
+    try:
+        session.flush()
+    except IntegrityError:  # the same token reported twice at once: the other insert won
+        session.rollback()
+        save_click_record(session, store_id, token_kind=token_kind, token=token, clicks=clicks)
+
+
+def with_stored_clicks(
+    session: Session, store_id: str, source: Order | Checkout
+) -> Order | Checkout:
+    """``source`` with its click ids resolved against stored click records.
+
+    Orders remember the record they used (``order_id``) so a ``customers/redact`` for that
+    order finds it. Sources without tokens, or without a matching live record, come back
+    unchanged.
+    """
+    checkout_token = source.checkout_token if isinstance(source, Order) else source.token
+    found = [
+        (kind, record)
+        for kind, token in (("checkout", checkout_token), ("cart", source.cart_token))
+        if token and (record := _live_record(session, store_id, kind, token)) is not None
+    ]
+    if not found:
+        return source
+    if isinstance(source, Order):
+        for _kind, record in found:
+            record.order_id = source.order_id
+    stored = [
+        ClickIds(ttclid=r.ttclid, ttp=r.ttp, source=STORED_SOURCES[kind] if r.ttclid else None)
+        for kind, r in found
+    ]
+    first, *rest = source.click_candidates or (source.clicks,)
+    return dataclasses.replace(source, clicks=resolve_click_ids(first, *stored, *rest))
+
+
+def purge_expired_click_records(services: Services) -> int:
+    """Delete click records past their expiry; the worker runs this every hour."""
+    with services.db.session() as session:
+        deleted = session.execute(
+            delete(ClickRecord).where(ClickRecord.expires_at < utcnow())
+        ).rowcount
+        session.commit()
+    if deleted:
+        logger.info("clicks.purged records=%d", deleted)
+    return deleted
+
+
+def _live_record(session: Session, store_id: str, kind: str, token: str) -> ClickRecord | None:
+    return session.scalar(
+        select(ClickRecord).where(
+            ClickRecord.store_id == store_id,
+            ClickRecord.token_kind == kind,
+            ClickRecord.token == token,
+            ClickRecord.expires_at > utcnow(),
+        )
+    )
 
 
 def _first_clean_value(attrs: Mapping[str, object], keys: tuple[str, ...]) -> str | None:

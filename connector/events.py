@@ -67,6 +67,11 @@ class Basket:
     ``occurred_at`` must be timezone-aware: it becomes ``event_time``, when the shopper acted,
     not when we send. Money is :class:`~decimal.Decimal`, never float, because stores send
     strings like ``"199.99"``.
+
+    ``click_candidates`` are the places ``clicks`` was resolved from, in priority order, the
+    best-effort ones last; the pipeline slots stored click records in after the first one
+    (:func:`connector.clicks.with_stored_clicks`). They are not part of equality: two
+    baskets with the same resolved ``clicks`` are the same.
     """
 
     occurred_at: datetime
@@ -79,6 +84,7 @@ class Basket:
     page_url: str | None = None
     referrer: str | None = None
     is_test: bool = False
+    click_candidates: tuple[ClickIds, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

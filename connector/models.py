@@ -135,3 +135,49 @@ class Attempt(Base):
     code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class ShopifyToken(Base):
+    """A Shopify app install's expiring offline token and its refresh token, both encrypted.
+
+    Kept apart from :class:`Store` because only OAuth-installed Shopify stores have one, and
+    ``app/uninstalled`` deletes the row outright. Shopify offline tokens expire after an hour
+    and the refresh token is rotated on every refresh
+    (https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/offline-access-tokens).
+    """
+
+    __tablename__ = "shopify_tokens"
+
+    store_id: Mapped[str] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    access_token_encrypted: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ClickRecord(Base):
+    """Click ids a storefront reported for a checkout or cart token (``POST /collect``).
+
+    The order webhook carries the same tokens, which is how the click reaches the order.
+    ``order_id`` is filled when an order used the record, so ``customers/redact`` can find it.
+    """
+
+    __tablename__ = "click_records"
+    __table_args__ = (
+        UniqueConstraint("store_id", "token_kind", "token", name="uq_click_records_token"),
+        Index("ix_click_records_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    token_kind: Mapped[str] = mapped_column(String(16))  # "checkout" or "cart"
+    token: Mapped[str] = mapped_column(String(255))
+    ttclid: Mapped[str | None] = mapped_column(Text)
+    ttp: Mapped[str | None] = mapped_column(Text)
+    order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

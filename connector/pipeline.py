@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from connector.clicks import with_stored_clicks
 from connector.events import Checkout, Order
 from connector.jobs import request_delivery
 from connector.mapping import EventOptions, PlannedEvent, plan_event
@@ -58,6 +59,7 @@ def _insert_events(
     session: Session, store_id: str, topic: str, source: Order | Checkout
 ) -> RecordResult:
     result = RecordResult()
+    source = with_stored_clicks(session, store_id, source)
     destinations = session.scalars(
         select(Destination).where(Destination.store_id == store_id)
     ).all()

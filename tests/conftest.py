@@ -20,7 +20,15 @@ from app import create_app
 from connector.config import Settings
 from connector.db import upgrade_database
 from connector.embedded_redis import EmbeddedRedis, free_port, start_redis
-from connector.models import Attempt, Base, Destination, Event, Store
+from connector.models import (
+    Attempt,
+    Base,
+    ClickRecord,
+    Destination,
+    Event,
+    ShopifyToken,
+    Store,
+)
 from connector.services import Services, build_services
 from connector.stores import add_store
 from tests.standins.tiktok import TikTokStandIn
@@ -93,7 +101,7 @@ def database_url(request: pytest.FixtureRequest, backend: str) -> str:
 def _empty(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
-        for table in (Attempt, Event, Destination, Store):
+        for table in (Attempt, Event, ClickRecord, ShopifyToken, Destination, Store):
             connection.execute(delete(table))
     engine.dispose()
 

@@ -1,7 +1,18 @@
-"""Shopify: webhooks of a custom-app store (OAuth install comes with the Shopify app)."""
+"""Shopify: the app's OAuth install, webhooks (orders, checkouts, privacy, uninstall), and
+custom-app stores registered without OAuth."""
 
-from connector.plugins import StorePlatform
+from connector.clicks import purge_expired_click_records
+from connector.plugins import PeriodicTask, StorePlatform
 from platforms.shopify.commands import add_shopify
+from platforms.shopify.install import blueprint as install_blueprint
 from platforms.shopify.webhooks import blueprint
 
-PLATFORM = StorePlatform(name="shopify", blueprint=blueprint, commands=(add_shopify,))
+# Nested, so the install pages keep their own blueprint name and are not counted as webhooks.
+blueprint.register_blueprint(install_blueprint)
+
+PLATFORM = StorePlatform(
+    name="shopify",
+    blueprint=blueprint,
+    commands=(add_shopify,),
+    periodic=(PeriodicTask("purge-click-records", 3600.0, purge_expired_click_records),),
+)

@@ -116,7 +116,8 @@ def _basket_fields(payload: dict[str, Any], kind: str) -> dict[str, Any]:
         "subtotal": _amount(payload, "subtotal_price", currency, shop_currency, kind),
         "items": _line_items(payload.get("line_items"), currency, shop_currency, kind),
         "shopper": _shopper(payload),
-        "clicks": _clicks(payload),
+        "clicks": resolve_click_ids(*_click_candidates(payload)),
+        "click_candidates": _click_candidates(payload),
         "referrer": _text(payload.get("referring_site")),
     }
 
@@ -199,9 +200,10 @@ def _shopper(payload: dict[str, Any]) -> Shopper:
     )
 
 
-def _clicks(payload: dict[str, Any]) -> ClickIds:
+def _click_candidates(payload: dict[str, Any]) -> tuple[ClickIds, ClickIds]:
     """Cart attributes first (written by storefront code on purpose), then the landing page
-    query string (best effort: it is the landing page of the session Shopify attributes)."""
+    query string (best effort: it is the landing page of the session Shopify attributes).
+    Stored click records go between the two (:func:`connector.clicks.with_stored_clicks`)."""
     from_attributes = click_ids_from_attributes(
         _note_attributes(payload.get("note_attributes")), "note_attributes"
     )
@@ -209,7 +211,7 @@ def _clicks(payload: dict[str, Any]) -> ClickIds:
     from_landing = ClickIds(
         ttclid=landing_ttclid, source="landing_site" if landing_ttclid else None
     )
-    return resolve_click_ids(from_attributes, from_landing)
+    return from_attributes, from_landing
 
 
 def _note_attributes(value: object) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def test_paid_trigger_ignores_orders_create_and_records_orders_paid(
     assert event.source_topic == "orders/paid"
 
 
-@pytest.mark.parametrize("topic", ["carts/create", "app/uninstalled", "products/update"])
+@pytest.mark.parametrize("topic", ["carts/create", "products/update"])
 def test_topics_we_do_not_use_get_200_and_store_nothing(client, services, shopify_store, topic):
     body = fixture_bytes("shopify", "carts_create.json")
     answer = client.post(URL, data=body, headers=shopify_headers(topic, body))

@@ -1,0 +1,230 @@
+"""Shopify's mandatory privacy webhooks, and ``app/uninstalled``.
+
+Public apps must handle ``customers/data_request``, ``customers/redact`` and ``shop/redact``
+(https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance); they arrive at the
+same ``POST /webhooks/shopify`` as every topic, so the 401 on a bad HMAC is the route's.
+Bodies: ``shop_id``, ``shop_domain``, ``customer {id, email, phone}``, ``orders_to_redact`` or
+``orders_requested``, ``data_request {id}`` (Shopify's documented samples, kept in
+``/work/shared/reference/payloads/shopify_compliance_doc_samples.json``). ``shop/redact``
+comes 48 hours after an uninstall.
+
+What we hold about a customer: outbox events (hashed identifiers, never raw email or phone)
+and storefront click records. A customer's events are found by the order ids Shopify names
+and by the SHA-256 of their customer id, email and phone normalised exactly as
+:mod:`connector.identity` normalised them when the event was written (the phone with the
+country the event stored, since a national number cannot be normalised without it).
+Their click records are those an order of theirs used, or whose checkout token is one of
+their InitiateCheckout events. Rows are scanned per store in Python rather than with JSON
+operators so the same code runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from connector.identity import (
+    normalise_email,
+    normalise_external_id,
+    normalise_phone,
+    sha256_hex,
+)
+from connector.models import ClickRecord, Destination, Event, ShopifyToken, Store, utcnow
+from connector.services import Services
+
+logger = logging.getLogger(__name__)
+
+UNINSTALLED_REASON = "the Shopify app was uninstalled from this store; reinstall it to resume"
+DATA_REQUESTS_FOLDER = "shopify-data-requests"
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Whom a request is about, as the identifiers our events hold."""
+
+    order_ids: frozenset[str]
+    external_id: str | None
+    email: str | None
+    phone: str | None  # raw; normalised per event with the event's country
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], orders_key: str) -> Customer:
+        customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
+        orders = payload.get(orders_key) if isinstance(payload.get(orders_key), list) else []
+        customer_id = customer.get("id")
+        external = normalise_external_id(str(customer_id)) if customer_id is not None else None
+        raw_email = customer.get("email")
+        email = normalise_email(raw_email) if isinstance(raw_email, str) else None
+        phone = customer.get("phone")
+        return cls(
+            order_ids=frozenset(str(o) for o in orders if isinstance(o, int | str)),
+            external_id=sha256_hex(external) if external else None,
+            email=sha256_hex(email) if email else None,
+            phone=phone if isinstance(phone, str) and phone.strip() else None,
+        )
+
+    def owns(self, payload: dict[str, Any]) -> bool:
+        """Whether an outbox payload is about this customer."""
+        user = payload.get("user") or {}
+        if str(payload.get("order_id")) in self.order_ids:
+            return True
+        if self.external_id and user.get("external_id") == self.external_id:
+            return True
+        if self.email and user.get("email") == self.email:
+            return True
+        if self.phone and user.get("phone"):
+            phone = normalise_phone(self.phone, user.get("country"))
+            return phone is not None and user["phone"] == sha256_hex(phone)
+        return False
+
+
+def redact_customer(services: Services, store: Store, payload: dict[str, Any]) -> dict[str, Any]:
+    """``customers/redact``: delete the customer's events and click records."""
+    customer = Customer.from_payload(payload, "orders_to_redact")
+    with services.db.session() as session:
+        events = list(_customer_events(session, store.id, customer))
+        orders, checkouts = _orders_and_checkouts(events, customer)
+        deleted_events = _delete_events(session, [e.id for e in events])
+        deleted_clicks = session.execute(
+            delete(ClickRecord).where(_click_records_of(store.id, orders, checkouts))
+        ).rowcount
+        session.commit()
+    logger.info(
+        "shopify.customer-redacted store=%s events=%d click_records=%d",
+        store.id,
+        deleted_events,
+        deleted_clicks,
+    )
+    return {"status": "redacted", "events": deleted_events, "click_records": deleted_clicks}
+
+
+def export_customer(services: Services, store: Store, payload: dict[str, Any]) -> dict[str, Any]:
+    """``customers/data_request``: write what we hold about the customer to a JSON file the
+    merchant can hand over, under the instance folder, and log that the request came."""
+    customer = Customer.from_payload(payload, "orders_requested")
+    with services.db.session() as session:
+        events = list(_customer_events(session, store.id, customer))
+        orders, checkouts = _orders_and_checkouts(events, customer)
+        clicks = session.scalars(
+            select(ClickRecord).where(_click_records_of(store.id, orders, checkouts))
+        ).all()
+    request_id = _request_id(payload)
+    path = _export_path(services, store.id, request_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "shop": store.domain,
+        "data_request_id": request_id,
+        "received_at": utcnow().isoformat() + "Z",
+        "note": "personal data is stored only as SHA-256 hashes; click ids are stored as sent",
+        "events": [_event_json(e) for e in events],
+        "click_records": [_click_json(c) for c in clicks],
+    }
+    path.write_text(json.dumps(document, indent=2, sort_keys=True))
+    logger.info(
+        "shopify.data-request store=%s request=%s events=%d click_records=%d file=%s",
+        store.id,
+        request_id,
+        len(events),
+        len(clicks),
+        path,
+    )
+    return {"status": "recorded", "events": len(events), "click_records": len(clicks)}
+
+
+def redact_shop(services: Services, store: Store, _payload: dict[str, Any]) -> dict[str, Any]:
+    """``shop/redact``: delete the store and, through the foreign keys, all it owns."""
+    with services.db.session() as session:
+        session.execute(delete(Store).where(Store.id == store.id))
+        session.commit()
+    logger.info("shopify.shop-redacted store=%s", store.id)
+    return {"status": "redacted"}
+
+
+def uninstall(services: Services, store: Store, _payload: dict[str, Any]) -> dict[str, Any]:
+    """``app/uninstalled``: delete the tokens and pause every destination, with the reason
+    (one already paused for another reason keeps it, so that reason is not lost).
+
+    Events and settings stay until ``shop/redact``: the merchant may reinstall, and the law
+    lets us keep them until Shopify asks for their deletion.
+    """
+    with services.db.session() as session:
+        session.execute(delete(ShopifyToken).where(ShopifyToken.store_id == store.id))
+        session.execute(
+            update(Store)
+            .where(Store.id == store.id)
+            .values(status="uninstalled", access_token_encrypted=None)
+        )
+        session.execute(
+            update(Destination)
+            .where(Destination.store_id == store.id, Destination.paused_reason.is_(None))
+            .values(paused_reason=UNINSTALLED_REASON, paused_at=utcnow(), updated_at=utcnow())
+        )
+        session.commit()
+    logger.info("shopify.uninstalled store=%s", store.id)
+    return {"status": "uninstalled"}
+
+
+def _customer_events(session: Session, store_id: str, customer: Customer) -> Iterator[Event]:
+    query = select(Event).where(Event.store_id == store_id).execution_options(yield_per=500)
+    return (event for event in session.scalars(query) if customer.owns(event.payload or {}))
+
+
+def _orders_and_checkouts(events: list[Event], customer: Customer) -> tuple[set[str], set[str]]:
+    orders = set(customer.order_ids)
+    orders.update(str(e.payload["order_id"]) for e in events if e.payload.get("order_id"))
+    checkouts = {e.event_id for e in events if e.event_name == "InitiateCheckout"}
+    return orders, checkouts
+
+
+def _click_records_of(store_id: str, orders: set[str], checkouts: set[str]):  # type: ignore[no-untyped-def]
+    return (ClickRecord.store_id == store_id) & or_(
+        ClickRecord.order_id.in_(orders),
+        (ClickRecord.token_kind == "checkout") & ClickRecord.token.in_(checkouts),
+    )
+
+
+def _delete_events(session: Session, ids: list[int]) -> int:
+    deleted = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        deleted += session.execute(delete(Event).where(Event.id.in_(chunk))).rowcount
+    return deleted
+
+
+def _request_id(payload: dict[str, Any]) -> str:
+    request = payload.get("data_request") if isinstance(payload.get("data_request"), dict) else {}
+    raw = str(request.get("id", "unknown"))
+    return "".join(ch for ch in raw if ch.isalnum() or ch in "-_")[:64] or "unknown"
+
+
+def _export_path(services: Services, store_id: str, request_id: str) -> Path:
+    folder = services.settings.instance_path / DATA_REQUESTS_FOLDER
+    return folder / f"{store_id}-{request_id}.json"
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return {
+        "event_name": event.event_name,
+        "event_id": event.event_id,
+        "status": event.status,
+        "received_at": event.received_at.isoformat() + "Z",
+        "payload": event.payload,
+    }
+
+
+def _click_json(record: ClickRecord) -> dict[str, Any]:
+    return {
+        "token_kind": record.token_kind,
+        "token": record.token,
+        "ttclid": record.ttclid,
+        "ttp": record.ttp,
+        "order_id": record.order_id,
+        "created_at": record.created_at.isoformat() + "Z",
+    }

@@ -1,0 +1,252 @@
+"""``GET /shopify/install`` and ``GET /shopify/callback``: the Shopify app's OAuth install.
+
+The authorization code grant, as Shopify describes it
+(https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant):
+
+1. Shopify opens ``/shopify/install?shop=...&timestamp=...&hmac=...``. We check the shop, the
+   hmac and the age, then send the browser to the shop's consent screen with a ``state``
+   nonce. The state is signed (``itsdangerous``, expires after 10 minutes) and its nonce is
+   also put in a cookie, so only the browser that started the install can finish it.
+2. Shopify sends the merchant back to ``/shopify/callback?code=...&state=...&hmac=...``. We
+   check everything again plus the state, exchange the code for an expiring offline token,
+   store it encrypted, create (or reactivate) the store, and subscribe its webhooks through
+   the GraphQL Admin API to ``APP_URL/webhooks/shopify``.
+
+Embedded apps skip the redirects: Shopify opens ``/shopify/app`` in the admin with an App
+Bridge session token (``id_token`` on the first document request, ``Authorization: Bearer`` on
+later fetches). The token authenticates the page, and when the store has no access token yet
+it is exchanged for one (token exchange), then the store is set up as above
+(https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/token-exchange).
+
+Install is disabled (404 with the fix) until ``SHOPIFY_API_KEY`` and ``SHOPIFY_API_SECRET``
+are set. Tests point Shopify's admin at a stand-in with
+``app.config["SHOPIFY_ADMIN_BASE_URL"]`` (see :func:`platforms.shopify.tokens.admin_base_url`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from html import escape
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from sqlalchemy import select
+
+from connector.config import Settings
+from connector.models import Destination, ShopifyToken, utcnow
+from connector.services import Services
+from connector.stores import add_store, find_store
+from connector.web import services
+from platforms.shopify.admin_api import AdminApiError, activate_pixel, subscribe_webhooks
+from platforms.shopify.compliance import UNINSTALLED_REASON
+from platforms.shopify.oauth import (
+    STATE_MAX_AGE_SECONDS,
+    OAuthError,
+    StateError,
+    authorize_url,
+    check_state,
+    decode_session_token,
+    new_state,
+    verify_query,
+)
+from platforms.shopify.tokens import (
+    TokenError,
+    TokenGrant,
+    admin_base_url,
+    exchange_code,
+    exchange_session_token,
+    save_grant,
+)
+
+logger = logging.getLogger(__name__)
+
+blueprint = Blueprint("shopify_install", __name__)
+
+NONCE_COOKIE = "shopify_oauth_nonce"
+
+
+@blueprint.get("/shopify/install")
+def install() -> Response | tuple[Response, int]:
+    """Check Shopify's signed request and send the merchant to the consent screen."""
+    settings = services().settings
+    if disabled := _disabled(settings):
+        return disabled
+    try:
+        shop = verify_query(settings.shopify_api_secret or "", _query())
+    except OAuthError as exc:
+        return _refused(exc)
+    nonce = secrets.token_urlsafe(24)
+    target = authorize_url(
+        _admin_base(shop),
+        api_key=settings.shopify_api_key or "",
+        scopes=settings.shopify_scopes,
+        redirect_uri=f"{settings.app_url}/shopify/callback",
+        state=new_state(settings.secret_key, shop, nonce),
+    )
+    response = redirect(target)
+    response.set_cookie(
+        NONCE_COOKIE,
+        nonce,
+        max_age=STATE_MAX_AGE_SECONDS,
+        path="/shopify/",
+        httponly=True,
+        secure=settings.app_url.startswith("https://"),
+        samesite="Lax",  # sent on Shopify's top-level redirect back to the callback
+    )
+    return response
+
+
+@blueprint.get("/shopify/callback")
+def callback() -> Response | tuple[Response, int]:
+    """Finish the install: token, store, webhook subscriptions."""
+    svc = services()
+    settings = svc.settings
+    if disabled := _disabled(settings):
+        return disabled
+    params = _query()
+    try:
+        shop = verify_query(settings.shopify_api_secret or "", params)
+        check_state(
+            settings.secret_key,
+            params.get("state"),
+            shop=shop,
+            browser_nonce=request.cookies.get(NONCE_COOKIE),
+        )
+        code = params.get("code")
+        if not isinstance(code, str) or not code:
+            raise OAuthError("Shopify sent no authorization code: start the install again")
+    except OAuthError as exc:
+        return _refused(exc)
+    admin_base = _admin_base(shop)
+    try:
+        grant = exchange_code(
+            svc,
+            admin_base,
+            api_key=settings.shopify_api_key or "",
+            secret=settings.shopify_api_secret or "",
+            code=code,
+        )
+        store_id = _finish_install(svc, shop, admin_base, grant)
+    except (TokenError, AdminApiError) as exc:
+        logger.warning("shopify.install-failed reason=%s", type(exc).__name__)
+        return jsonify(error=f"the install could not finish: {exc}"), 502
+    response = Response(_installed_page(shop, store_id), mimetype="text/html")
+    response.delete_cookie(NONCE_COOKIE, path="/shopify/")
+    return response
+
+
+@blueprint.get("/shopify/app")
+def embedded_home() -> Response | tuple[Response, int]:
+    """The embedded app's page, authenticated by the App Bridge session token; the first
+    visit of a shop without a token installs it by token exchange."""
+    svc = services()
+    settings = svc.settings
+    if disabled := _disabled(settings):
+        return disabled
+    id_token = request.args.get("id_token") or request.headers.get(
+        "Authorization", ""
+    ).removeprefix("Bearer ")
+    try:
+        shop = decode_session_token(
+            f"Bearer {id_token}",
+            api_key=settings.shopify_api_key or "",
+            secret=settings.shopify_api_secret or "",
+        )
+    except OAuthError as exc:
+        return jsonify(error=f"{exc}: open the app from the Shopify admin"), 401
+    admin_base = _admin_base(shop)
+    try:
+        store_id = _installed_store(svc, shop)
+        if store_id is None:
+            grant = exchange_session_token(
+                svc,
+                admin_base,
+                api_key=settings.shopify_api_key or "",
+                secret=settings.shopify_api_secret or "",
+                id_token=id_token,
+            )
+            store_id = _finish_install(svc, shop, admin_base, grant)
+    except (TokenError, AdminApiError) as exc:
+        logger.warning("shopify.install-failed reason=%s", type(exc).__name__)
+        return jsonify(error=f"the install could not finish: {exc}"), 502
+    response = Response(_installed_page(shop, store_id), mimetype="text/html")
+    # Only the shop's admin may frame the page (Shopify's rule for embedded apps).
+    response.headers["Content-Security-Policy"] = (
+        f"frame-ancestors https://{shop} https://admin.shopify.com;"
+    )
+    return response
+
+
+def _finish_install(svc: Services, shop: str, admin_base: str, grant: TokenGrant) -> str:
+    """Store, token, webhook subscriptions and the click-capture pixel for a shop that just
+    granted access. A pixel that cannot be activated does not fail the install: orders still
+    convert (with the landing-page click id), and the log says why."""
+    store_id = _activate_store(svc, shop)
+    save_grant(svc, store_id, grant)
+    subscribe_webhooks(svc, store_id, admin_base, f"{svc.settings.app_url}/webhooks/shopify")
+    try:
+        activate_pixel(svc, store_id, admin_base, f"{svc.settings.app_url}/collect")
+    except AdminApiError as exc:
+        logger.warning("shopify.pixel-not-activated store=%s reason=%s", store_id, exc)
+    logger.info("shopify.installed store=%s", store_id)
+    return store_id
+
+
+def _installed_store(svc: Services, shop: str) -> str | None:
+    """The id of the shop's store when it is active and holds a token, else None."""
+    with svc.db.session() as session:
+        store = find_store(session, platform="shopify", domain=shop)
+        if store is None or store.status != "active":
+            return None
+        return store.id if session.get(ShopifyToken, store.id) is not None else None
+
+
+def _activate_store(svc: Services, shop: str) -> str:
+    """The store for this shop, created on first install, reactivated on a reinstall (which
+    lifts only the pause ``app/uninstalled`` set, never one TikTok caused)."""
+    with svc.db.session() as session:
+        store = find_store(session, platform="shopify", domain=shop)
+        if store is None:
+            return add_store(svc, platform="shopify", domain=shop, webhook_secret=None).id
+        store.status = "active"
+        paused = select(Destination).where(
+            Destination.store_id == store.id, Destination.paused_reason == UNINSTALLED_REASON
+        )
+        for destination in session.scalars(paused):
+            destination.paused_reason, destination.paused_at = None, None
+            destination.updated_at = utcnow()
+        session.commit()
+        return store.id
+
+
+def _query() -> dict[str, object]:
+    """The query string as ``query_hmac`` expects: ``name[]`` parameters keep every value."""
+    return {
+        key: request.args.getlist(key) if key.endswith("[]") else request.args[key]
+        for key in request.args
+    }
+
+
+def _admin_base(shop: str) -> str:
+    return admin_base_url(shop, current_app.config.get("SHOPIFY_ADMIN_BASE_URL"))
+
+
+def _disabled(settings: Settings) -> tuple[Response, int] | None:
+    if settings.shopify_api_key and settings.shopify_api_secret:
+        return None
+    message = "Shopify install is disabled: set SHOPIFY_API_KEY and SHOPIFY_API_SECRET"
+    return jsonify(error=message), 404
+
+
+def _refused(error: OAuthError) -> tuple[Response, int]:
+    logger.warning("shopify.install-refused")
+    return jsonify(error=str(error)), 403 if isinstance(error, StateError) else 400
+
+
+def _installed_page(shop: str, store_id: str) -> str:
+    return (
+        "<!doctype html><title>Connected</title>"
+        f"<h1>{escape(shop)} is connected</h1>"
+        "<p>Orders and checkouts now reach the connector. Next, connect TikTok:</p>"
+        f"<pre>connector tiktok set {escape(store_id)} --pixel-code P --access-token T</pre>"
+    )

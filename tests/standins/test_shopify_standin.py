@@ -1,0 +1,170 @@
+"""The Shopify stand-in refuses what Shopify would refuse, so the install tests mean something."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlsplit
+
+import jwt
+import pytest
+import requests
+
+from platforms.shopify.oauth import query_hmac
+from tests.standins.shopify import ShopifyStandIn
+
+KEY, SECRET = "key", "secret-that-is-long-enough-for-hs256"
+CALLBACK = "https://app.example/shopify/callback"
+SHOP = "demo.myshopify.com"
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[ShopifyStandIn]:
+    server = ShopifyStandIn(KEY, SECRET, CALLBACK).start()
+    yield server
+    server.stop()
+
+
+def authorize(standin: ShopifyStandIn, **changes: str) -> requests.Response:
+    params = {"client_id": KEY, "scope": "read_orders", "redirect_uri": CALLBACK, "state": "s"}
+    params.update(changes)
+    url = f"{standin.base_url}/{SHOP}/admin/oauth/authorize"
+    return requests.get(url, params=params, allow_redirects=False, timeout=5)
+
+
+def token(standin: ShopifyStandIn, body: dict, **kwargs: object) -> requests.Response:
+    url = f"{standin.base_url}/{SHOP}/admin/oauth/access_token"
+    return requests.post(url, json=body, timeout=5, **kwargs)  # type: ignore[arg-type]
+
+
+def grant(standin: ShopifyStandIn) -> dict:
+    body = {"client_id": KEY, "client_secret": SECRET, "code": standin.issue_code(SHOP)}
+    answer = token(standin, {**body, "expiring": 1})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def graphql(standin: ShopifyStandIn, access: str, variables: dict, version: str = "2025-10"):  # type: ignore[no-untyped-def]
+    url = f"{standin.base_url}/{SHOP}/admin/api/{version}/graphql.json"
+    body = {"query": "mutation { webhookSubscriptionCreate }", "variables": variables}
+    return requests.post(url, json=body, headers={"X-Shopify-Access-Token": access}, timeout=5)
+
+
+def test_authorize_redirects_back_with_a_signed_query(standin):
+    answer = authorize(standin)
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert location.startswith(CALLBACK + "?")
+    query = dict(parse_qsl(urlsplit(location).query))
+    assert set(query) == {"code", "hmac", "host", "shop", "state", "timestamp"}
+    assert query["hmac"] == query_hmac(SECRET, query)  # two implementations agree
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"client_id": "other"},
+        {"redirect_uri": "https://evil.example/callback"},
+        {"scope": "read_orders,write_products"},
+        {"state": ""},
+        {"grant_options[]": "per-user"},
+    ],
+)
+def test_authorize_refuses_bad_parameters(standin, changes):
+    assert authorize(standin, **changes).status_code == 400
+
+
+def test_code_exchange_gives_an_expiring_token_once(standin):
+    code = standin.issue_code(SHOP)
+    body = {"client_id": KEY, "client_secret": SECRET, "code": code, "expiring": 1}
+    first = token(standin, body)
+    assert first.status_code == 200
+    assert {"access_token", "scope", "expires_in", "refresh_token", "refresh_token_expires_in"} <= (
+        set(first.json())
+    )
+    assert token(standin, body).status_code == 400  # a code works once
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"client_id": KEY, "client_secret": "wrong", "code": "c", "expiring": 1}, 401),
+        ({"client_id": KEY, "client_secret": SECRET, "code": "c"}, 400),  # not expiring
+        ({"client_id": KEY, "client_secret": SECRET, "code": "c", "expiring": 0}, 400),
+        ({"client_id": KEY, "client_secret": SECRET, "grant_type": "refresh_token"}, 400),
+    ],
+)
+def test_token_endpoint_refuses_bad_requests(standin, body, status):
+    if "code" in body:
+        body = {**body, "code": standin.issue_code(SHOP)}
+    assert token(standin, body).status_code == status
+
+
+def test_token_endpoint_takes_json_only(standin):
+    url = f"{standin.base_url}/{SHOP}/admin/oauth/access_token"
+    body = {"client_id": KEY, "client_secret": SECRET, "code": standin.issue_code(SHOP)}
+    assert requests.post(url, data={**body, "expiring": "1"}, timeout=5).status_code == 400
+
+
+def test_refresh_rotates_and_the_old_tokens_stop_working(standin):
+    first = grant(standin)
+    body = {"client_id": KEY, "client_secret": SECRET, "grant_type": "refresh_token"}
+    second = token(standin, {**body, "refresh_token": first["refresh_token"]})
+    assert second.status_code == 200
+    assert second.json()["refresh_token"] != first["refresh_token"]
+    assert token(standin, {**body, "refresh_token": first["refresh_token"]}).status_code == 400
+    variables = {
+        "topic": "ORDERS_CREATE",
+        "webhookSubscription": {"uri": "https://a.example/w", "format": "JSON"},
+    }
+    assert graphql(standin, first["access_token"], variables).status_code == 401
+    assert graphql(standin, second.json()["access_token"], variables).status_code == 200
+
+
+def subscribe_errors(
+    standin: ShopifyStandIn, access: str, subscription: dict, topic: str = "ORDERS_PAID"
+):  # type: ignore[no-untyped-def]
+    answer = graphql(standin, access, {"topic": topic, "webhookSubscription": subscription})
+    assert answer.status_code == 200
+    body = answer.json()
+    if "errors" in body:
+        return [e["message"] for e in body["errors"]]
+    return [e["message"] for e in body["data"]["webhookSubscriptionCreate"]["userErrors"]]
+
+
+def test_graphql_subscription_rules(standin):
+    access = grant(standin)["access_token"]
+    good = {"uri": "https://app.example/webhooks/shopify", "format": "JSON"}
+    assert subscribe_errors(standin, access, good) == []
+    assert "already been taken" in subscribe_errors(standin, access, good)[0]
+    assert subscribe_errors(standin, access, {"callbackUrl": good["uri"], "format": "JSON"})
+    assert (
+        "protocol" in subscribe_errors(standin, access, {**good, "uri": "http://app.example/w"})[0]
+    )
+    assert subscribe_errors(standin, access, good, topic="ORDERS_EATEN")
+    assert graphql(standin, "shpat_unknown", {}).status_code == 401
+    assert graphql(standin, access, {}, version="2024-10").status_code == 404
+
+
+def test_token_exchange_needs_a_valid_session_token_for_the_shop(standin):
+    now = int(time.time())
+    claims = {"aud": KEY, "dest": f"https://{SHOP}", "exp": now + 60}
+    body = {
+        "client_id": KEY,
+        "client_secret": SECRET,
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        "requested_token_type": "urn:shopify:params:oauth:token-type:offline-access-token",
+        "expiring": 1,
+    }
+    good = jwt.encode(claims, SECRET, algorithm="HS256")
+    assert token(standin, {**body, "subject_token": good}).status_code == 200
+    other_shop = jwt.encode({**claims, "dest": "https://x.myshopify.com"}, SECRET, "HS256")
+    assert token(standin, {**body, "subject_token": other_shop}).status_code == 400
+    forged = jwt.encode(claims, "not-the-secret-but-as-long-as-the-real-one", algorithm="HS256")
+    assert token(standin, {**body, "subject_token": forged}).status_code == 400
+    online = {
+        **body,
+        "requested_token_type": "urn:shopify:params:oauth:token-type:online-access-token",
+    }
+    assert token(standin, {**online, "subject_token": good}).status_code == 400
