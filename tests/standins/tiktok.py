@@ -32,7 +32,7 @@ Evidence used (S# tags are cited in comments below):
       event_time "Use unix timestamp. Example: 1697783008" (seconds); email, phone and
       external_id "must be hashed with SHA-256 on the client side"; value is a number;
       currency "The 4217 currency code"; content_type "Either product or product_group".
-  S6  /work/shared/reference/tiktok-meta-google-apis.md section 1 (field list of the
+  S6  shared/reference/tiktok-meta-google-apis.md section 1 (field list of the
       2.0 body, page/limited_data_use at event level, hashing of name and zip fields).
   S7  ISO 4217 List One, published 2026-01-01 (as shipped in the PyPI package
       `iso4217` 1.16.20260101, used only to check the set below).

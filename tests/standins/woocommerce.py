@@ -36,7 +36,7 @@ Evidence used (W# tags are cited in comments below):
       (resources coupon, customer, order, product; events created, updated, deleted, restored;
       action.woocommerce_* / action.wc_*) and wc_is_valid_url (http:// or https:// and
       FILTER_VALIDATE_URL).
-  W7  /work/shared/reference/shopify-woocommerce.md section 6: the data store's update pings an
+  W7  shared/reference/shopify-woocommerce.md section 6: the data store's update pings an
       active webhook whose pending_delivery is still set (its creation ping failed).
 
 Decided here, not confirmed by a source:
