@@ -1,0 +1,190 @@
+"""Where one Shopify order webhook's CPU goes, stage by stage, in-process.
+
+The ingest benchmark says how many webhooks per second gunicorn accepts; this says what each
+one costs and in which part of our code, so a change can be judged before a full run. It
+times (in CPU seconds of this process, so other load on the machine hardly matters) the
+stages ``POST /webhooks/shopify`` goes through, then the whole request through Flask's test
+client; the difference is Flask, Werkzeug, metrics and logging. Redis and the database are
+real (SQLite, or PostgreSQL with ``--database-url``).
+
+    .venv/bin/python bench/profile_webhook.py                  # 1,000 webhooks, SQLite
+    .venv/bin/python bench/profile_webhook.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/profile_webhook.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchlib import (  # noqa: E402
+    FIRST_ORDER_ID,
+    ORDER_TOPIC,
+    SHOP,
+    WEBHOOK_PATH,
+    CpuMeter,
+    OrderBodies,
+    bench_database,
+    prepare_stack,
+    print_machine,
+    print_table,
+    running_redis,
+    webhook_headers,
+)
+
+from app import create_app  # noqa: E402
+from connector.config import load_settings  # noqa: E402
+from connector.mapping import EventOptions, plan_event  # noqa: E402
+from connector.pipeline import record_events  # noqa: E402
+from connector.services import Services  # noqa: E402
+from connector.stores import find_store, webhook_secrets  # noqa: E402
+from connector.web.intake import parse_json_object, signature_matches  # noqa: E402
+from platforms.shopify.parse import parse_order  # noqa: E402
+
+STAGES = (
+    "find_store (ORM query)",
+    "webhook_secrets (Fernet decrypt)",
+    "signature_matches (HMAC)",
+    "parse_json_object (json.loads)",
+    "parse_order",
+    "plan_event (map, hash, bot check)",
+    "record_events (plan, INSERT, commit, Redis)",
+)
+
+
+def main() -> None:
+    args = parse_args()
+    print_machine(args.database_url)
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+        stages, whole, server = measure(Path(tmp), args)
+    report(args, stages, whole, server)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--webhooks", type=int, default=1000)
+    parser.add_argument("--line-items", type=int, default=8)
+    parser.add_argument("--database-url", help="PostgreSQL server to use (default: SQLite)")
+    parser.add_argument("--bench-database", default="bench")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
+    args = parser.parse_args()
+    if args.smoke:
+        args.webhooks = 50
+    return args
+
+
+def measure(tmp: Path, args: argparse.Namespace) -> tuple[dict[str, float], float, float]:
+    """CPU seconds per stage over ``args.webhooks`` webhooks, for whole requests, and what
+    Redis and the PostgreSQL backend spent serving those whole requests."""
+    database = args.bench_database if args.database_url else None
+    with (
+        running_redis(tmp) as redis,
+        bench_database(tmp, args.database_url, args.bench_database) as database_url,
+    ):
+        stack = prepare_stack(tmp, database_url, redis, "http://127.0.0.1:9")
+        app = create_app(load_settings(stack.env))
+        logging.disable(logging.INFO)  # the migrations' logging setup would print every request
+        services: Services = app.extensions["connector"]
+        bodies = OrderBodies(args.line_items)
+        client = app.test_client()
+
+        def whole_request(order_id: int) -> None:
+            body, signature = bodies.signed(order_id)
+            answer = client.post(WEBHOOK_PATH, data=body, headers=webhook_headers(signature))
+            if answer.status_code != 200:
+                raise SystemExit(f"webhook answered {answer.status_code}: {answer.text}")
+
+        warm = FIRST_ORDER_ID - 1000
+        for order_id in range(warm, warm + min(100, args.webhooks)):
+            whole_request(order_id)
+        # Alternate the two measurements in rounds, so load that comes and goes on the
+        # machine weighs on both alike.
+        stages = dict.fromkeys(STAGES, 0.0)
+        whole = server = 0.0
+        rounds = max(1, min(10, args.webhooks // 10))
+        share = args.webhooks // rounds
+        for round_index in range(rounds):
+            first = FIRST_ORDER_ID + round_index * share
+            with CpuMeter(database) as meter:
+                whole += _cpu(lambda i, first=first: whole_request(first + i), share)
+            server += meter.cpu_of(pid for pid in meter.deltas if pid != os.getpid())
+            for stage, spent in staged(services, bodies, first + 10_000_000, share).items():
+                stages[stage] += spent
+        args.webhooks = rounds * share
+        stack.services.db.dispose()
+        services.db.dispose()
+    return stages, whole, server
+
+
+def staged(services: Services, bodies: OrderBodies, first: int, count: int) -> dict[str, float]:
+    """The handler's stages, in its order, each timed on its own (new order ids)."""
+    spent = dict.fromkeys(STAGES, 0.0)
+    for offset in range(count):
+        body, signature = bodies.signed(first + offset)
+        clock = time.process_time()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.process_time()
+            spent[stage] += now - clock
+            clock = now
+
+        with services.db.session() as session:
+            store = find_store(session, platform="shopify", domain=SHOP)
+        lap(STAGES[0])
+        assert store is not None
+        secrets = webhook_secrets(services, store, None)
+        lap(STAGES[1])
+        if not signature_matches(secrets, body, signature):
+            raise SystemExit("signature mismatch")
+        lap(STAGES[2])
+        payload = parse_json_object(body)
+        lap(STAGES[3])
+        assert payload is not None
+        order = parse_order(payload, ORDER_TOPIC)
+        lap(STAGES[4])
+        plan_event(order, EventOptions(), test_mode=False)
+        lap(STAGES[5])
+        record_events(services, store.id, ORDER_TOPIC, order)
+        lap(STAGES[6])
+    return spent
+
+
+def _cpu(work: Callable[[int], None], count: int) -> float:
+    started = time.process_time()
+    for index in range(count):
+        work(index)
+    return time.process_time() - started
+
+
+def report(args: argparse.Namespace, stages: dict[str, float], whole: float, server: float) -> None:
+    per = 1000 / args.webhooks
+    database = "PostgreSQL" if args.database_url else "SQLite"
+    print(
+        f"webhook CPU by stage: {database}, {args.webhooks} orders/create webhooks of "
+        f"{args.line_items} lines, CPU ms of this process per webhook"
+    )
+    staged_total = sum(stages.values())
+    rows: list[list[object]] = [[name, f"{spent * per:.3f}"] for name, spent in stages.items()]
+    rows.append(["sum of the stages (plan_event counted twice)", f"{staged_total * per:.3f}"])
+    rows.append(["whole request through Flask's test client", f"{whole * per:.3f}"])
+    rest = whole - staged_total + stages[STAGES[5]]
+    rows.append(
+        ["Flask, Werkzeug, metrics, logging (whole - stages + plan_event)", f"{rest * per:.3f}"]
+    )
+    rows.append(["Redis and PostgreSQL server processes, per whole request", f"{server * per:.3f}"])
+    print_table(["stage", "CPU ms"], rows)
+    ceiling = 2000 / ((whole + server) * per)
+    print(f"=> at most {ceiling:,.0f} webhooks/s on 2 cores, before gunicorn and the client")
+
+
+if __name__ == "__main__":
+    main()
