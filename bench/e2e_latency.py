@@ -15,6 +15,7 @@ A negative delay means the event reached TikTok before the store saw its 200.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -34,6 +35,7 @@ from benchlib import (  # noqa: E402
     OrderBodies,
     WebConfig,
     bench_database,
+    children_of,
     percentile,
     pick_port,
     prepare_stack,
@@ -63,7 +65,16 @@ class Sent:
     response_ms: list[float] = field(default_factory=list)
     failures: Counter[int] = field(default_factory=Counter)
     max_slip_ms: float = 0.0
+    first_sent: float = float("inf")
+    cpu: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def achieved_rate(self) -> float:
+        """Webhooks answered 200 per second, from the first send to the last answer."""
+        if not self.answered:
+            return 0.0
+        return len(self.answered) / max(1e-9, max(self.answered.values()) - self.first_sent)
 
 
 def main() -> None:
@@ -113,9 +124,18 @@ def run(
             wait_for_http(f"http://127.0.0.1:{port}/healthz")
             wait_for_rq_worker(stack)
             wait_for_quiet(database, timeout=args.quiet_timeout)
+            web_pids = [processes[0].pid, *children_of(processes[0].pid)]
             with CpuMeter(database) as meter:
                 sent = send(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", args)
                 wait_for_receipts(receipts_path, set(sent.answered), timeout=60.0)
+            sent.cpu = {
+                "web": meter.cpu_of(web_pids),
+                "worker": meter.cpu_of([processes[1].pid]),
+                "TikTok stand-in": meter.cpu_of([standin.process.pid]),
+                "senders (this process)": meter.cpu_of([os.getpid()]),
+                "Redis": meter.cpu_of([redis.process.pid]),
+                "PostgreSQL": meter.cpu_of(meter.database_pids),
+            }
         finally:
             for process in processes:
                 stop_process(process)
@@ -158,6 +178,7 @@ def sender(
         answered = time.monotonic()
         with sent.lock:
             sent.max_slip_ms = max(sent.max_slip_ms, (began - due) * 1000)
+            sent.first_sent = min(sent.first_sent, began)
             if status == 200:
                 sent.answered[str(order_id)] = answered
                 sent.response_ms.append((answered - began) * 1000)
@@ -202,7 +223,8 @@ def report(
         f"({args.orders / args.rate:.0f} s), gunicorn {args.web}, {args.standin} stand-in; "
         f"accepted {len(sent.answered)}, delivered {len(latency_ms)}, duplicates {duplicates}, "
         f"TikTok requests {standin_totals.get('requests', '?')}; "
-        f"sender slip max {sent.max_slip_ms:.0f} ms; our CPU {meter.our_cores:.2f} cores, "
+        f"achieved {sent.achieved_rate:.0f}/s (senders fell up to {sent.max_slip_ms:,.0f} ms "
+        f"behind schedule); our CPU {meter.our_cores:.2f} cores, "
         f"others {meter.foreign_cores:.2f}"
     )
     rows = [
@@ -210,6 +232,11 @@ def report(
         _row("200 -> TikTok receipt", latency_ms),
     ]
     print_table(["measure", "p50 ms", "p99 ms", "max ms"], rows)
+    if sent.cpu and meter.seconds:
+        split = ", ".join(
+            f"{name} {seconds / meter.seconds:.2f}" for name, seconds in sent.cpu.items() if seconds
+        )
+        print(f"cores used: {split}")
     verdict(args, sent, latency_ms)
 
 
@@ -220,6 +247,11 @@ def _row(name: str, values: list[float]) -> list[object]:
 
 
 def verdict(args: argparse.Namespace, sent: Sent, latency_ms: list[float]) -> None:
+    if sent.achieved_rate < 0.95 * args.rate:
+        print(
+            f"the offered {args.rate:g}/s was not reached ({sent.achieved_rate:.0f}/s): the "
+            "connector is saturated, and the latencies below are at that rate"
+        )
     if latency_ms:
         p50, p99 = percentile(latency_ms, 50), percentile(latency_ms, 99)
         print(

@@ -4,8 +4,9 @@ The ingest benchmark says how many webhooks per second gunicorn accepts; this sa
 one costs and in which part of our code, so a change can be judged before a full run. It
 times (in CPU seconds of this process, so other load on the machine hardly matters) the
 stages ``POST /webhooks/shopify`` goes through, then the whole request through Flask's test
-client; the difference is Flask, Werkzeug, metrics and logging. Redis and the database are
-real (SQLite, or PostgreSQL with ``--database-url``).
+client; the difference is Flask and Werkzeug (the test client is a good deal heavier than
+gunicorn; metrics and the log line cost microseconds). Redis and the database are real
+(SQLite, or PostgreSQL with ``--database-url``).
 
     .venv/bin/python bench/profile_webhook.py                  # 1,000 webhooks, SQLite
     .venv/bin/python bench/profile_webhook.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
