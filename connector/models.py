@@ -60,6 +60,9 @@ class Store(Base):
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     access_token_encrypted: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # Other hostnames the storefront is served from (a Shopify shop's primary domain), which
+    # ``POST /collect`` accepts as an Origin besides ``domain``.
+    storefront_domains: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -74,6 +77,12 @@ class Destination(Base):
     kind: Mapped[str] = mapped_column(String(32))
     pixel_code: Mapped[str] = mapped_column(String(64))
     access_token_encrypted: Mapped[str] = mapped_column(Text)
+    # Set when the token came from the ad platform's OAuth ("Connect with TikTok") rather
+    # than being pasted: what refreshing it needs, and the account its pixels belong to.
+    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    advertiser_id: Mapped[str | None] = mapped_column(String(64))
     test_event_code: Mapped[str | None] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     paused_reason: Mapped[str | None] = mapped_column(Text)
@@ -93,6 +102,7 @@ class Event(Base):
         ),
         Index("ix_events_claim", "store_id", "destination", "status", "next_attempt_at"),
         Index("ix_events_status", "status", "next_attempt_at"),
+        Index("ix_events_store_received", "store_id", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -105,6 +115,8 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     event_time: Mapped[int] = mapped_column(BigInteger)
     click_source: Mapped[str | None] = mapped_column(String(32))
+    # Bitmask of the matching signals the event carried (connector.signals), for diagnostics.
+    signals: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

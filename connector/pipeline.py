@@ -21,6 +21,7 @@ from connector.jobs import request_delivery
 from connector.mapping import EventOptions, PlannedEvent, plan_event
 from connector.models import Destination, Event, EventStatus
 from connector.services import Services
+from connector.signals import signal_mask
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def _insert_ignoring_duplicate(
         "payload": event.to_json(),
         "event_time": event.event_time,
         "click_source": event.click_source,
+        "signals": signal_mask(event.user),
     }
     statement = _insert_statement(session).values(**values)
     statement = statement.on_conflict_do_nothing(
