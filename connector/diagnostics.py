@@ -340,6 +340,7 @@ class Diagnostics:
     failures: tuple[FailureGroup, ...]
     estimate: MatchEstimate | None
     best_change: BestChange | None
+    capture_works: bool  # storefront click capture produced click ids in the window
 
     @property
     def skipped(self) -> int:
@@ -387,6 +388,7 @@ def diagnose(
         failures=failures,
         estimate=estimate,
         best_change=best_change(coverage, platform, capture_works=capture_works),
+        capture_works=capture_works,
     )
 
 

@@ -191,8 +191,10 @@ def test_best_change_is_the_largest_missing_coverage_times_weight(services, shop
         order("3", phone=None),
     )
 
-    change = diagnose(services, shopify_store, 7).best_change
+    result = diagnose(services, shopify_store, 7)
+    change = result.best_change
 
+    assert not result.capture_works  # the landing page is not click capture
     # Missing: ttclid 2/3 x 30 = 20 points, phone 3/3 x 20 = 20 points, ttp 2/3 x 5. A tie
     # goes to the stronger signal, the first in SIGNALS.
     assert change is not None
@@ -212,8 +214,10 @@ def test_working_click_capture_moves_the_best_change_past_the_click_id(services,
         order("3", clicks=ClickIds(ttp="ttp"), phone=None),
     )
 
-    change = diagnose(services, store_id, 7).best_change
+    result = diagnose(services, store_id, 7)
+    change = result.best_change
 
+    assert result.capture_works
     # ttclid misses 2/3 x 30 = 20 points, but the plugin works: those orders did not come from
     # an ad. Next: email 1/3 x 25.
     assert change is not None
