@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -16,6 +17,14 @@ from connector.services import Services, build_services
 from connector.web import EXTENSION_KEY, WEBHOOK_BLUEPRINT_SUFFIX
 from connector.web.collect import blueprint as collect_blueprint
 from connector.web.health import blueprint as health_blueprint
+from connector.web.merchant import blueprint as merchant_blueprint
+from connector.web.merchant.access import (
+    SESSION_HOURS,
+    add_embedded_grant,
+    csrf_field,
+    current_grant,
+)
+from connector.web.merchant.login import blueprint as login_blueprint
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -26,6 +35,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config.update(
         SECRET_KEY=services.settings.secret_key,
         MAX_CONTENT_LENGTH=services.settings.max_webhook_bytes,
+        # The merchant pages' session: never readable by scripts, never sent cross-site.
+        SESSION_COOKIE_NAME="connector_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=services.settings.app_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
     app.extensions[EXTENSION_KEY] = services
     if services.settings.proxy_hops:
@@ -35,17 +50,33 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             app.wsgi_app, x_for=services.settings.proxy_hops, x_proto=services.settings.proxy_hops
         )
     register_blueprints(app)
+    register_template_helpers(app)
     register_error_handlers(app)
     register_webhook_metrics(app)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
-    """The core's pages, then each store platform's webhook routes."""
-    app.register_blueprint(health_blueprint)
-    app.register_blueprint(collect_blueprint)
+    """The core's pages, each destination's pages (OAuth), each store platform's routes."""
+    for blueprint in (health_blueprint, collect_blueprint, login_blueprint, merchant_blueprint):
+        app.register_blueprint(blueprint)
+    services = app.extensions[EXTENSION_KEY]
+    for destination in services.destinations.values():
+        if (blueprint := getattr(destination, "blueprint", None)) is not None:
+            app.register_blueprint(blueprint)
     for platform in load_store_platforms():
         app.register_blueprint(platform.blueprint)
+
+
+def register_template_helpers(app: Flask) -> None:
+    """What the merchant templates call: the CSRF field, whether a page exists, whether the
+    page is framed in a store platform's admin; and links that keep an embedded grant."""
+    app.jinja_env.globals.update(
+        csrf_field=csrf_field,
+        endpoint_exists=lambda endpoint: endpoint in current_app.view_functions,
+        embedded=lambda: bool((grant := current_grant()) and grant.embedded_token),
+    )
+    app.url_defaults(add_embedded_grant)
 
 
 def register_webhook_metrics(app: Flask) -> None:
@@ -75,7 +106,14 @@ def register_error_handlers(app: Flask) -> None:
         if status == 413:
             limit = app.config["MAX_CONTENT_LENGTH"] // 1024
             return jsonify(error=f"body larger than the {limit} KiB limit"), 413
+        if _wants_html():
+            return Response(render_template("error.html", error=error), status=status), status
         return jsonify(error=error.description), status
+
+    def _wants_html() -> bool:
+        """A person's browser gets a page; webhook senders and scripts (``*/*``) get JSON."""
+        best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+        return best == "text/html"
 
     @app.errorhandler(SQLAlchemyError)
     def database_unavailable(error: SQLAlchemyError) -> tuple[Response, int]:

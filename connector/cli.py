@@ -31,6 +31,7 @@ from connector.plugins import load_store_platforms
 from connector.replay import replay_events
 from connector.stores import StoreError, set_destination
 from connector.testevent import send_test_event
+from connector.web.merchant.access import LOGIN_LINK_MINUTES, login_token
 
 EVENT_STATUSES = [status.value for status in EventStatus]
 
@@ -191,6 +192,25 @@ def list_stores(ctx: click.Context) -> None:
             )
 
 
+@stores.command("login-link")
+@click.argument("store_id")
+@click.pass_context
+def login_link(ctx: click.Context, store_id: str) -> None:
+    """A link that logs a browser in to the store's settings pages (once, for a short time)."""
+    services = services_from(ctx)
+    with services.db.session() as session:
+        if session.get(Store, store_id) is None:
+            raise click.ClickException(f"no store {store_id}: see `connector stores list`")
+    token = login_token(services.settings.secret_key, store_id)
+    emit(
+        {
+            "store_id": store_id,
+            "login_url": f"{services.settings.app_url}/login/{token}",
+            "expires_in_minutes": LOGIN_LINK_MINUTES,
+        }
+    )
+
+
 def _describe_destination(destination: Destination) -> dict[str, object]:
     return {
         "kind": destination.kind,
@@ -237,6 +257,12 @@ def tiktok() -> None:
     "send_initiate_checkout",
     default=None,
     help="Send InitiateCheckout for started checkouts (default on).",
+)
+@click.option(
+    "--test-orders/--no-test-orders",
+    "send_test_orders",
+    default=None,
+    help="Send the store's test orders while a test event code is set (default on).",
 )
 @click.option(
     "--limited-data-use/--no-limited-data-use",

@@ -33,6 +33,10 @@ class EventOptions:
     value_basis: str = "total"
     content_id: str = "variant"
     send_initiate_checkout: bool = True
+    # Test orders (Shopify's bogus gateway, a WooCommerce order marked test) are sent only
+    # when a test event code is set, so they land in TikTok's "Test events" and never count
+    # as conversions; False keeps them out even then.
+    send_test_orders: bool = True
     limited_data_use: bool = False
 
     def __post_init__(self) -> None:
@@ -40,7 +44,7 @@ class EventOptions:
         _check_choice("order_trigger", self.order_trigger, ORDER_TRIGGERS)
         _check_choice("value_basis", self.value_basis, VALUE_BASES)
         _check_choice("content_id", self.content_id, CONTENT_ID_SOURCES)
-        for name in ("send_initiate_checkout", "limited_data_use"):
+        for name in ("send_initiate_checkout", "send_test_orders", "limited_data_use"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
 
@@ -77,7 +81,7 @@ def plan_event(
             return None
         name, event_id, order_id = "InitiateCheckout", source.token, None
     event = build_event(source, options, name=name, event_id=event_id, order_id=order_id)
-    return PlannedEvent(event, skip_reason(source, test_mode=test_mode))
+    return PlannedEvent(event, skip_reason(source, options, test_mode=test_mode))
 
 
 def build_event(
@@ -103,12 +107,14 @@ def build_event(
     )
 
 
-def skip_reason(source: Order | Checkout, *, test_mode: bool) -> str | None:
+def skip_reason(source: Order | Checkout, options: EventOptions, *, test_mode: bool) -> str | None:
     """Why this event must be recorded but not sent, in words a merchant understands."""
     if isinstance(source, Order) and source.skip_reason:
         return source.skip_reason
     if source.is_test and not test_mode:
         return "test order: set a TikTok test event code to send test orders"
+    if source.is_test and not options.send_test_orders:
+        return "test order: sending test orders is switched off in the settings"
     if is_bot(source.shopper.user_agent):
         return "bot user agent"
     return None

@@ -199,3 +199,21 @@ def fresh(body: bytes, minutes_ago: int = 3) -> bytes:
     moment = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S")
     offset = lambda match: b"+00:00" if match.group(2) else b""  # noqa: E731 - UTC, kept short
     return ISO_DATETIME.sub(lambda m: b'"' + moment.encode() + offset(m) + b'"', body)
+
+
+def log_in(client, services: Services, store_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Log a Flask test client in to a store's pages the way a merchant does: the login link
+    ``connector stores login-link`` prints, then its Continue button."""
+    from connector.web.merchant.access import login_token
+
+    path = f"/login/{login_token(services.settings.secret_key, store_id)}"
+    assert client.get(path).status_code == 200
+    answer = client.post(path)
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of the first form on a merchant page."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "the page has no form with a CSRF token"
+    return match.group(1)

@@ -36,6 +36,7 @@ ALL_OPTIONS = {
     "value_basis": "total",
     "content_id": "variant",
     "send_initiate_checkout": True,
+    "send_test_orders": True,
     "limited_data_use": False,
 }
 
@@ -301,6 +302,7 @@ def test_tiktok_set_stores_the_options(settings, services, shopify_store):
             "--content-id",
             "sku",
             "--no-initiate-checkout",
+            "--no-test-orders",
         )  # fmt: skip
     )
     expected_options = {
@@ -309,6 +311,7 @@ def test_tiktok_set_stores_the_options(settings, services, shopify_store):
         "value_basis": "subtotal",
         "content_id": "sku",
         "send_initiate_checkout": False,
+        "send_test_orders": False,
         "limited_data_use": False,
     }
     assert out["store_id"] == shopify_store

@@ -17,6 +17,7 @@ Bridge session token (``id_token`` on the first document request, ``Authorizatio
 later fetches). The token authenticates the page, and when the store has no access token yet
 it is exchanged for one (token exchange), then the store is set up as above
 (https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/token-exchange).
+Then the merchant pages open with an embedded grant (connector/web/merchant/access.py).
 
 Install is disabled (404 with the fix) until ``SHOPIFY_API_KEY`` and ``SHOPIFY_API_SECRET``
 are set. Tests point Shopify's admin at a stand-in with
@@ -29,7 +30,7 @@ import logging
 import secrets
 from html import escape
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
 from sqlalchemy import select
 
 from connector.config import Settings
@@ -37,6 +38,7 @@ from connector.models import Destination, ShopifyToken, utcnow
 from connector.services import Services
 from connector.stores import add_store, find_store
 from connector.web import services
+from connector.web.merchant.access import embedded_grant
 from platforms.shopify.admin_api import AdminApiError, activate_pixel, subscribe_webhooks
 from platforms.shopify.compliance import UNINSTALLED_REASON
 from platforms.shopify.oauth import (
@@ -137,8 +139,8 @@ def callback() -> Response | tuple[Response, int]:
 
 @blueprint.get("/shopify/app")
 def embedded_home() -> Response | tuple[Response, int]:
-    """The embedded app's page, authenticated by the App Bridge session token; the first
-    visit of a shop without a token installs it by token exchange."""
+    """The embedded app's entry, authenticated by the App Bridge session token; the first
+    visit of a shop without a token installs it by token exchange. Opens the store's pages."""
     svc = services()
     settings = svc.settings
     if disabled := _disabled(settings):
@@ -169,12 +171,10 @@ def embedded_home() -> Response | tuple[Response, int]:
     except (TokenError, AdminApiError) as exc:
         logger.warning("shopify.install-failed reason=%s", type(exc).__name__)
         return jsonify(error=f"the install could not finish: {exc}"), 502
-    response = Response(_installed_page(shop, store_id), mimetype="text/html")
-    # Only the shop's admin may frame the page (Shopify's rule for embedded apps).
-    response.headers["Content-Security-Policy"] = (
-        f"frame-ancestors https://{shop} https://admin.shopify.com;"
-    )
-    return response
+    # The merchant pages, with a grant carried in their URLs (cookies do not survive in the
+    # admin's iframe); only the shop's admin may frame them (Shopify's rule for embedded apps).
+    grant = embedded_grant(store_id, (f"https://{shop}", "https://admin.shopify.com"))
+    return redirect(url_for("merchant.status", store_id=store_id, session=grant), code=303)
 
 
 def _finish_install(svc: Services, shop: str, admin_base: str, grant: TokenGrant) -> str:

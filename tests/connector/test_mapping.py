@@ -88,6 +88,7 @@ def test_default_options():
         "value_basis": "total",
         "content_id": "variant",
         "send_initiate_checkout": True,
+        "send_test_orders": True,
         "limited_data_use": False,
     }
 
@@ -320,6 +321,12 @@ def test_test_order_is_skipped_outside_test_mode():
 
 def test_test_order_is_sent_in_test_mode():
     assert plan(make_order("1", is_test=True), test_mode=True).skip_reason is None
+
+
+def test_test_orders_switched_off_stay_out_even_in_test_mode():
+    planned = plan(make_order("1", is_test=True), test_mode=True, send_test_orders=False)
+    assert planned.skip_reason == "test order: sending test orders is switched off in the settings"
+    assert plan(make_order("1"), test_mode=True, send_test_orders=False).skip_reason is None
 
 
 def test_test_checkout_is_skipped_outside_test_mode():

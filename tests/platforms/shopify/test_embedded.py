@@ -42,9 +42,11 @@ def open_app(browser, token: str, *, header: bool = False):  # type: ignore[no-u
 
 def test_first_visit_installs_by_token_exchange(browser, shopify, app_services):
     answer = open_app(browser, session_token())
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    assert f"{INSTALL_SHOP} is connected" in answer.get_data(as_text=True)
-    csp = answer.headers["Content-Security-Policy"]
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    page = browser.get(answer.headers["Location"], base_url=APP_URL)
+    assert page.status_code == 200
+    assert INSTALL_SHOP in page.get_data(as_text=True)
+    csp = page.headers["Content-Security-Policy"]
     assert f"frame-ancestors https://{INSTALL_SHOP} https://admin.shopify.com" in csp
     assert shopify.token_exchanges == 1 and shopify.code_exchanges == 0
     assert len(shopify.subscriptions[INSTALL_SHOP]) == 5
@@ -55,8 +57,8 @@ def test_first_visit_installs_by_token_exchange(browser, shopify, app_services):
 
 
 def test_later_visits_reuse_the_stored_token(browser, shopify):
-    assert open_app(browser, session_token()).status_code == 200
-    assert open_app(browser, session_token(), header=True).status_code == 200
+    assert open_app(browser, session_token()).status_code == 303
+    assert open_app(browser, session_token(), header=True).status_code == 303
     assert shopify.token_exchanges == 1
 
 
