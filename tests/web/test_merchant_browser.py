@@ -1,0 +1,131 @@
+"""The merchant pages in a real browser (Debian's Chromium, driven by Playwright), against a
+live connector, a real RQ worker and the TikTok stand-in: log in by link, change settings,
+send a test event and read TikTok's answer, filter the delivery log, replay a failed event
+and see it delivered, and read the diagnostics chart. A screenshot of each page is kept under
+``test-artifacts/screenshots/`` (the README's pictures come from there)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from connector.web.merchant.access import login_token
+from tests.support import (
+    PIXEL_CODE,
+    ROOT,
+    TIKTOK_TOKEN,
+    fixture_bytes,
+    fresh,
+    post,
+    shopify_headers,
+    topic_of,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+# Real-shaped orders: full signals, guest, no phone, national phone, a bot, and a checkout.
+ORDERS = (
+    "orders_create.json",
+    "orders_create__guest_checkout.json",
+    "orders_create__no_phone.json",
+    "orders_create__national_phone.json",
+    "orders_create__bot_user_agent.json",
+    "checkouts_create.json",
+)
+REJECTED_ORDER = "820982911946154602"  # orders_create__no_phone.json
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does it)",
+)
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+
+
+def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def send_orders(base_url: str) -> None:
+    for name in ORDERS:
+        body = fresh(fixture_bytes("shopify", name))
+        answer = post(
+            f"{base_url}/webhooks/shopify", body, shopify_headers(topic_of(name, "/"), body)
+        )
+        assert answer.status_code == 200, answer.text
+
+
+def test_a_merchant_manages_the_store_in_a_browser(
+    browser_page, live_server, services, shopify_store, tiktok, worker
+):
+    page = browser_page
+    expect = pytest.importorskip("playwright.sync_api").expect
+
+    # Log in by the link `connector stores login-link` prints.
+    page.goto(f"{live_server}/login/{login_token(services.settings.secret_key, shopify_store)}")
+    page.click("#continue")
+    expect(page.locator("#health")).to_contain_text("TikTok is not connected yet")
+    shoot(page, "status-not-connected")
+
+    # Settings: connect the pixel, with a test event code, and choose options.
+    page.click("text=Settings")
+    page.fill("#pixel_code", PIXEL_CODE)
+    page.fill("#access_token", TIKTOK_TOKEN)
+    page.fill("#test_event_code", "TEST42")
+    page.select_option("#purchase_event", "Purchase")
+    page.click("#save")
+    expect(page.locator("#saved")).to_be_visible()
+    expect(page.locator("#purchase_event")).to_have_value("Purchase")
+
+    # Send a test event: the whole pipeline, then TikTok's answer on the page.
+    page.click("#send-test-event")
+    expect(page.locator("#test-result")).to_contain_text("delivered")
+    expect(page.locator("#test-result")).to_contain_text("code 0")
+    shoot(page, "settings")
+    [test_event] = tiktok.wait_for_events(1)
+    assert test_event["event"] == "Purchase" and test_event["event_id"].startswith("test-")
+
+    # Real orders arrive; TikTok refuses one of them.
+    tiktok.reject_event_ids({REJECTED_ORDER})
+    send_orders(live_server)
+    tiktok.wait_for_events(4, timeout=30)  # the test event and three orders; the bot is skipped
+
+    # The delivery log, filtered to failures, shows TikTok's code and message.
+    page.click("text=Delivery log")
+    page.select_option("#filter-status", "failed")
+    page.click("#apply-filters")
+    failed_row = page.locator(f'tr[data-event-id="{REJECTED_ORDER}"]')
+    expect(failed_row).to_have_attribute("data-status", "failed")
+    expect(failed_row).to_contain_text("40002")
+    expect(page.locator("tr[data-event-id]")).to_have_count(1)
+    shoot(page, "delivery-log-failed")
+
+    # The cause is fixed at TikTok's end; replay the event and see it delivered.
+    tiktok.reset()
+    failed_row.locator("button.replay").click()
+    expect(page.locator("#replayed")).to_contain_text("1 event put back in the queue")
+    assert REJECTED_ORDER in {e["event_id"] for e in tiktok.wait_for_events(1, timeout=30)}
+    page.select_option("#filter-status", "")
+    page.click("#apply-filters")
+    expect(page.locator(f'tr[data-event-id="{REJECTED_ORDER}"]')).to_have_attribute(
+        "data-status", "delivered"
+    )
+    expect(page.locator('tr[data-status="skipped"]')).to_contain_text("bot user agent")
+    shoot(page, "delivery-log")
+
+    page.click("text=Status")
+    expect(page.locator("#health")).to_contain_text("All good")
+    shoot(page, "status")
