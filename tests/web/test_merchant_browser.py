@@ -10,7 +10,9 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
+from connector.models import Event, EventStatus
 from connector.web.merchant.access import login_token
 from tests.support import (
     PIXEL_CODE,
@@ -129,3 +131,24 @@ def test_a_merchant_manages_the_store_in_a_browser(
     page.click("text=Status")
     expect(page.locator("#health")).to_contain_text("All good")
     shoot(page, "status")
+
+    # Diagnostics: the chart's numbers are the database's.
+    page.click("text=Diagnostics")
+    purchases = page.locator('#coverage-chart .coverage-event[data-event="Purchase"]')
+    expect(purchases).to_have_attribute("data-events", str(sent_purchases(services)))
+    ttclid = purchases.locator('.bar-row[data-signal="ttclid"]')
+    expect(ttclid).to_have_attribute("data-count", str(sent_purchases(services, with_bit=0)))
+    expect(page.locator("#bots")).to_have_attribute("data-count", "1")
+    expect(page.locator("#match-tier")).to_be_visible()
+    shoot(page, "diagnostics")
+
+
+def sent_purchases(services, with_bit: int | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Purchases that were sent (not skipped), optionally only those carrying one signal."""
+    with services.db.session() as session:
+        rows = session.execute(
+            select(Event.signals).where(
+                Event.event_name == "Purchase", Event.status != EventStatus.SKIPPED
+            )
+        ).scalars()
+        return sum(1 for mask in rows if with_bit is None or mask & (1 << with_bit))
