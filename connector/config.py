@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_TIKTOK_API_BASE = "https://business-api.tiktok.com"
+# TikTok's advertiser authorization page, the first step of "Connect with TikTok"
+# (shared/reference/tiktok-meta-google-apis.md §1.8; Airbyte's TikTokMarketingOAuthFlow uses it).
+DEFAULT_TIKTOK_AUTH_URL = "https://ads.tiktok.com/marketing_api/auth"
 
 
 class ConfigError(Exception):
@@ -33,6 +36,7 @@ class Settings:
     tiktok_api_base: str = DEFAULT_TIKTOK_API_BASE
     tiktok_app_id: str | None = None
     tiktok_app_secret: str | None = None
+    tiktok_auth_url: str = DEFAULT_TIKTOK_AUTH_URL
     shopify_api_key: str | None = None
     shopify_api_secret: str | None = None
     shopify_scopes: str = "read_orders,write_pixels,read_customer_events"
@@ -73,6 +77,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tiktok_api_base=(env.get("TIKTOK_API_BASE") or DEFAULT_TIKTOK_API_BASE).rstrip("/"),
         tiktok_app_id=env.get("TIKTOK_APP_ID") or None,
         tiktok_app_secret=env.get("TIKTOK_APP_SECRET") or None,
+        tiktok_auth_url=env.get("TIKTOK_AUTH_URL") or DEFAULT_TIKTOK_AUTH_URL,
         shopify_api_key=env.get("SHOPIFY_API_KEY") or None,
         shopify_api_secret=env.get("SHOPIFY_API_SECRET") or None,
         shopify_scopes=env.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,

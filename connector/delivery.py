@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
+from connector.destinations.tiktok.tokens import access_token_for, send_with_renewed_token
 from connector.events import ConversionEvent
 from connector.models import Attempt, Event, EventStatus, utcnow
 from connector.models import Destination as DestinationRow
@@ -196,6 +197,10 @@ def _send(
     events = [ConversionEvent.from_json(event.payload) for event in part]
     started, clock = utcnow(), time.perf_counter()
     result = destination.send(http, config, events)
+    # An OAuth token TikTok says has expired (40102) is renewed once and the batch sent again.
+    result = send_with_renewed_token(
+        services, row, config, result, lambda renewed: destination.send(http, renewed, events)
+    )
     report.requests += 1
     metrics = services.metrics
     code = "" if result.code is None else str(result.code)
@@ -324,7 +329,7 @@ def _config(services: Services, row: DestinationRow) -> DestinationConfig:
     return DestinationConfig(
         api_base=services.settings.tiktok_api_base,
         pixel_code=row.pixel_code,
-        access_token=services.cipher.decrypt(row.access_token_encrypted),
+        access_token=access_token_for(services, row),  # renewed first when close to expiry
         test_event_code=row.test_event_code,
         timeout=services.settings.http_timeout_seconds,
     )

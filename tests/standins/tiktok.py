@@ -5,7 +5,9 @@ connector sends something TikTok would refuse. This module serves a real HTTP se
 127.0.0.1 that checks each batch the way TikTok does (as far as public evidence shows),
 answers with TikTok's envelope, records everything it received, and can inject the faults
 the connector must survive: rate limits, HTTP 5xx/429, slow answers, rejected rows and a
-server that refuses connections.
+server that refuses connections. It also plays TikTok for Business OAuth ("Connect with
+TikTok"): the advertiser authorization page, the token exchange and refresh, the advertiser and
+pixel lists (`stand_in.oauth`, see the O# evidence further down).
 
 Evidence used (S# tags are cited in comments below):
   S1  tiktok/tiktok-business-api-sdk, python_sdk/business_api_client/tiktok_business/
@@ -73,8 +75,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Flask, Response, request
+from markupsafe import escape
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
@@ -378,6 +382,426 @@ def parse_body(raw: bytes, mimetype: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
+# TikTok for Business OAuth: the advertiser authorization page, tokens, accounts and pixels
+# ---------------------------------------------------------------------------------------
+#
+# Evidence (O# tags are cited below):
+#   O1  shared/reference/tiktok-meta-google-apis.md §1.8 and Airbyte's
+#       TikTokMarketingOAuthFlow(.kt) with its test: the authorization page is
+#       https://ads.tiktok.com/marketing_api/auth?app_id=…&redirect_uri=…&state=…, TikTok sends
+#       the browser back with `auth_code` (Airbyte also reads `code`), and
+#       POST /open_api/v1.3/oauth2/access_token/ takes JSON {app_id, secret, auth_code} and
+#       answers the envelope with data.access_token.
+#   O2  TikTok SDK docs AuthenticationApi.md: oauth2/access_token "Get access_token and
+#       refresh_token by auth_code … access token is valid for 24 hours and the refresh token
+#       is valid for one year" (creator tokens); oauth2/advertiser/get(app_id, secret,
+#       access_token) lists the advertisers that authorized an app. Public clients read
+#       data.advertiser_ids, data.scope (a list of numbers), data.list[].advertiser_id and
+#       advertiser_name, and on refresh data.expires_in / refresh_token_expires_in.
+#   O3  SDK tiktok_code.py: 40001 permission, 40002 param error, 40102 ACCESS_TOKEN_EXPIRE,
+#       40103 REFRESH_TOKEN_EXPIRE, 40104 empty token, 40105 invalid token, 40107
+#       INVALID_REFRESH_TOKEN, 40108 INVALID_GRANT_TYPE, 40110 AUTH_CODE_ERROR.
+#   O4  Pixel list (TikTok docs id 1740858697598978 and public clients):
+#       GET /open_api/v1.3/pixel/list/?advertiser_id=…&page=…&page_size=… with Access-Token,
+#       data.pixels[] {pixel_id, pixel_code, pixel_name, …} and data.page_info
+#       {page, page_size, total_number, total_page}.
+#
+# Decided here, not confirmed by any source found:
+#   - Advertiser tokens are long-term by default (no refresh token, as the reference says);
+#     `token_lifetime` makes the stand-in issue expiring tokens with a refresh token, which
+#     it rotates on every refresh.
+#   - A wrong app_id or secret answers 40001; an unknown, used or expired auth code 40110.
+#   - Auth codes are single-use and live 10 minutes; a denial sends the browser back with
+#     the `state` and no `auth_code`.
+#   - page_size defaults to 10 and may be 1..20; the message wordings.
+
+AUTHORIZE_PATH = "/marketing_api/auth"
+TOKEN_PATH = "/open_api/v1.3/oauth2/access_token/"
+REFRESH_PATH = "/open_api/v1.3/oauth2/refresh_token/"
+ADVERTISERS_PATH = "/open_api/v1.3/oauth2/advertiser/get/"
+PIXEL_LIST_PATH = "/open_api/v1.3/pixel/list/"
+
+CODE_ACCESS_TOKEN_EXPIRED = 40102
+CODE_REFRESH_TOKEN_EXPIRED = 40103
+CODE_INVALID_REFRESH_TOKEN = 40107
+CODE_INVALID_GRANT_TYPE = 40108
+CODE_AUTH_CODE_ERROR = 40110
+
+AUTH_CODE_SECONDS = 600
+MAX_PIXEL_PAGE_SIZE = 20
+SCOPES = [4, 9, 10]  # numbers as in O2; their meaning is not checked by anything
+
+
+@dataclass
+class OAuthApp:
+    """A TikTok for Business developer app: credentials and its advertiser redirect URL."""
+
+    app_id: str
+    secret: str
+    redirect_uri: str
+
+
+@dataclass
+class Advertiser:
+    """An ad account with its pixels (code -> name)."""
+
+    advertiser_id: str
+    name: str
+    pixels: dict[str, str]
+
+
+@dataclass
+class _Authorization:
+    """What an auth code, access token or refresh token stands for."""
+
+    app_id: str
+    advertiser_ids: tuple[str, ...]
+    expires_at: float | None
+
+
+@dataclass
+class OAuthCall:
+    """One request to an OAuth or account endpoint, and TikTok's code in the answer."""
+
+    path: str
+    body: dict
+    code: int
+
+
+class TikTokOAuth:
+    """The advertiser-authorization side of the stand-in; reach it as `stand_in.oauth`.
+
+    Configure with `register_app(...)` and `add_advertiser(...)`. A browser (or `requests`)
+    opens `authorize_url`, follows the "Grant" (or "Deny") link and lands on the app's
+    redirect URL. Tokens it issues are accepted by /event/track/ for the pixels of the
+    advertisers they cover.
+    """
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget apps, advertisers, grants and calls; long-term tokens again."""
+        self.apps: dict[str, OAuthApp] = {}
+        self.advertisers: dict[str, Advertiser] = {}
+        self.calls: list[OAuthCall] = []
+        self.deny = False  # the next grants are refused as if the merchant clicked "Deny"
+        self.grant_advertiser_ids: list[str] | None = None  # None: every advertiser
+        self.token_lifetime: int | None = None  # seconds; None: long-term, no refresh token
+        self.refresh_token_lifetime = 365 * 86400
+        self.auth_code_seconds = AUTH_CODE_SECONDS
+        self.delay_seconds = 0.0  # before answering a JSON endpoint, to widen races
+        self._faults: deque[tuple[int, str]] = deque()
+        self._codes: dict[str, _Authorization] = {}
+        self._tokens: dict[str, _Authorization] = {}
+        self._refresh_tokens: dict[str, _Authorization] = {}
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def register_app(self, app_id: str, secret: str, redirect_uri: str) -> OAuthApp:
+        app = OAuthApp(app_id, secret, redirect_uri)
+        with self._lock:
+            self.apps[app_id] = app
+        return app
+
+    def add_advertiser(
+        self, advertiser_id: str, name: str, pixels: dict[str, str] | None = None
+    ) -> Advertiser:
+        advertiser = Advertiser(advertiser_id, name, dict(pixels or {}))
+        with self._lock:
+            self.advertisers[advertiser_id] = advertiser
+        return advertiser
+
+    def fail_next(self, n: int, *, code: int = CODE_SYS_ERROR, message: str | None = None) -> None:
+        """The next n calls to the JSON endpoints (not the page) answer this code instead."""
+        text = message if message is not None else DEFAULT_MESSAGES.get(code, "Error.")
+        with self._lock:
+            self._faults.extend([(code, text)] * n)
+
+    def expire_token(self, token: str) -> None:
+        """Make an issued access token expired now (TikTok then answers 40102)."""
+        with self._lock:
+            self._tokens[token].expires_at = time.time() - 1
+
+    def issued_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._tokens)
+
+    def calls_to(self, path: str) -> list[OAuthCall]:
+        with self._lock:
+            return [call for call in self.calls if call.path == path]
+
+    # -- used by the track endpoint --------------------------------------------------------
+
+    def pixels_for(self, token: str) -> set[str] | None:
+        """The pixel codes an OAuth token may send to; None for a token it never issued.
+
+        Raises _Reject 40102 for an expired token.
+        """
+        with self._lock:
+            grant = self._tokens.get(token)
+            if grant is None:
+                return None
+            if grant.expires_at is not None and grant.expires_at <= time.time():
+                raise _Reject(CODE_ACCESS_TOKEN_EXPIRED, "Access token has expired.")
+            return {
+                code
+                for advertiser_id in grant.advertiser_ids
+                if advertiser_id in self.advertisers
+                for code in self.advertisers[advertiser_id].pixels
+            }
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def register_routes(self, app: Flask) -> None:
+        app.add_url_rule(AUTHORIZE_PATH, "authorize", self._authorize_page)
+        app.add_url_rule(AUTHORIZE_PATH + "/confirm", "confirm", self._confirm)
+        app.add_url_rule(AUTHORIZE_PATH + "/deny", "deny", self._deny)
+        for path, handler, method in (
+            (TOKEN_PATH, self._exchange, "POST"),
+            (REFRESH_PATH, self._refresh, "POST"),
+            (ADVERTISERS_PATH, self._advertiser_get, "GET"),
+            (PIXEL_LIST_PATH, self._pixel_list, "GET"),
+        ):
+            app.add_url_rule(
+                path, path, self._api(path, handler, from_json=method == "POST"), methods=[method]
+            )
+
+    # The authorization page. TikTok shows its login and consent screens; the stand-in
+    # shows the app and accounts, and two links.
+
+    def _authorize_page(self) -> tuple[str, int]:
+        try:
+            app, redirect_uri, state = self._authorize_request()
+        except _Reject as reject:
+            return _page("Authorization failed", f"<p id='error'>{escape(reject.message)}</p>"), 400
+        query = urlencode({"app_id": app.app_id, "redirect_uri": redirect_uri, "state": state})
+        with self._lock:
+            names = [escape(a.name) for a in self.advertisers.values()]
+        body = (
+            f"<p>The app {escape(app.app_id)} asks to manage your ad accounts: "
+            f"{', '.join(names) or 'none'}.</p>"
+            f"<p><a id='grant' href='{AUTHORIZE_PATH}/confirm?{escape(query)}'>Grant</a> "
+            f"<a id='deny' href='{AUTHORIZE_PATH}/deny?{escape(query)}'>Deny</a></p>"
+        )
+        return _page("TikTok for Business", body), 200
+
+    def _confirm(self) -> Response | tuple[str, int]:
+        try:
+            app, redirect_uri, state = self._authorize_request()
+        except _Reject as reject:
+            return _page("Authorization failed", f"<p id='error'>{escape(reject.message)}</p>"), 400
+        with self._lock:
+            if self.deny:
+                return _redirect(redirect_uri, {"state": state})
+            code = "ac_" + secrets.token_hex(16)
+            self._codes[code] = _Authorization(
+                app.app_id, self._granted_ids(), time.time() + self.auth_code_seconds
+            )
+        return _redirect(redirect_uri, {"auth_code": code, "code": code, "state": state})
+
+    def _deny(self) -> Response | tuple[str, int]:
+        try:
+            _app, redirect_uri, state = self._authorize_request()
+        except _Reject as reject:
+            return _page("Authorization failed", f"<p id='error'>{escape(reject.message)}</p>"), 400
+        return _redirect(redirect_uri, {"state": state})
+
+    def _authorize_request(self) -> tuple[OAuthApp, str, str]:
+        app_id = request.args.get("app_id", "")
+        redirect_uri = request.args.get("redirect_uri", "")
+        with self._lock:
+            app = self.apps.get(app_id)
+        if app is None:
+            raise _Reject(CODE_PERMISSION, f"app_id {app_id!r} is not a registered app.")
+        if redirect_uri != app.redirect_uri:
+            raise _Reject(
+                CODE_PARAM_ERROR,
+                f"redirect_uri {redirect_uri!r} does not match the app's advertiser redirect URL.",
+            )
+        return app, redirect_uri, request.args.get("state", "")
+
+    def _granted_ids(self) -> tuple[str, ...]:
+        wanted = self.grant_advertiser_ids
+        return tuple(self.advertisers if wanted is None else wanted)
+
+    # The JSON API.
+
+    def _api(self, path: str, handler: Any, *, from_json: bool) -> Any:
+        def view() -> Response:
+            body: dict = {}
+            if self.delay_seconds > 0:
+                time.sleep(self.delay_seconds)
+            try:
+                with self._lock:
+                    fault = self._faults.popleft() if self._faults else None
+                if fault is not None:
+                    raise _Reject(*fault)
+                if from_json:
+                    body = parse_body(request.get_data(), request.mimetype)
+                else:
+                    body = request.args.to_dict()
+                answer = envelope(CODE_OK, "OK")
+                answer["data"] = handler(body)
+            except _Reject as reject:
+                answer = envelope(reject.code, reject.message)
+            with self._lock:
+                self.calls.append(OAuthCall(path, _redacted(body), answer["code"]))
+            return Response(json.dumps(answer), mimetype="application/json")
+
+        return view
+
+    def _exchange(self, body: dict) -> dict[str, Any]:
+        app_id = self._check_app(body)
+        code = _required_string(body, "auth_code")
+        with self._lock:
+            grant = self._codes.pop(code, None)  # single use, even when it fails below
+        if grant is None or grant.app_id != app_id or _expired(grant):
+            raise _Reject(CODE_AUTH_CODE_ERROR, "Auth code is invalid, used or expired.")
+        return self._issue(app_id, grant.advertiser_ids, with_scope=True)
+
+    def _refresh(self, body: dict) -> dict[str, Any]:
+        app_id = self._check_app(body)
+        refresh_token = _required_string(body, "refresh_token")
+        if "grant_type" in body and body["grant_type"] != "refresh_token":
+            raise _Reject(CODE_INVALID_GRANT_TYPE, "grant_type must be refresh_token.")
+        with self._lock:
+            grant = self._refresh_tokens.get(refresh_token)
+            if grant is None or grant.app_id != app_id:
+                raise _Reject(CODE_INVALID_REFRESH_TOKEN, "Refresh token is invalid.")
+            if _expired(grant):
+                raise _Reject(CODE_REFRESH_TOKEN_EXPIRED, "Refresh token has expired.")
+            del self._refresh_tokens[refresh_token]  # rotated: each one works once
+        return self._issue(app_id, grant.advertiser_ids, with_scope=False)
+
+    def _advertiser_get(self, params: dict) -> dict[str, Any]:
+        self._check_app(params)
+        grant = self._check_token()
+        with self._lock:
+            found = [self.advertisers[i] for i in grant.advertiser_ids if i in self.advertisers]
+        return {
+            "list": [{"advertiser_id": a.advertiser_id, "advertiser_name": a.name} for a in found]
+        }
+
+    def _pixel_list(self, params: dict) -> dict[str, Any]:
+        grant = self._check_token()
+        advertiser_id = _required_string(params, "advertiser_id")
+        page = _positive_int(params, "page", 1)
+        size = _positive_int(params, "page_size", 10)
+        if size > MAX_PIXEL_PAGE_SIZE:
+            raise _param_error("page_size", f"Must be between 1 and {MAX_PIXEL_PAGE_SIZE}.")
+        with self._lock:
+            advertiser = self.advertisers.get(advertiser_id)
+            if advertiser is None or advertiser_id not in grant.advertiser_ids:
+                raise _Reject(
+                    CODE_PERMISSION, f"No permission to operate advertiser {advertiser_id}."
+                )
+            pixels = sorted(advertiser.pixels.items())
+        shown = pixels[(page - 1) * size : page * size]
+        return {
+            "pixels": [
+                {
+                    "pixel_id": f"{advertiser_id}{index:04d}",
+                    "pixel_code": code,
+                    "pixel_name": name,
+                    "pixel_category": "ONLINE_STORE",
+                }
+                for index, (code, name) in enumerate(shown, start=(page - 1) * size)
+            ],
+            "page_info": {
+                "page": page,
+                "page_size": size,
+                "total_number": len(pixels),
+                "total_page": max(1, math.ceil(len(pixels) / size)),
+            },
+        }
+
+    def _check_app(self, fields: dict) -> str:
+        app_id = _required_string(fields, "app_id")
+        secret = _required_string(fields, "secret")
+        with self._lock:
+            app = self.apps.get(app_id)
+        if app is None or not secrets.compare_digest(app.secret, secret):
+            raise _Reject(CODE_PERMISSION, "app_id or secret is invalid.")
+        return app_id
+
+    def _check_token(self) -> _Authorization:
+        token = request.headers.get("Access-Token", "").strip()
+        if not token:
+            raise _Reject(CODE_EMPTY_ACCESS_TOKEN, DEFAULT_MESSAGES[CODE_EMPTY_ACCESS_TOKEN])
+        with self._lock:
+            grant = self._tokens.get(token)
+        if grant is None:
+            raise _Reject(CODE_INVALID_ACCESS_TOKEN, DEFAULT_MESSAGES[CODE_INVALID_ACCESS_TOKEN])
+        if _expired(grant):
+            raise _Reject(CODE_ACCESS_TOKEN_EXPIRED, "Access token has expired.")
+        return grant
+
+    def _issue(
+        self, app_id: str, advertiser_ids: tuple[str, ...], *, with_scope: bool
+    ) -> dict[str, Any]:
+        token = "act." + secrets.token_hex(20)
+        now = time.time()
+        with self._lock:
+            lifetime = self.token_lifetime
+            expires = now + lifetime if lifetime else None
+            self._tokens[token] = _Authorization(app_id, advertiser_ids, expires)
+            data: dict[str, Any] = {"access_token": token}
+            if with_scope:
+                data.update(advertiser_ids=list(advertiser_ids), scope=list(SCOPES))
+            if lifetime:
+                refresh = "rft." + secrets.token_hex(20)
+                self._refresh_tokens[refresh] = _Authorization(
+                    app_id, advertiser_ids, now + self.refresh_token_lifetime
+                )
+                data.update(
+                    refresh_token=refresh,
+                    expires_in=lifetime,
+                    refresh_token_expires_in=self.refresh_token_lifetime,
+                )
+        return data
+
+
+def _required_string(fields: dict, key: str) -> str:
+    value = _require(fields, key, "")
+    _check_string(value, key, non_empty=True)
+    return value
+
+
+def _positive_int(params: dict, key: str, default: int) -> int:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    if isinstance(raw, str) and raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    raise _param_error(key, "Not a valid integer.")
+
+
+def _expired(grant: _Authorization) -> bool:
+    return grant.expires_at is not None and grant.expires_at <= time.time()
+
+
+def _redacted(body: dict) -> dict:
+    """What a test may look at: secrets replaced by a marker, so no assertion prints them."""
+    return {k: ("<set>" if k == "secret" else v) for k, v in body.items()}
+
+
+def _redirect(target: str, params: dict[str, str]) -> Response:
+    separator = "&" if "?" in target else "?"
+    response = Response(status=302)
+    response.headers["Location"] = target + separator + urlencode(params)
+    return response
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><title>{escape(title)}</title></head>"
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
+
+
+# ---------------------------------------------------------------------------------------
 # The server
 # ---------------------------------------------------------------------------------------
 
@@ -401,7 +825,8 @@ class TikTokStandIn:
     """A real HTTP server answering `POST /open_api/v1.3/event/track/` like TikTok.
 
     Use as `stand_in = TikTokStandIn({"token": {"PIXEL"}}).start()`, point the app's
-    TIKTOK_API_BASE at `stand_in.base_url`, and call `stop()` at the end.
+    TIKTOK_API_BASE at `stand_in.base_url` (and TIKTOK_AUTH_URL at `authorize_url`), and call
+    `stop()` at the end.
     """
 
     def __init__(self, tokens: dict[str, set[str]] | None = None) -> None:
@@ -417,6 +842,7 @@ class TikTokStandIn:
         self._rejected_ids: dict[str, tuple[int, bool]] = {}
         self._generation = 0  # bumped by reset(); requests begun before it are not recorded
         self._in_flight = 0
+        self.oauth = TikTokOAuth(self._lock)
         self._app = self._build_app()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -441,6 +867,11 @@ class TikTokStandIn:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def authorize_url(self) -> str:
+        """The advertiser authorization page, as ads.tiktok.com/marketing_api/auth."""
+        return self.base_url + AUTHORIZE_PATH
 
     def go_down(self) -> None:
         """Stop listening and cut open connections: new connections are refused.
@@ -548,6 +979,7 @@ class TikTokStandIn:
             self._rate_limit_share = self._http_500_share = 0.0
             self._rejected_ids.clear()
             self.delay_seconds = 0.0
+            self.oauth.clear()
         if self._down:
             self.come_up()
 
@@ -599,6 +1031,8 @@ class TikTokStandIn:
         @app.post(TRACK_PATH)
         def track() -> Response:
             return self._handle_track()
+
+        self.oauth.register_routes(app)
 
         @app.errorhandler(404)
         def not_found(_error: Exception) -> tuple[dict, int]:
@@ -655,6 +1089,8 @@ class TikTokStandIn:
         with self._lock:
             pixels = set(self._tokens[token]) if token in self._tokens else None
             rejected = dict(self._rejected_ids)
+        if pixels is None:
+            pixels = self.oauth.pixels_for(token)  # tokens of "Connect with TikTok"
         if pixels is None:
             raise _Reject(CODE_INVALID_ACCESS_TOKEN, DEFAULT_MESSAGES[CODE_INVALID_ACCESS_TOKEN])
         body = parse_body(raw, mimetype)

@@ -34,8 +34,9 @@ RETRYABLE_CODES = frozenset({40100, 40132, 61000, 60001})
 AUTH_CODES = frozenset({40001, 40003, 40102, 40103, 40104, 40105, 40107, 40130})
 BAD_EVENT_PATH = re.compile(r"(?:data|Batch)\.(\d+)\.")
 TOKEN_FIX = (
-    "Generate a new Events API access token in TikTok Events Manager (pixel settings, by an "
-    "admin or operator of the ad account) and run `connector tiktok set`."
+    "Connect with TikTok again on the Settings page, or generate a new Events API access token "
+    "in TikTok Events Manager (pixel settings, by an admin or operator of the ad account) and "
+    "enter it on the Settings page or with `connector tiktok set`."
 )
 PIXEL_FIX = "Check the pixel code (TikTok Events Manager) and run `connector tiktok set`."
 ADDRESS_FIX = "Check TIKTOK_API_BASE: TikTok's Events API was not found at that address."
