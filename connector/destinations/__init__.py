@@ -2,6 +2,11 @@
 
 A destination package exposes ``DESTINATION``, an object with the :class:`Destination`
 interface below. Adding an ad platform means adding one folder here and nothing else.
+
+``DESTINATION`` may also have a ``blueprint`` attribute: a Flask blueprint of the platform's own
+pages (TikTok's "Connect with TikTok" OAuth and pixel choice), which the web app registers
+(``app.register_blueprints``). Its store pages use ``connector.web.merchant.access`` for access
+and CSRF, as the merchant pages do.
 """
 
 from __future__ import annotations

@@ -14,12 +14,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from connector.destinations import DestinationConfig, Outcome, SendResult
 from connector.events import ConversionEvent
+
+if TYPE_CHECKING:
+    from flask import Blueprint
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
@@ -47,6 +50,14 @@ class TikTokEventsApi:
 
     kind = "tiktok"
     max_batch = 1000
+
+    @property
+    def blueprint(self) -> Blueprint:
+        """The "Connect with TikTok" pages, imported only by the web app that registers them,
+        so a worker never loads Flask views."""
+        from connector.destinations.tiktok.connect import blueprint
+
+        return blueprint
 
     def problem(self, event: ConversionEvent, now: int) -> str | None:
         """TikTok accepts web events up to 7 days old; older ones would fail the whole batch."""
