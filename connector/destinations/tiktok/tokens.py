@@ -123,7 +123,9 @@ def send_with_renewed_token(
 
     Without a refresh token (a pasted token) the answer stands and pauses the destination. A
     renewal TikTok refuses pauses it too, saying to reconnect; one TikTok could not answer
-    is retried later instead.
+    is retried later instead. The renewal locks the destination row from its own session, so
+    the caller's session must hold no uncommitted write to that row (nor, on SQLite, any
+    uncommitted write at all).
     """
     if expired.code != ACCESS_TOKEN_EXPIRED or not row.refresh_token_encrypted:
         return expired
