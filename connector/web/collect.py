@@ -5,14 +5,20 @@ The Shopify Web Pixel (``extensions/tiktok-click-capture``) sends
 checkout webhook later carries the same token, and :func:`connector.clicks.with_stored_clicks`
 joins them. The endpoint is public, so it is narrow:
 
-* CORS only for the store's own origin (``https://<store domain>``): the ``Origin`` must be
-  the store named in the body, and a preflight is answered only for a known store's origin;
+* CORS only for the store's own origins: ``https://<store domain>`` and
+  ``https://<each of its storefront domains>`` (a Shopify shop's primary domain, where its
+  pages and checkout are served; recorded at install). The ``Origin`` must be one of the
+  origins of the store named in the body, compared as an exact host (no port, no other
+  scheme, no suffix tricks), and a preflight is answered only for a known store's origin;
 * a 4 KiB body limit (a real report is a few hundred bytes);
 * a per-IP rate limit in Redis (fixed one-minute window); without Redis the report is
   still stored, as webhooks are, since losing a click costs a match;
 * every field validated; nothing is stored for a refused request.
 
 The answer is 204 with no body: the pixel has nothing to read.
+
+Not handled: code running in a sandboxed iframe without ``allow-same-origin`` (where Shopify
+loads custom pixels) sends ``Origin: null``, which is refused like any other foreign origin.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import Text, cast, or_, select
 
 from connector.clicks import clean_click_id, save_click_record
 from connector.events import ClickIds
@@ -44,6 +50,10 @@ TOKEN = re.compile(r"[A-Za-z0-9_\-.:?=]{1,255}")
 """Shopify checkout tokens are hex; cart tokens look like ``c1-…`` or ``Z2Nw…?key=…``."""
 
 FIELDS = {"shop", "checkout_token", "cart_token", "ttclid", "ttp"}
+
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOST = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})+")
+"""A DNS host name with at least one dot, in the ASCII form browsers put in ``Origin``."""
 
 
 @blueprint.route("/collect", methods=["OPTIONS"])
@@ -73,8 +83,8 @@ def collect() -> Response | tuple[Response, int]:
     if report is None:
         return _error(400, problem)
     origin = request.headers.get("Origin", "")
-    store = _store_for_origin(origin)
-    if store is None or store.domain != report["shop"]:
+    store = _store_named(report["shop"])
+    if store is None or _origin_host(origin) not in _origin_hosts(store):
         return _error(403, "the report must come from the store's own site (Origin)")
     clicks = ClickIds(ttclid=report.get("ttclid"), ttp=report.get("ttp"))
     with services().db.session() as session:
@@ -118,15 +128,39 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
     return report, ""
 
 
-def _store_for_origin(origin: str) -> Store | None:
-    """The active store whose domain is this ``https://`` origin's host (exactly, no port)."""
+def _origin_host(origin: str) -> str | None:
+    """The host of an ``https://host`` origin, or None for anything else (another scheme, a
+    port, a path, ``null``)."""
     if not origin.startswith("https://"):
         return None
     host = origin.removeprefix("https://").lower()
-    if not host or "/" in host or ":" in host:
+    return host if HOST.fullmatch(host) else None
+
+
+def _origin_hosts(store: Store) -> set[str]:
+    """The hosts a store's own pages are served from."""
+    return {store.domain, *(store.storefront_domains or [])}
+
+
+def _store_for_origin(origin: str) -> Store | None:
+    """The active store one of whose origins is exactly this one."""
+    host = _origin_host(origin)
+    if host is None:
         return None
+    # The JSON list is searched as text for the quoted host (a host has no LIKE wildcards),
+    # then checked exactly; the same on SQLite and PostgreSQL.
+    listed = cast(Store.storefront_domains, Text).like(f'%"{host}"%')
+    query = select(Store).where(Store.status == "active", or_(Store.domain == host, listed))
     with services().db.session() as session:
-        return session.scalar(select(Store).where(Store.domain == host, Store.status == "active"))
+        stores = session.scalars(query).all()
+    return next((store for store in stores if host in _origin_hosts(store)), None)
+
+
+def _store_named(shop: str) -> Store | None:
+    """The active store whose domain the report names."""
+    query = select(Store).where(Store.domain == shop.lower(), Store.status == "active")
+    with services().db.session() as session:
+        return session.scalar(query)
 
 
 def _rate_limited(ip: str) -> bool:

@@ -1,4 +1,5 @@
-"""The GraphQL Admin API calls the app makes: webhook subscriptions and Web Pixel activation.
+"""The GraphQL Admin API calls the app makes: webhook subscriptions, Web Pixel activation and
+the shop's primary domain.
 
 New public apps must use the GraphQL Admin API only (since 2025-04-01). A call is
 ``POST {admin}/admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``. From
@@ -22,6 +23,7 @@ from typing import Any
 import requests
 
 from connector.services import Services
+from connector.web.collect import HOST
 from platforms.shopify.tokens import access_token
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,16 @@ mutation webPixelCreate($webPixel: WebPixelInput!) {
   }
 }
 """
+
+PRIMARY_DOMAIN = """
+query shopPrimaryDomain {
+  shop { primaryDomain { host } }
+}
+"""
+"""``Domain.host`` is "the host name of the domain, for example ``example.com``"
+(https://shopify.dev/docs/api/admin-graphql/latest/objects/Domain); ``shop.primaryDomain`` is
+the online store's main domain (the Storefront API documents the same field; Admin API apps
+query it exactly so)."""
 
 ALREADY_TAKEN = "already been taken"
 """Shopify's userError for a topic already subscribed to that address: a reinstall, fine."""
@@ -111,6 +123,28 @@ def activate_pixel(services: Services, store_id: str, admin_base: str, collect_u
         messages = "; ".join(e.get("message", "") for e in errors)
         raise AdminApiError(f"Shopify refused to activate the Web Pixel: {messages}")
     return result["webPixel"]["id"]
+
+
+def primary_domain(services: Services, store_id: str, admin_base: str) -> str:
+    """The host of the shop's primary domain, lowercase ASCII (``shop.example.com``, or the
+    ``*.myshopify.com`` domain when the shop has no domain of its own).
+
+    Its storefront and checkout pages are served there, so the click-capture pixels report
+    from that origin. An internationalised host is turned into the ASCII form that browsers
+    send in ``Origin``, and checked as ``POST /collect`` checks an Origin's host.
+
+    Raises:
+        AdminApiError: Shopify did not answer with a host name.
+    """
+    data = graphql(services, store_id, admin_base, PRIMARY_DOMAIN, {})
+    host = ((data.get("shop") or {}).get("primaryDomain") or {}).get("host")
+    try:
+        ascii_host = str(host).strip().lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    if not isinstance(host, str) or not HOST.fullmatch(ascii_host):
+        raise AdminApiError(f"Shopify's primary domain is not a host name: {host!r}")
+    return ascii_host
 
 
 def graphql(

@@ -34,12 +34,17 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, request, 
 from sqlalchemy import select
 
 from connector.config import Settings
-from connector.models import Destination, ShopifyToken, utcnow
+from connector.models import Destination, ShopifyToken, Store, utcnow
 from connector.services import Services
 from connector.stores import add_store, find_store
 from connector.web import services
 from connector.web.merchant.access import embedded_grant
-from platforms.shopify.admin_api import AdminApiError, activate_pixel, subscribe_webhooks
+from platforms.shopify.admin_api import (
+    AdminApiError,
+    activate_pixel,
+    primary_domain,
+    subscribe_webhooks,
+)
 from platforms.shopify.compliance import UNINSTALLED_REASON
 from platforms.shopify.oauth import (
     STATE_MAX_AGE_SECONDS,
@@ -178,18 +183,33 @@ def embedded_home() -> Response | tuple[Response, int]:
 
 
 def _finish_install(svc: Services, shop: str, admin_base: str, grant: TokenGrant) -> str:
-    """Store, token, webhook subscriptions and the click-capture pixel for a shop that just
-    granted access. A pixel that cannot be activated does not fail the install: orders still
-    convert (with the landing-page click id), and the log says why."""
+    """Store, token, webhook subscriptions, storefront domain and the click-capture pixel for
+    a shop that just granted access. A pixel that cannot be activated, or a primary domain
+    that cannot be read, does not fail the install: orders still convert (with the
+    landing-page click id), and the log says why."""
     store_id = _activate_store(svc, shop)
     save_grant(svc, store_id, grant)
     subscribe_webhooks(svc, store_id, admin_base, f"{svc.settings.app_url}/webhooks/shopify")
+    try:
+        _save_storefront_domain(svc, store_id, shop, primary_domain(svc, store_id, admin_base))
+    except AdminApiError as exc:
+        logger.warning("shopify.storefront-domain-unknown store=%s reason=%s", store_id, exc)
     try:
         activate_pixel(svc, store_id, admin_base, f"{svc.settings.app_url}/collect")
     except AdminApiError as exc:
         logger.warning("shopify.pixel-not-activated store=%s reason=%s", store_id, exc)
     logger.info("shopify.installed store=%s", store_id)
     return store_id
+
+
+def _save_storefront_domain(svc: Services, store_id: str, shop: str, host: str) -> None:
+    """Keep the shop's primary domain as its storefront domain, which ``POST /collect``
+    accepts as an Origin; none when it is the ``*.myshopify.com`` domain itself. A reinstall
+    replaces it, so a changed domain is picked up."""
+    with svc.db.session() as session:
+        store = session.get(Store, store_id)
+        store.storefront_domains = [] if host == shop else [host]
+        session.commit()
 
 
 def _installed_store(svc: Services, shop: str) -> str | None:

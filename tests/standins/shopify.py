@@ -28,12 +28,17 @@ Evidence used:
       against the extension's settings definition
       (shopify.dev/docs/api/admin-graphql/2025-10/mutations/webPixelCreate).
 
+  S7  ``shop { primaryDomain { host } }``: ``Domain.host`` is the host name, like
+      ``example.com`` (shopify.dev/docs/api/admin-graphql/latest/objects/Domain).
+
 Decided here, not confirmed by a source: the wording of OAuth error bodies; that the token
 endpoint takes JSON only (Shopify also takes a form body, the connector sends JSON); that a
 rotated refresh token and the access token it replaced stop working at once (Shopify keeps
 the previous refresh token valid until the new one is used: stricter here); the
 "already been taken" userError text for a duplicate subscription; the ``TAKEN`` code for a
-second pixel on one shop.
+second pixel on one shop; that a shop without a domain of its own answers its
+``*.myshopify.com`` domain as primary domain; the wording of the error for a query the
+stand-in does not serve (it serves only the exact selections the connector needs).
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ EXCHANGE = {
     "expiring": 1,
 }
 EXCHANGE_KEYS = {"client_id", "client_secret", "subject_token", *EXCHANGE}
+PRIMARY_DOMAIN_QUERY = re.compile(
+    r"(query( \w+)? ?)?\{ ?shop ?\{ ?primaryDomain ?\{ ?host ?\} ?\} ?\}"
+)
 
 
 @dataclass
@@ -88,6 +96,8 @@ class ShopifyStandIn:
     token_exchanges: int = 0
     subscriptions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     pixels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    primary_domains: dict[str, str] = field(default_factory=dict)
+    """A shop's primary domain host (S7), when it has one of its own."""
     _codes: dict[str, str] = field(default_factory=dict)
     _access: dict[str, _Token] = field(default_factory=dict)
     _refresh: dict[str, str] = field(default_factory=dict)
@@ -245,9 +255,21 @@ class ShopifyStandIn:
         query = str(body.get("query"))
         if "webPixelCreate" in query:
             return jsonify(self._create_pixel(shop, body.get("variables") or {}))
+        if "primaryDomain" in query:
+            return jsonify(self._primary_domain(shop, query))
         if "webhookSubscriptionCreate" not in query:
-            return jsonify(errors=[{"message": "only webhookSubscriptionCreate is served"}]), 200
+            message = "served: webhookSubscriptionCreate, webPixelCreate, shop.primaryDomain"
+            return jsonify(errors=[{"message": message}]), 200
         return jsonify(self._subscribe(shop, body.get("variables") or {}))
+
+    def _primary_domain(self, shop: str, query: str) -> dict[str, Any]:
+        """``shop { primaryDomain { host } }`` (S7), and no other selection: a field the
+        stand-in does not know is an error, as an unknown field is for Shopify."""
+        selection = re.sub(r"\s+", " ", query).strip()
+        if not PRIMARY_DOMAIN_QUERY.fullmatch(selection):
+            return {"errors": [{"message": f"unsupported selection: {selection}"}]}
+        host = self.primary_domains.get(shop, shop)
+        return {"data": {"shop": {"primaryDomain": {"host": host}}}}
 
     def _create_pixel(self, shop: str, variables: dict[str, Any]) -> dict[str, Any]:
         """``webPixelCreate`` (S6): settings are a JSON string matching the extension's
