@@ -3,7 +3,7 @@ custom-app stores registered without OAuth."""
 
 from connector.clicks import purge_expired_click_records
 from connector.plugins import PeriodicTask, StorePlatform
-from platforms.shopify.commands import add_shopify
+from platforms.shopify.commands import add_shopify, shopify_pixel
 from platforms.shopify.install import blueprint as install_blueprint
 from platforms.shopify.webhooks import blueprint
 
@@ -13,6 +13,6 @@ blueprint.register_blueprint(install_blueprint)
 PLATFORM = StorePlatform(
     name="shopify",
     blueprint=blueprint,
-    commands=(add_shopify,),
+    commands=(add_shopify, shopify_pixel),
     periodic=(PeriodicTask("purge-click-records", 3600.0, purge_expired_click_records),),
 )

@@ -1,4 +1,5 @@
-"""``connector stores add-shopify``: register a custom-app store, without OAuth."""
+"""``connector stores add-shopify`` (register a custom-app store, without OAuth) and
+``connector stores shopify-pixel`` (print a store's TikTok custom pixel)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import click
 
 from connector.clitools import emit, services_from
 from connector.stores import StoreError, add_store
+from platforms.shopify.custom_pixel import CustomPixelError, store_custom_pixel_code
 
 # Shopify's own anchored pattern; an unanchored one is the WEAK_SHOP_VALIDATION finding
 # (https://shopify.dev/docs/apps/build/security/app-security-checks/weak-shop-validation).
@@ -49,3 +51,16 @@ def add_shopify(ctx: click.Context, shop: str, access_token: str, webhook_secret
             "webhook_url": f"{services.settings.app_url}/webhooks/shopify",
         }
     )
+
+
+@click.command("shopify-pixel")
+@click.argument("store_id")
+@click.pass_context
+def shopify_pixel(ctx: click.Context, store_id: str) -> None:
+    """Print the store's TikTok custom pixel (JavaScript, not JSON), to paste in the Shopify
+    admin under Settings > Customer events > Add custom pixel."""
+    try:
+        code = store_custom_pixel_code(services_from(ctx), store_id)
+    except CustomPixelError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(code, nl=False)

@@ -10,8 +10,13 @@
  *    for the precedence: order note_attributes, this report, then the order's landing_site).
  *  - `_ttp` is TikTok's first-party cookie, read with browser.cookie.get.
  *
+ * It does not fire TikTok's browser pixel: the strict sandbox has no page to load it in. The
+ * custom pixel the connector prints (platforms/shopify/storefront/tiktok-custom-pixel.js) does,
+ * with the server's event_id for InitiateCheckout and the purchase, so TikTok deduplicates.
+ *
  * The body is sent as text/plain so the browser needs no CORS preflight; /collect checks the
- * Origin against the store's domain. Sources: Web Pixels API
+ * Origin against the store's domains (its myshopify domain and its primary domain).
+ * Sources: Web Pixels API
  * (https://shopify.dev/docs/api/web-pixels-api: register, analytics.subscribe, browser.cookie,
  * browser.sessionStorage, init.data.shop.myshopifyDomain; standard events page_viewed,
  * checkout_started, checkout_completed with data.checkout.token).

@@ -1,0 +1,214 @@
+/**
+ * TikTok browser pixel with the connector's event ids, and click-id capture: a Shopify custom
+ * pixel. Paste it in the Shopify admin under Settings > Customer events > Add custom pixel.
+ *
+ * Do not copy this file by hand: `connector stores shopify-pixel STORE_ID` prints it for one
+ * store, with CONFIG filled in from the store's TikTok settings (platforms/shopify/custom_pixel.py).
+ *
+ * Why: the connector sends InitiateCheckout and the purchase to TikTok's Events API from the
+ * server. When the browser pixel sends the same event with the same event_id, TikTok keeps one
+ * instead of counting the conversion twice (and adds the other's match keys when both arrive
+ * within 5 minutes). So this pixel fires exactly the events the server sends, with their ids:
+ *   - checkout_started   -> InitiateCheckout, event_id = the checkout token (when the store
+ *                           sends InitiateCheckout at all);
+ *   - checkout_completed -> the store's purchase event (CompletePayment unless changed),
+ *                           event_id = the order id as a plain number string: the Web Pixels
+ *                           API gives "gid://shopify/Order/5678901234", the server sends
+ *                           "5678901234" (the id is kept as text: order ids exceed 2^53).
+ * Each fires once per checkout and order (remembered in the shop's sessionStorage), with
+ * value, currency and contents computed as the connector does (connector/mapping.py: value =
+ * total or subtotal per the store's setting, content_id = variant id, SKU or product id).
+ * No PageView is sent: page views stay with whatever TikTok setup the shop already has.
+ *
+ * It also captures click ids like the app extension (extensions/tiktok-click-capture), for
+ * shops that cannot use it: ttclid from the landing URL (kept in sessionStorage for the
+ * session) and the _ttp cookie, reported with the checkout and cart tokens to the connector's
+ * POST /collect, where the order webhook later finds them by token.
+ *
+ * Sources:
+ *  - Custom pixels run in Shopify's lax sandbox, an iframe where a script element may be
+ *    injected, with the globals analytics, browser and init; a script src must be replaced by
+ *    its JavaScript equivalent (https://help.shopify.com/en/manual/promoting-marketing/pixels/overview,
+ *    https://help.shopify.com/en/manual/promoting-marketing/pixels/custom-pixels/code).
+ *  - Events and fields: https://shopify.dev/docs/api/web-pixels-api/standard-events/checkout_started
+ *    and .../checkout_completed (fires once per checkout, on the thank-you or first upsell
+ *    page); Checkout {token, order {id}, lineItems [{title, quantity, variant {id, sku, price,
+ *    product {id}}}], totalPrice, subtotalPrice, currencyCode}; browser.cookie.get and
+ *    browser.sessionStorage act on the top frame (https://shopify.dev/docs/api/web-pixels-api).
+ *  - TikTok pixel: the base code from TikTok Events Manager queues calls on window.ttq and
+ *    loads https://analytics.tiktok.com/i18n/pixel/events.js?sdkid=<pixel code>&lib=ttq;
+ *    ttq.track(event, properties, {event_id}) sets the id TikTok deduplicates on: same event
+ *    name and event_id within 48 hours (https://ads.tiktok.com/help/article/event-deduplication).
+ *
+ * Not confirmed by a source: that every variant and order id in Web Pixels events is a GID or
+ * a plain number (both are handled). Known risk: saved storefront pages show the custom-pixel
+ * iframe as sandbox="allow-scripts allow-forms" (no allow-same-origin), and Chromium sends
+ * `Origin: null` for a fetch from such a frame, while POST /collect accepts only the store's
+ * https origins (connector/web/collect.py): in that case the click report is refused and the
+ * order falls back to its note_attributes and landing_site. The TikTok events are not affected.
+ */
+const CONFIG = {} /* CONNECTOR_CONFIG */;
+
+(function (analytics, browser, init) {
+  "use strict";
+
+  const TTCLID_KEY = "tiktok_ttclid";
+  const SENT_KEY_PREFIX = "tiktok_pixel_sent:";
+  const MAX_CLICK_ID_LENGTH = 500;
+  const sentOnThisPage = new Set();
+
+  loadTikTokPixel(window, document, CONFIG.pixelCode);
+  const shop = init.data.shop.myshopifyDomain;
+
+  analytics.subscribe("page_viewed", async (event) => {
+    const ttclid = ttclidFrom(event.context.document.location.href);
+    if (ttclid) {
+      await browser.sessionStorage.setItem(TTCLID_KEY, ttclid);
+    }
+  });
+
+  analytics.subscribe("checkout_started", async (event) => {
+    const checkout = event.data.checkout;
+    const tracked = CONFIG.initiateCheckout && checkout.token
+      ? trackOnce("InitiateCheckout", checkout, checkout.token)
+      : null;
+    await Promise.all([tracked, reportClicks(event, checkout)]);
+  });
+
+  analytics.subscribe("checkout_completed", async (event) => {
+    const checkout = event.data.checkout;
+    const orderId = numericId(checkout.order && checkout.order.id);
+    // Without the server's id TikTok could not merge the two: better no browser event.
+    const tracked = orderId ? trackOnce(CONFIG.purchaseEvent, checkout, orderId) : null;
+    await Promise.all([tracked, reportClicks(event, checkout)]);
+  });
+
+  async function trackOnce(eventName, checkout, eventId) {
+    const key = SENT_KEY_PREFIX + eventName + ":" + eventId;
+    if (sentOnThisPage.has(key)) return;
+    sentOnThisPage.add(key);
+    if (await browser.sessionStorage.getItem(key)) return;
+    await browser.sessionStorage.setItem(key, "1");
+    // window.ttq at call time, not a saved reference, in case events.js replaces the object.
+    window.ttq.track(eventName, properties(checkout), { event_id: eventId });
+  }
+
+  function properties(checkout) {
+    const money = CONFIG.valueBasis === "subtotal" ? checkout.subtotalPrice : checkout.totalPrice;
+    return present({
+      value: money ? Number(money.amount) : null,
+      currency: checkout.currencyCode || (money && money.currencyCode),
+      content_type: "product",
+      contents: (checkout.lineItems || []).map(content),
+    });
+  }
+
+  function content(lineItem) {
+    const variant = lineItem.variant || {};
+    const ids = {
+      variant: numericId(variant.id),
+      sku: variant.sku || null,
+      product: numericId(variant.product && variant.product.id),
+    };
+    // The connector's fallback order: the chosen id, then variant, product, SKU.
+    const contentId = [ids[CONFIG.contentId], ids.variant, ids.product, ids.sku].find(Boolean);
+    return present({
+      content_id: contentId || null,
+      content_type: "product",
+      content_name: lineItem.title,
+      price: variant.price ? Number(variant.price.amount) : null,
+      quantity: lineItem.quantity,
+    });
+  }
+
+  async function reportClicks(event, checkout) {
+    const ttclid =
+      ttclidFrom(event.context.document.location.href) ||
+      (await browser.sessionStorage.getItem(TTCLID_KEY));
+    const ttp = await browser.cookie.get("_ttp");
+    const checkoutToken = checkout.token;
+    const cartToken = cartTokenFrom(init.data.cart && init.data.cart.id);
+    if (!(ttclid || ttp) || !(checkoutToken || cartToken)) return;
+    const report = { shop, ttclid: ttclid || null, ttp: ttp || null };
+    if (checkoutToken) report.checkout_token = checkoutToken;
+    if (cartToken) report.cart_token = cartToken;
+    // A string body is sent as text/plain: a simple request, no CORS preflight.
+    try {
+      await fetch(CONFIG.collectUrl, {
+        method: "POST",
+        body: JSON.stringify(report),
+        keepalive: true,
+      });
+    } catch (_error) {
+      // The connector is unreachable: the order still converts, with its landing-page ttclid.
+    }
+  }
+
+  function ttclidFrom(href) {
+    try {
+      const value = new URL(href).searchParams.get("ttclid");
+      return value && value.trim() && value.length <= MAX_CLICK_ID_LENGTH ? value.trim() : null;
+    } catch (_error) {
+      return null;
+    }
+  }
+
+  function cartTokenFrom(cartId) {
+    if (typeof cartId !== "string") return null;
+    return cartId.replace("gid://shopify/Cart/", "").split("?")[0] || null;
+  }
+
+  function numericId(id) {
+    if (id === null || id === undefined) return null;
+    const text = String(id);
+    const last = text.slice(text.lastIndexOf("/") + 1);
+    return /^[0-9]+$/.test(last) ? last : null;
+  }
+
+  function present(fields) {
+    const kept = {};
+    for (const [key, value] of Object.entries(fields)) {
+      if (value !== null && value !== undefined && value !== "") kept[key] = value;
+    }
+    return kept;
+  }
+
+  // TikTok's base code, restated: window.ttq queues calls until events.js loads and replays
+  // them; ttq.load records the pixel (ttq._i/_t/_o, which events.js reads) and adds the script.
+  function loadTikTokPixel(w, d, pixelCode) {
+    w.TiktokAnalyticsObject = "ttq";
+    const queue = (w.ttq = w.ttq || []);
+    queue.methods = [
+      "page", "track", "identify", "instances", "debug", "on", "off", "once", "ready",
+      "alias", "group", "enableCookie", "disableCookie", "holdConsent", "revokeConsent",
+      "grantConsent",
+    ];
+    queue.setAndDefer = function (target, method) {
+      target[method] = function () {
+        target.push([method].concat(Array.prototype.slice.call(arguments, 0)));
+      };
+    };
+    queue.methods.forEach((method) => queue.setAndDefer(queue, method));
+    queue.instance = function (code) {
+      const instance = queue._i[code] || [];
+      queue.methods.forEach((method) => queue.setAndDefer(instance, method));
+      return instance;
+    };
+    queue.load = function (code, options) {
+      const src = "https://analytics.tiktok.com/i18n/pixel/events.js";
+      queue._i = queue._i || {};
+      queue._i[code] = [];
+      queue._i[code]._u = src;
+      queue._t = queue._t || {};
+      queue._t[code] = +new Date();
+      queue._o = queue._o || {};
+      queue._o[code] = options || {};
+      const script = d.createElement("script");
+      script.type = "text/javascript";
+      script.async = true;
+      script.src = src + "?sdkid=" + encodeURIComponent(code) + "&lib=ttq";
+      (d.head || d.documentElement).appendChild(script);
+    };
+    queue.load(pixelCode);
+  }
+})(analytics, browser, init);
