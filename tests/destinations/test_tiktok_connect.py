@@ -23,6 +23,7 @@ from connector.destinations.tiktok.connect import STATE_SALT
 from connector.destinations.tiktok.tokens import CHOOSE_PIXEL
 from connector.models import Destination, Event
 from connector.stores import add_store
+from connector.web.merchant.access import embedded_grant
 from tests.destinations.tiktok_oauth_support import (
     ADVERTISER,
     ADVERTISER_NAME,
@@ -341,3 +342,24 @@ def test_without_a_tiktok_app_the_pages_say_what_the_operator_must_set(
     assert "TIKTOK_APP_ID and TIKTOK_APP_SECRET" in text(answer)
     assert "tiktok/connect" not in text(client.get(f"/settings/{shopify_store}/settings"))
     bare.db.dispose()
+
+
+def test_from_the_embedded_admin_the_connection_finishes_in_the_top_window(
+    client, services, shopify_store, tiktok, app
+) -> None:
+    """Opened inside a store platform's admin (an embedded grant in the URL, no cookie), the
+    Connect link leaves the frame; the grant then becomes a first-party cookie session, which
+    the callback and the pixel page need."""
+    with app.test_request_context():
+        app.preprocess_request()
+        grant = embedded_grant(shopify_store, ("https://admin.shopify.com",))
+    page = text(client.get(f"/settings/{shopify_store}/settings", query_string={"session": grant}))
+    assert 'id="connect-tiktok"' in page and 'target="_top"' in page
+    answer = client.get(
+        f"/settings/{shopify_store}/tiktok/connect", query_string={"session": grant}
+    )
+    assert answer.status_code == 302
+    assert "connector_session=" in answer.headers["Set-Cookie"]
+    back = come_back(client, consent(answer.headers["Location"]))
+    assert back.status_code == 302, text(back)
+    assert "Connected to TikTok" in text(client.get(back.headers["Location"]))

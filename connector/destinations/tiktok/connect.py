@@ -46,7 +46,12 @@ from connector.destinations.tiktok.tokens import (
 from connector.jobs import request_delivery
 from connector.models import Destination, Store
 from connector.web import services
-from connector.web.merchant.access import check_csrf, require_store, security_headers
+from connector.web.merchant.access import (
+    check_csrf,
+    require_store,
+    security_headers,
+    start_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +86,14 @@ def start(store_id: str) -> Response | tuple[str, int]:
     settings = services().settings
     if not oauth_enabled(settings):
         return _problem("Connect with TikTok is not available here.", NOT_SET_UP, 404)
-    state = _serializer(settings).dumps(
-        {"store": store_id, "sid": require_store(store_id).session_id}
-    )
+    grant = require_store(store_id)
+    if grant.embedded_token:
+        # Opened from a store platform's admin, in the top window (TikTok's page refuses to be
+        # framed): here our cookie is first-party, so the grant becomes a cookie session, which
+        # the callback and the pixel page then find.
+        start_session(store_id)
+        grant = require_store(store_id, fresh=True)
+    state = _serializer(settings).dumps({"store": store_id, "sid": grant.session_id})
     return redirect(authorize_url(settings, redirect_uri=callback_url(settings), state=state))
 
 

@@ -121,8 +121,13 @@ def _embedded_from_request() -> Grant | None:
 # -- the checks every page runs ----------------------------------------------------------------
 
 
-def current_grant() -> Grant | None:
-    """The grant this request carries: an embedded one in the URL, else the session cookie."""
+def current_grant(*, fresh: bool = False) -> Grant | None:
+    """The grant this request carries: an embedded one in the URL, else the session cookie
+    (``fresh`` reads the cookie session again, after :func:`start_session`)."""
+    if fresh:
+        g.merchant_grant = None
+        if session.get("store_id") and session.get("sid"):
+            g.merchant_grant = Grant(session["store_id"], session["sid"])
     if "merchant_grant" not in g:
         grant = _embedded_from_request()
         if grant is None and session.get("store_id") and session.get("sid"):
@@ -131,10 +136,10 @@ def current_grant() -> Grant | None:
     return g.merchant_grant
 
 
-def require_store(store_id: str) -> Grant:
+def require_store(store_id: str, *, fresh: bool = False) -> Grant:
     """The grant for ``store_id``, or 403. The same answer whether or not the store exists,
     so store ids cannot be probed."""
-    grant = current_grant()
+    grant = current_grant(fresh=fresh)
     if grant is None:
         abort(403, "you are not logged in: open a new login link for your store")
     if not hmac.compare_digest(grant.store_id, store_id):
