@@ -46,18 +46,18 @@ from connector.config import load_settings  # noqa: E402
 from connector.mapping import EventOptions, plan_event  # noqa: E402
 from connector.pipeline import record_events  # noqa: E402
 from connector.services import Services  # noqa: E402
-from connector.stores import find_store, webhook_secrets  # noqa: E402
-from connector.web.intake import parse_json_object, signature_matches  # noqa: E402
+from connector.stores import webhook_secrets  # noqa: E402
+from connector.web.intake import parse_json_object, signature_matches, store_by_domain  # noqa: E402
 from platforms.shopify.parse import parse_order  # noqa: E402
 
 STAGES = (
-    "find_store (ORM query)",
-    "webhook_secrets (Fernet decrypt)",
+    "store_by_domain (checkout, Core query)",
+    "webhook_secrets (Fernet decrypt, memoised)",
     "signature_matches (HMAC)",
     "parse_json_object (json.loads)",
     "parse_order",
     "plan_event (map, hash, bot check)",
-    "record_events (plan, INSERT, commit, Redis)",
+    "record_events (clicks, plan, INSERT, commit, Redis)",
 )
 
 
@@ -138,23 +138,23 @@ def staged(services: Services, bodies: OrderBodies, first: int, count: int) -> d
             spent[stage] += now - clock
             clock = now
 
-        with services.db.session() as session:
-            store = find_store(session, platform="shopify", domain=SHOP)
-        lap(STAGES[0])
-        assert store is not None
-        secrets = webhook_secrets(services, store, None)
-        lap(STAGES[1])
-        if not signature_matches(secrets, body, signature):
-            raise SystemExit("signature mismatch")
-        lap(STAGES[2])
-        payload = parse_json_object(body)
-        lap(STAGES[3])
-        assert payload is not None
-        order = parse_order(payload, ORDER_TOPIC)
-        lap(STAGES[4])
-        plan_event(order, EventOptions(), test_mode=False)
-        lap(STAGES[5])
-        record_events(services, store.id, ORDER_TOPIC, order)
+        with services.db.engine.connect() as connection:
+            store = store_by_domain(connection, "shopify", SHOP)
+            lap(STAGES[0])
+            assert store is not None
+            secrets = webhook_secrets(services, store.webhook_secret_encrypted, None)
+            lap(STAGES[1])
+            if not signature_matches(secrets, body, signature):
+                raise SystemExit("signature mismatch")
+            lap(STAGES[2])
+            payload = parse_json_object(body)
+            lap(STAGES[3])
+            assert payload is not None
+            order = parse_order(payload, ORDER_TOPIC)
+            lap(STAGES[4])
+            plan_event(order, EventOptions(), test_mode=False)
+            lap(STAGES[5])
+            record_events(services, store.id, ORDER_TOPIC, order, connection=connection)
         lap(STAGES[6])
     return spent
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,30 @@ that cannot earn a match (https://ads.tiktok.com/help/article/attribution-window
 
 STORED_SOURCES = {"checkout": "stored_checkout_token", "cart": "stored_cart_token"}
 """``click_source`` names for ids found in a stored click record, by token kind."""
+
+TOKEN_KINDS = ("checkout", "cart")
+"""Token kinds of click records, the checkout's record before the cart's."""
+
+CLICK_RECORDS = ClickRecord.__table__
+LIVE_RECORDS = select(
+    CLICK_RECORDS.c.id, CLICK_RECORDS.c.token_kind, CLICK_RECORDS.c.ttclid, CLICK_RECORDS.c.ttp
+).where(
+    CLICK_RECORDS.c.store_id == bindparam("store_id"),
+    CLICK_RECORDS.c.expires_at > bindparam("now"),
+    or_(
+        and_(
+            CLICK_RECORDS.c.token_kind == "checkout", CLICK_RECORDS.c.token == bindparam("checkout")
+        ),
+        and_(CLICK_RECORDS.c.token_kind == "cart", CLICK_RECORDS.c.token == bindparam("cart")),
+    ),
+)
+"""The unexpired records of a checkout token and a cart token (Core, built once: it runs in
+every order webhook)."""
+REMEMBER_ORDER = (
+    update(CLICK_RECORDS)
+    .where(CLICK_RECORDS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(order_id=bindparam("order_id"))
+)
 
 MAX_CLICK_ID_LENGTH = 500
 """Real ttclids are a few hundred characters at most; anything longer is not one."""
@@ -135,28 +159,37 @@ def save_click_record(
 
 
 def with_stored_clicks(
-    session: Session, store_id: str, source: Order | Checkout
+    connection: Connection, store_id: str, source: Order | Checkout
 ) -> Order | Checkout:
     """``source`` with its click ids resolved against stored click records.
 
     Orders remember the record they used (``order_id``) so a ``customers/redact`` for that
     order finds it. Sources without tokens, or without a matching live record, come back
-    unchanged.
+    unchanged. One query looks up both tokens: this runs inside every order webhook.
     """
     checkout_token = source.checkout_token if isinstance(source, Order) else source.token
-    found = [
-        (kind, record)
-        for kind, token in (("checkout", checkout_token), ("cart", source.cart_token))
-        if token and (record := _live_record(session, store_id, kind, token)) is not None
-    ]
-    if not found:
+    if not (checkout_token or source.cart_token):
         return source
+    rows = connection.execute(
+        LIVE_RECORDS,
+        {
+            "store_id": store_id,
+            "checkout": checkout_token,
+            "cart": source.cart_token,
+            "now": utcnow(),
+        },
+    ).all()
+    if not rows:
+        return source
+    found = sorted(rows, key=lambda row: TOKEN_KINDS.index(row.token_kind))
     if isinstance(source, Order):
-        for _kind, record in found:
-            record.order_id = source.order_id
+        ids = [row.id for row in found]
+        connection.execute(REMEMBER_ORDER, {"ids": ids, "order_id": source.order_id})
     stored = [
-        ClickIds(ttclid=r.ttclid, ttp=r.ttp, source=STORED_SOURCES[kind] if r.ttclid else None)
-        for kind, r in found
+        ClickIds(
+            ttclid=r.ttclid, ttp=r.ttp, source=STORED_SOURCES[r.token_kind] if r.ttclid else None
+        )
+        for r in found
     ]
     first, *rest = source.click_candidates or (source.clicks,)
     return dataclasses.replace(source, clicks=resolve_click_ids(first, *stored, *rest))
@@ -172,17 +205,6 @@ def purge_expired_click_records(services: Services) -> int:
     if deleted:
         logger.info("clicks.purged records=%d", deleted)
     return deleted
-
-
-def _live_record(session: Session, store_id: str, kind: str, token: str) -> ClickRecord | None:
-    return session.scalar(
-        select(ClickRecord).where(
-            ClickRecord.store_id == store_id,
-            ClickRecord.token_kind == kind,
-            ClickRecord.token == token,
-            ClickRecord.expires_at > utcnow(),
-        )
-    )
 
 
 def _first_clean_value(attrs: Mapping[str, object], keys: tuple[str, ...]) -> str | None:

@@ -7,12 +7,14 @@ and decrypted only where they are used.
 from __future__ import annotations
 
 import secrets
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connector.crypto import TokenCipher
 from connector.mapping import EventOptions
 from connector.models import Destination, Store, utcnow
 from connector.services import Services
@@ -59,13 +61,28 @@ def find_store(session: Session, *, platform: str, domain: str) -> Store | None:
     return session.scalar(query)
 
 
-def webhook_secrets(services: Services, store: Store, *fallbacks: str | None) -> list[str]:
-    """The secrets a webhook of this store may be signed with: its own, then the app's."""
+def webhook_secrets(
+    services: Services, encrypted_secret: str | None, *fallbacks: str | None
+) -> list[str]:
+    """The secrets a webhook of a store may be signed with: its own (``encrypted_secret``,
+    the store's ``webhook_secret_encrypted``), then the app's."""
     found = []
-    if store.webhook_secret_encrypted:
-        found.append(services.cipher.decrypt(store.webhook_secret_encrypted))
+    if encrypted_secret:
+        found.append(decrypted(services.cipher, encrypted_secret))
     found.extend(secret for secret in fallbacks if secret)
     return found
+
+
+@lru_cache(maxsize=1024)
+def decrypted(cipher: TokenCipher, ciphertext: str) -> str:
+    """``cipher.decrypt(ciphertext)``, remembered per process.
+
+    Every webhook needs its store's secret, and Fernet's check and decryption cost more than
+    the HMAC they serve. The result depends on nothing but the key and the ciphertext, and a
+    new secret is a new ciphertext, so nothing here can go stale: a rotated secret is used
+    from the first webhook after it is stored. Failures are not remembered.
+    """
+    return cipher.decrypt(ciphertext)
 
 
 def set_destination(

@@ -15,13 +15,21 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import Connection
 
 from connector.events import Checkout, Order
 from connector.models import Store
 from connector.services import Services
-from connector.stores import find_store, webhook_secrets
+from connector.stores import webhook_secrets
 from connector.web import services
-from connector.web.intake import accept, ignore, parse_json_object, refuse, signature_matches
+from connector.web.intake import (
+    accept,
+    ignore,
+    parse_json_object,
+    refuse,
+    signature_matches,
+    store_by_domain,
+)
 from platforms.shopify.compliance import export_customer, redact_customer, redact_shop, uninstall
 from platforms.shopify.parse import parse_checkout, parse_order
 
@@ -49,14 +57,20 @@ PRIVACY_TOPICS = frozenset({"customers/redact", "customers/data_request", "shop/
 
 @blueprint.post("/webhooks/shopify")
 def receive() -> tuple[Response, int]:
-    """Verify, parse and record one Shopify webhook."""
+    """Verify, parse and record one Shopify webhook, on one database connection."""
     topic = request.headers.get("X-Shopify-Topic", "").strip()
     domain = request.headers.get("X-Shopify-Shop-Domain", "").strip().lower()
     signature = request.headers.get("X-Shopify-Hmac-Sha256")
     body = request.get_data(cache=False)
+    with services().db.engine.connect() as connection:
+        return _receive(connection, topic, domain, signature, body)
+
+
+def _receive(
+    connection: Connection, topic: str, domain: str, signature: str | None, body: bytes
+) -> tuple[Response, int]:
     app_secret = services().settings.shopify_api_secret
-    with services().db.session() as session:
-        store = find_store(session, platform=PLATFORM, domain=domain) if domain else None
+    store = store_by_domain(connection, PLATFORM, domain) if domain else None
     if store is None:
         if app_secret and not signature_matches([app_secret], body, signature):
             return refuse(401, "invalid webhook signature", platform=PLATFORM, reason="bad-hmac")
@@ -69,7 +83,8 @@ def receive() -> tuple[Response, int]:
             platform=PLATFORM,
             reason="unknown-store",
         )
-    if not signature_matches(webhook_secrets(services(), store, app_secret), body, signature):
+    secrets = webhook_secrets(services(), store.webhook_secret_encrypted, app_secret)
+    if not signature_matches(secrets, body, signature):
         return refuse(
             401,
             "invalid webhook signature: check the store's webhook secret",
@@ -90,7 +105,7 @@ def receive() -> tuple[Response, int]:
     handler = STORE_HANDLERS.get(topic)
     if handler is not None:
         g.webhook_result, g.webhook_topic = "accepted", topic
-        return jsonify(handler(services(), store, payload)), 200
+        return jsonify(handler(services(), _full_store(store.id), payload)), 200
     parser = TOPIC_PARSERS.get(topic)
     if parser is None:
         return ignore(topic, "topic not used for conversions", platform=PLATFORM)
@@ -98,4 +113,10 @@ def receive() -> tuple[Response, int]:
         source = parser(payload, topic)
     except ValueError as exc:
         return refuse(400, f"cannot read {topic}: {exc}", platform=PLATFORM, reason="bad-payload")
-    return accept(store.id, topic, source, platform=PLATFORM)
+    return accept(connection, store.id, topic, source, platform=PLATFORM)
+
+
+def _full_store(store_id: str) -> Store:
+    """The store's whole row, for the topics about the store itself (rare, unlike orders)."""
+    with services().db.session() as session:
+        return session.get_one(Store, store_id)

@@ -12,11 +12,18 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, Response, request
+from sqlalchemy import Connection
 
-from connector.models import Store
 from connector.stores import webhook_secrets
 from connector.web import services
-from connector.web.intake import accept, ignore, parse_json_object, refuse, signature_matches
+from connector.web.intake import (
+    accept,
+    ignore,
+    parse_json_object,
+    refuse,
+    signature_matches,
+    store_by_id,
+)
 from platforms.woocommerce.parse import parse_order
 
 PLATFORM = "woocommerce"
@@ -31,8 +38,14 @@ def receive(store_id: str) -> tuple[Response, int]:
     """Verify, parse and record one WooCommerce webhook, or answer its creation ping."""
     body = request.get_data(cache=False)
     signature = request.headers.get("X-WC-Webhook-Signature")
-    with services().db.session() as session:
-        store = session.get(Store, store_id)
+    with services().db.engine.connect() as connection:
+        return _receive(connection, store_id, signature, body)
+
+
+def _receive(
+    connection: Connection, store_id: str, signature: str | None, body: bytes
+) -> tuple[Response, int]:
+    store = store_by_id(connection, store_id)
     if store is None or store.platform != PLATFORM:
         return refuse(
             404,
@@ -43,7 +56,8 @@ def receive(store_id: str) -> tuple[Response, int]:
         )
     if signature is None and PING_BODY.fullmatch(body.strip()):
         return ignore("ping", "webhook created", platform=PLATFORM)
-    if not signature_matches(webhook_secrets(services(), store), body, signature):
+    secrets = webhook_secrets(services(), store.webhook_secret_encrypted)
+    if not signature_matches(secrets, body, signature):
         return refuse(
             401,
             "invalid webhook signature: the webhook's secret must be the store's secret",
@@ -62,4 +76,4 @@ def receive(store_id: str) -> tuple[Response, int]:
         return refuse(400, f"cannot read {topic}: {exc}", platform=PLATFORM, reason="bad-payload")
     if not order.triggers:
         return ignore(topic, "order not paid yet", platform=PLATFORM)
-    return accept(store.id, topic, order, platform=PLATFORM)
+    return accept(connection, store.id, topic, order, platform=PLATFORM)
