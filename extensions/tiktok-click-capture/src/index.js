@@ -14,8 +14,9 @@
  * custom pixel the connector prints (platforms/shopify/storefront/tiktok-custom-pixel.js) does,
  * with the server's event_id for InitiateCheckout and the purchase, so TikTok deduplicates.
  *
- * The body is sent as text/plain so the browser needs no CORS preflight; /collect checks the
- * Origin against the store's domains (its myshopify domain and its primary domain).
+ * The body is sent as text/plain and `no-cors` (the sandbox's origin may be opaque, "null"),
+ * so the browser needs no preflight; /collect checks the Origin against the store's domains
+ * (its myshopify domain and its primary domain), or accepts "null" for the store named.
  * Sources: Web Pixels API
  * (https://shopify.dev/docs/api/web-pixels-api: register, analytics.subscribe, browser.cookie,
  * browser.sessionStorage, init.data.shop.myshopifyDomain; standard events page_viewed,
@@ -53,6 +54,8 @@ register(({ analytics, browser, init, settings }) => {
     await fetch(settings.collectUrl, {
       method: "POST",
       body: JSON.stringify(report),
+      // The sandbox's origin is opaque ("null"): send without CORS, there is no answer to read.
+      mode: "no-cors",
       keepalive: true,
     });
   };

@@ -115,7 +115,6 @@ def test_collect_accepts_the_shops_own_origins(
     "origin",
     [
         None,
-        "null",
         "https://evil.com",
         f"https://{STOREFRONT}.evil.com",
         f"https://evil.{STOREFRONT}",
@@ -139,6 +138,18 @@ def test_collect_refuses_every_other_origin(browser, app_services, store_with_st
     if origin is not None:
         preflight = browser.options("/collect", headers={"Origin": origin})
         assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def test_a_sandboxed_pixel_reports_with_a_null_origin_and_gets_no_cors_header(
+    browser, app_services, store_with_storefront
+):
+    """Shopify's pixel sandboxes are iframes without allow-same-origin: ``Origin: null``."""
+    answer = report(browser, "null")
+    assert answer.status_code == 204
+    assert "Access-Control-Allow-Origin" not in answer.headers
+    assert [r.store_id for r in click_records(app_services)] == [store_with_storefront]
+    preflight = browser.options("/collect", headers={"Origin": "null"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
 def test_another_stores_storefront_cannot_report_for_this_store(
