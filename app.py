@@ -14,7 +14,7 @@ from connector.config import Settings, load_settings
 from connector.logs import configure_logging
 from connector.plugins import load_store_platforms
 from connector.services import Services, build_services
-from connector.web import EXTENSION_KEY, WEBHOOK_BLUEPRINT_SUFFIX
+from connector.web import EXTENSION_KEY, PLATFORMS_KEY, WEBHOOK_BLUEPRINT_SUFFIX
 from connector.web.collect import blueprint as collect_blueprint
 from connector.web.health import blueprint as health_blueprint
 from connector.web.merchant import blueprint as merchant_blueprint
@@ -64,8 +64,10 @@ def register_blueprints(app: Flask) -> None:
     for destination in services.destinations.values():
         if (blueprint := getattr(destination, "blueprint", None)) is not None:
             app.register_blueprint(blueprint)
-    for platform in load_store_platforms():
+    platforms = load_store_platforms()
+    for platform in platforms:
         app.register_blueprint(platform.blueprint)
+    app.extensions[PLATFORMS_KEY] = {platform.name: platform for platform in platforms}
 
 
 def register_template_helpers(app: Flask) -> None:

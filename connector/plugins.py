@@ -29,12 +29,15 @@ class PeriodicTask:
 
 @dataclass(frozen=True)
 class StorePlatform:
-    """A store platform: webhook routes, ``connector stores ...`` commands, periodic work."""
+    """A store platform: webhook routes, ``connector stores ...`` commands, periodic work, and
+    what its merchants must do in their store that the Settings page shows (``settings_panel``
+    returns HTML for one store, e.g. Shopify's custom pixel to paste)."""
 
     name: str
     blueprint: Blueprint
     commands: tuple[click.Command, ...] = ()
     periodic: tuple[PeriodicTask, ...] = ()
+    settings_panel: Callable[[Services, str], str] | None = None
 
 
 def load_store_platforms() -> list[StorePlatform]:

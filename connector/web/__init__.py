@@ -7,6 +7,8 @@ from flask import current_app
 from connector.services import Services
 
 EXTENSION_KEY = "connector"
+# The app's store platforms by name (connector.plugins.StorePlatform), for their page panels.
+PLATFORMS_KEY = "connector.platforms"
 # Store platforms name their webhook blueprint "<platform>_webhooks"; metrics rely on it.
 WEBHOOK_BLUEPRINT_SUFFIX = "_webhooks"
 

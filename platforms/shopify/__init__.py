@@ -4,6 +4,7 @@ custom-app stores registered without OAuth."""
 from connector.clicks import purge_expired_click_records
 from connector.plugins import PeriodicTask, StorePlatform
 from platforms.shopify.commands import add_shopify, shopify_pixel
+from platforms.shopify.custom_pixel import custom_pixel_panel
 from platforms.shopify.install import blueprint as install_blueprint
 from platforms.shopify.webhooks import blueprint
 
@@ -15,4 +16,5 @@ PLATFORM = StorePlatform(
     blueprint=blueprint,
     commands=(add_shopify, shopify_pixel),
     periodic=(PeriodicTask("purge-click-records", 3600.0, purge_expired_click_records),),
+    settings_panel=custom_pixel_panel,
 )

@@ -14,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+from flask import render_template
 from sqlalchemy import select
 
 from connector.mapping import EventOptions
@@ -94,3 +95,12 @@ def store_custom_pixel_code(services: Services, store_id: str) -> str:
         pixel_code, options = destination.pixel_code, EventOptions.from_json(destination.options)
     collect_url = f"{services.settings.app_url.rstrip('/')}/collect"
     return custom_pixel_code(pixel_code, collect_url, options)
+
+
+def custom_pixel_panel(services: Services, store_id: str) -> str:
+    """The Settings page's panel: the store's custom pixel to paste, or what to do first."""
+    try:
+        code, problem = store_custom_pixel_code(services, store_id), None
+    except CustomPixelError as exc:
+        code, problem = None, f"The browser pixel code cannot be shown yet: {exc}."
+    return render_template("shopify/custom_pixel_panel.html", code=code, problem=problem)

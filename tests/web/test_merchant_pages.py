@@ -320,3 +320,24 @@ def test_status_page_says_what_is_wrong_and_how_to_fix_it(client, services, shop
     assert "Sending to TikTok is paused" in page and "(40105)" in page
     assert 'id="queue-depth">2<' in page
     assert "2 events wait" in page
+
+
+def test_a_shopify_store_gets_its_custom_pixel_to_paste(settings, shopify_store, other_store):
+    from app import create_app
+    from connector.services import build_services
+
+    services = build_services(settings.with_overrides(app_url="https://connector.example"))
+    client = create_app(services=services).test_client()
+    log_in(client, services, shopify_store)
+    page = client.get(f"/settings/{shopify_store}/settings").get_data(as_text=True)
+    assert "cannot be shown yet: connect TikTok first" in page
+    connect_tiktok(services, shopify_store)
+    page = client.get(f"/settings/{shopify_store}/settings").get_data(as_text=True)
+    assert 'id="custom-pixel"' in page and PIXEL_CODE in page
+    assert "https://connector.example/collect" in page
+    assert "Settings &gt; Customer events &gt; Add custom" in page
+    client = create_app(services=services).test_client()
+    log_in(client, services, other_store)
+    page = client.get(f"/settings/{other_store}/settings").get_data(as_text=True)
+    assert "custom-pixel" not in page  # WooCommerce has no such panel
+    services.db.dispose()

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Response, current_app, redirect, request, url_for
+from flask import Response, current_app, g, redirect, request, url_for
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from connector.jobs import request_delivery
@@ -24,7 +25,7 @@ from connector.models import Destination, Event, EventStatus, utcnow
 from connector.replay import REPLAYABLE, replay_events
 from connector.stores import StoreError, set_destination
 from connector.testevent import send_test_event
-from connector.web import services
+from connector.web import PLATFORMS_KEY, services
 from connector.web.merchant import blueprint, render_merchant
 
 LOG_PAGE_SIZE = 50
@@ -158,6 +159,7 @@ def _settings_page(
         },
         labels=OPTION_LABELS,
         connect_url=_connect_url(store_id),
+        platform_panel=_platform_panel(store_id),
         error=error,
         saved=saved,
         test=test,
@@ -173,6 +175,14 @@ def _connect_url(store_id: str) -> str | None:
     if not (settings.tiktok_app_id and settings.tiktok_app_secret):
         return None
     return url_for(endpoint, store_id=store_id)
+
+
+def _platform_panel(store_id: str) -> Markup | None:
+    """What the store's platform asks the merchant to do in their store (its own HTML)."""
+    platform = current_app.extensions[PLATFORMS_KEY].get(g.store.platform)
+    if platform is None or platform.settings_panel is None:
+        return None
+    return Markup(platform.settings_panel(services(), store_id))
 
 
 @blueprint.post("/test-event")
