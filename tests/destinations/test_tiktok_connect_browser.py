@@ -8,7 +8,6 @@ Screenshots are kept under ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 
@@ -19,22 +18,15 @@ from app import create_app
 from connector.embedded_redis import free_port
 from connector.services import build_services
 from connector.web.merchant.access import login_token
+from tests.browser import chromium_page, needs_chromium, shoot
 from tests.destinations.tiktok_oauth_support import (
     ADVERTISER,
     OAUTH_PIXEL,
     oauth_settings,
     prepare_tiktok,
 )
-from tests.support import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -55,18 +47,8 @@ def connector(settings, tiktok) -> Iterator[tuple[str, object]]:  # type: ignore
 
 @pytest.fixture
 def browser_page() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(15_000)
+    with chromium_page() as page:
         yield page
-        browser.close()
-
-
-def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_a_merchant_connects_with_tiktok_in_a_browser(

@@ -6,7 +6,6 @@ and see it delivered, and read the diagnostics chart. A screenshot of each page 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -14,9 +13,9 @@ from sqlalchemy import select
 
 from connector.models import Event, EventStatus
 from connector.web.merchant.access import login_token
+from tests.browser import chromium_page, needs_chromium, shoot
 from tests.support import (
     PIXEL_CODE,
-    ROOT,
     TIKTOK_TOKEN,
     fixture_bytes,
     fresh,
@@ -25,9 +24,6 @@ from tests.support import (
     topic_of,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 # Real-shaped orders: full signals, guest, no phone, national phone, a bot, and a checkout.
 ORDERS = (
     "orders_create.json",
@@ -39,26 +35,13 @@ ORDERS = (
 )
 REJECTED_ORDER = "820982911946154602"  # orders_create__no_phone.json
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def browser_page() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(15_000)
+    with chromium_page() as page:
         yield page
-        browser.close()
-
-
-def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def send_orders(base_url: str) -> None:

@@ -13,7 +13,6 @@ event name, ``event_id``, value, currency and content ids, which is what TikTok 
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,6 +23,7 @@ from connector.embedded_redis import free_port
 from connector.mapping import EventOptions
 from connector.models import ClickRecord, Event, Store
 from platforms.shopify.custom_pixel import custom_pixel_code
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support import (
     PIXEL_CODE,
     SHOP_DOMAIN,
@@ -34,24 +34,8 @@ from tests.support import (
     shopify_headers,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    # The page is "public" (https://shop.example.com) and the connector listens on 127.0.0.1:
-    # Chromium's Local Network Access would ask the user for permission.
-    "--disable-features=LocalNetworkAccessChecks",
-]
-
 pytestmark = [
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does it)",
-    ),
+    needs_chromium,
     pytest.mark.postgres,
 ]
 

@@ -4,7 +4,6 @@ with the state nonce cookie set and sent back by the browser itself."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -18,23 +17,11 @@ from app import create_app
 from connector.embedded_redis import free_port
 from connector.models import ShopifyToken, Store
 from connector.services import build_services
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.platforms.shopify.helpers import API_KEY, API_SECRET, INSTALL_SHOP
 from tests.standins.shopify import ShopifyStandIn
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
