@@ -103,6 +103,12 @@ def set_destination(
             Destination.store_id == store_id, Destination.kind == kind
         )
         destination = session.scalar(query) or Destination(store_id=store_id, kind=kind)
+        if _token_of(services, destination) != access_token:
+            # A pasted token replaces an OAuth grant: its refresh token and expiry are not
+            # this token's, so renewal must not touch it.
+            destination.refresh_token_encrypted = None
+            destination.token_expires_at = destination.refresh_expires_at = None
+            destination.advertiser_id = None
         destination.pixel_code = pixel_code
         destination.access_token_encrypted = services.cipher.encrypt(access_token)
         destination.test_event_code = test_event_code
@@ -114,3 +120,10 @@ def set_destination(
         session.add(destination)
         session.commit()
         return destination
+
+
+def _token_of(services: Services, destination: Destination) -> str | None:
+    """The destination's current access token, decrypted; None for a new destination."""
+    if not destination.access_token_encrypted:
+        return None
+    return services.cipher.decrypt(destination.access_token_encrypted)

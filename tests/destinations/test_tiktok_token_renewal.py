@@ -183,9 +183,27 @@ def test_a_token_pasted_after_connecting_is_left_alone(services, shopify_store, 
         access_token="pasted-token",
         test_event_code=None,
     )
+    row = row_of(services, destination_id)
+    assert (row.refresh_token_encrypted, row.token_expires_at, row.advertiser_id) == (None,) * 3
     expire_soon(services, destination_id)
     assert access_token_for(services, row_of(services, destination_id)) == "pasted-token"
     assert tiktok.oauth.calls_to(REFRESH_PATH) == []
+
+
+def test_saving_settings_with_the_same_token_keeps_the_grant(services, shopify_store, tiktok):
+    destination_id = connect(services, shopify_store, tiktok, lifetime=86400)
+    row = row_of(services, destination_id)
+    set_destination(
+        services,
+        shopify_store,
+        kind="tiktok",
+        pixel_code=OAUTH_PIXEL,
+        access_token=services.cipher.decrypt(row.access_token_encrypted),
+        test_event_code="TEST1",
+    )
+    after = row_of(services, destination_id)
+    assert after.refresh_token_encrypted == row.refresh_token_encrypted
+    assert (after.token_expires_at, after.advertiser_id) == (row.token_expires_at, ADVERTISER)
 
 
 # -- in the delivery run -----------------------------------------------------------------------
