@@ -23,6 +23,7 @@ from connector.web.merchant.access import (
     add_embedded_grant,
     csrf_field,
     current_grant,
+    embedded_head_html,
 )
 from connector.web.merchant.login import blueprint as login_blueprint
 
@@ -77,6 +78,7 @@ def register_template_helpers(app: Flask) -> None:
         csrf_field=csrf_field,
         endpoint_exists=lambda endpoint: endpoint in current_app.view_functions,
         embedded=lambda: bool((grant := current_grant()) and grant.embedded_token),
+        embedded_head=embedded_head_html,
     )
     app.url_defaults(add_embedded_grant)
 

@@ -28,16 +28,27 @@ class PeriodicTask:
 
 
 @dataclass(frozen=True)
+class EmbeddedHead:
+    """What a store platform's admin needs in the ``<head>`` of the pages it frames (Shopify:
+    App Bridge), and the script origins the pages' Content-Security-Policy must then allow."""
+
+    html: str
+    script_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class StorePlatform:
     """A store platform: webhook routes, ``connector stores ...`` commands, periodic work, and
-    what its merchants must do in their store that the Settings page shows (``settings_panel``
-    returns HTML for one store, e.g. Shopify's custom pixel to paste)."""
+        what its merchants must do in their store that the Settings page shows (``settings_panel``
+        returns HTML for one store, e.g. Shopify's custom pixel to paste), and for an admin that
+    frames the pages, what they must load (``embedded_head``)."""
 
     name: str
     blueprint: Blueprint
     commands: tuple[click.Command, ...] = ()
     periodic: tuple[PeriodicTask, ...] = ()
     settings_panel: Callable[[Services, str], str] | None = None
+    embedded_head: Callable[[Services], EmbeddedHead] | None = None
 
 
 def load_store_platforms() -> list[StorePlatform]:

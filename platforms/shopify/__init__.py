@@ -5,6 +5,7 @@ from connector.clicks import purge_expired_click_records
 from connector.plugins import PeriodicTask, StorePlatform
 from platforms.shopify.commands import add_shopify, shopify_pixel
 from platforms.shopify.custom_pixel import custom_pixel_panel
+from platforms.shopify.install import app_bridge_head
 from platforms.shopify.install import blueprint as install_blueprint
 from platforms.shopify.webhooks import blueprint
 
@@ -17,4 +18,5 @@ PLATFORM = StorePlatform(
     commands=(add_shopify, shopify_pixel),
     periodic=(PeriodicTask("purge-click-records", 3600.0, purge_expired_click_records),),
     settings_panel=custom_pixel_panel,
+    embedded_head=app_bridge_head,
 )

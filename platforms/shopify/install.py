@@ -35,6 +35,7 @@ from sqlalchemy import select
 
 from connector.config import Settings
 from connector.models import Destination, ShopifyToken, Store, utcnow
+from connector.plugins import EmbeddedHead
 from connector.services import Services
 from connector.stores import add_store, find_store
 from connector.web import services
@@ -178,8 +179,24 @@ def embedded_home() -> Response | tuple[Response, int]:
         return jsonify(error=f"the install could not finish: {exc}"), 502
     # The merchant pages, with a grant carried in their URLs (cookies do not survive in the
     # admin's iframe); only the shop's admin may frame them (Shopify's rule for embedded apps).
-    grant = embedded_grant(store_id, (f"https://{shop}", "https://admin.shopify.com"))
+    grant = embedded_grant(
+        store_id, (f"https://{shop}", "https://admin.shopify.com"), platform="shopify"
+    )
     return redirect(url_for("merchant.status", store_id=store_id, session=grant), code=303)
+
+
+APP_BRIDGE_SCRIPT = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
+
+
+def app_bridge_head(svc: Services) -> EmbeddedHead:
+    """App Bridge, which Shopify requires of embedded app pages: its script from Shopify's CDN
+    and the app's API key (https://shopify.dev/docs/api/app-bridge-library, "Setup")."""
+    api_key = escape(svc.settings.shopify_api_key or "")
+    return EmbeddedHead(
+        html=f'<meta name="shopify-api-key" content="{api_key}">'
+        f'<script src="{APP_BRIDGE_SCRIPT}"></script>',
+        script_sources=("https://cdn.shopify.com",),
+    )
 
 
 def _finish_install(svc: Services, shop: str, admin_base: str, grant: TokenGrant) -> str:

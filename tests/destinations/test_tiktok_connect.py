@@ -352,7 +352,7 @@ def test_from_the_embedded_admin_the_connection_finishes_in_the_top_window(
     the callback and the pixel page need."""
     with app.test_request_context():
         app.preprocess_request()
-        grant = embedded_grant(shopify_store, ("https://admin.shopify.com",))
+        grant = embedded_grant(shopify_store, ("https://admin.shopify.com",), "shopify")
     page = text(client.get(f"/settings/{shopify_store}/settings", query_string={"session": grant}))
     assert 'id="connect-tiktok"' in page and 'target="_top"' in page
     answer = client.get(

@@ -341,3 +341,10 @@ def test_a_shopify_store_gets_its_custom_pixel_to_paste(settings, shopify_store,
     page = client.get(f"/settings/{other_store}/settings").get_data(as_text=True)
     assert "custom-pixel" not in page  # WooCommerce has no such panel
     services.db.dispose()
+
+
+def test_pages_outside_an_admin_load_no_foreign_script(client, services, shopify_store):
+    log_in(client, services, shopify_store)
+    page = client.get(f"/settings/{shopify_store}/")
+    assert "script-src 'self';" in page.headers["Content-Security-Policy"]
+    assert b"app-bridge" not in page.data and b"<script" not in page.data

@@ -27,7 +27,8 @@ from flask import abort, current_app, g, request, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 
-from connector.web import services
+from connector.plugins import EmbeddedHead
+from connector.web import PLATFORMS_KEY, services
 
 LOGIN_SALT = "merchant-login"
 EMBEDDED_SALT = "merchant-embedded"
@@ -49,6 +50,7 @@ class Grant:
     session_id: str
     embedded_token: str | None = None
     frame_ancestors: tuple[str, ...] = ()
+    platform: str | None = None  # whose admin frames the pages, for an embedded grant
 
 
 # -- login links -------------------------------------------------------------------------------
@@ -96,13 +98,18 @@ def start_session(store_id: str) -> None:
 # -- embedded grants ---------------------------------------------------------------------------
 
 
-def embedded_grant(store_id: str, frame_ancestors: tuple[str, ...]) -> str:
-    """A short-lived grant for pages shown inside a store platform's admin, which may frame
-    them from ``frame_ancestors`` only. The platform calls this after verifying its own
-    session token."""
+def embedded_grant(store_id: str, frame_ancestors: tuple[str, ...], platform: str) -> str:
+    """A short-lived grant for pages shown inside ``platform``'s admin, which may frame them
+    from ``frame_ancestors`` only. The platform calls this after verifying its own session
+    token."""
     serializer = URLSafeTimedSerializer(services().settings.secret_key, salt=EMBEDDED_SALT)
     return serializer.dumps(
-        {"store": store_id, "sid": secrets.token_urlsafe(16), "frame": list(frame_ancestors)}
+        {
+            "store": store_id,
+            "sid": secrets.token_urlsafe(16),
+            "frame": list(frame_ancestors),
+            "platform": platform,
+        }
     )
 
 
@@ -115,7 +122,8 @@ def _embedded_from_request() -> Grant | None:
         data = serializer.loads(token, max_age=EMBEDDED_GRANT_SECONDS)
     except BadSignature:
         return None
-    return Grant(data["store"], data["sid"], token, tuple(data.get("frame", ())))
+    frame = tuple(data.get("frame", ()))
+    return Grant(data["store"], data["sid"], token, frame, data.get("platform"))
 
 
 # -- the checks every page runs ----------------------------------------------------------------
@@ -185,13 +193,34 @@ def add_embedded_grant(endpoint: str, values: dict[str, object]) -> None:
             values[EMBEDDED_PARAM] = grant.embedded_token
 
 
+def embedded_head() -> EmbeddedHead | None:
+    """What the framing admin's platform needs loaded in the pages, when they are framed."""
+    grant = g.get("merchant_grant")
+    if grant is None or not grant.embedded_token or not grant.platform:
+        return None
+    platform = current_app.extensions[PLATFORMS_KEY].get(grant.platform)
+    if platform is None or platform.embedded_head is None:
+        return None
+    return platform.embedded_head(services())
+
+
+def embedded_head_html() -> Markup:
+    """The ``<head>`` tags of :func:`embedded_head`, for the base template."""
+    head = embedded_head()
+    return Markup(head.html if head else "")
+
+
 def security_headers(response):  # type: ignore[no-untyped-def]
     """Headers for every merchant page: no framing except by the platform's admin, no
-    foreign scripts, no caching of private pages, no Referer (it could carry a grant)."""
+    foreign scripts but its own, no caching of private pages, no Referer (it could carry a
+    grant)."""
     grant = g.get("merchant_grant")
     ancestors = " ".join(grant.frame_ancestors) if grant and grant.frame_ancestors else "'none'"
+    head = embedded_head()
+    scripts = " ".join(("'self'", *(head.script_sources if head else ())))
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; "
         f"form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
     )
     if ancestors == "'none'":

@@ -48,6 +48,11 @@ def test_first_visit_installs_by_token_exchange(browser, shopify, app_services):
     assert INSTALL_SHOP in page.get_data(as_text=True)
     csp = page.headers["Content-Security-Policy"]
     assert f"frame-ancestors https://{INSTALL_SHOP} https://admin.shopify.com" in csp
+    # App Bridge, as Shopify requires of embedded pages, and nothing else from outside.
+    assert "script-src 'self' https://cdn.shopify.com;" in csp
+    html = page.get_data(as_text=True)
+    assert f'<meta name="shopify-api-key" content="{API_KEY}">' in html
+    assert '<script src="https://cdn.shopify.com/shopifycloud/app-bridge.js"></script>' in html
     assert shopify.token_exchanges == 1 and shopify.code_exchanges == 0
     assert len(shopify.subscriptions[INSTALL_SHOP]) == 5
     with app_services.db.session() as session:
