@@ -21,17 +21,21 @@ Manager.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from connector.mapping import PURCHASE_EVENT_NAMES
-from connector.models import Event, EventStatus, Store, utcnow
+from connector.models import Event, EventStatus, utcnow
 from connector.services import Services
 from connector.signals import SIGNALS
+
+if TYPE_CHECKING:
+    from connector.plugins import StorePlatform
 
 WINDOWS_DAYS = (7, 30)
 """The windows the Diagnostics page offers, in days of ``received_at``."""
@@ -81,15 +85,14 @@ TIERS: tuple[tuple[float, str], ...] = (
 Poor under 40%."""
 
 CLICK_SOURCE_LABELS: dict[str | None, str] = {
-    "note_attributes": "Shopify order attributes, written by storefront code",
     "stored_checkout_token": "Click capture on your storefront (matched by checkout)",
     "stored_cart_token": "Click capture on your storefront (matched by cart)",
-    "landing_site": "The order's landing page address (Shopify)",
-    "order_meta": "WooCommerce order details, written by the click-capture plugin",
     None: "No click id",
 }
-"""Where the ttclid came from (``Event.click_source``, see :mod:`connector.clicks` and the
-platform parsers), in words a shop owner understands."""
+"""Where the ttclid came from (``Event.click_source``), in words a shop owner understands, for
+the sources the core writes itself (stored click records, ``connector.clicks.STORED_SOURCES``).
+Each platform labels the sources its parser writes (``StorePlatform.click_source_labels``); a
+source nobody labels shows under its own name."""
 
 CAPTURE_SOURCES = frozenset(
     {"note_attributes", "stored_checkout_token", "stored_cart_token", "order_meta"}
@@ -106,78 +109,25 @@ SIGNAL_LABELS: dict[str, str] = {
     "ttp": "TikTok cookie (_ttp)",
 }
 
-# What raises a signal's coverage, by store platform; ``""`` is any other platform.
-SIGNAL_ACTIONS: dict[str, dict[str, str]] = {
-    "ttclid": {
-        "shopify": (
-            "Turn on click capture: the connector's Web Pixel (Shopify admin, Settings, "
-            "Customer events) records the TikTok click id when a shopper arrives from an ad. "
-            "If it is missing there, reinstall the app."
-        ),
-        "woocommerce": (
-            "Install and activate the TikTok click-capture WordPress plugin: it keeps the "
-            "click id of an ad visit and writes it onto the order."
-        ),
-        "": (
-            "Have your storefront keep the ttclid parameter of the ad's landing page and "
-            "send it with the order (an order attribute named ttclid)."
-        ),
-    },
-    "email": {
-        "shopify": (
-            "Ask Shopify for protected customer data access (Level 2) for this app: "
-            "without it order webhooks carry no email. Also make email required at checkout."
-        ),
-        "": "Make email required at checkout.",
-    },
-    "phone": {
-        "shopify": (
-            "Make the phone number required at checkout (Shopify admin, Settings, Checkout)."
-        ),
-        "woocommerce": "Make the billing phone field required at checkout.",
-        "": "Make the phone number required at checkout.",
-    },
-    "external_id": {
-        "": (
-            "Offer customer accounts at checkout: guest orders carry no customer id, and "
-            "the customer id is what ties repeat buyers together."
-        ),
-    },
-    "ip": {
-        "shopify": (
-            "Orders created outside your online store (draft orders, other apps) carry no "
-            "shopper IP address; check that sales go through the storefront checkout."
-        ),
-        "woocommerce": (
-            "WooCommerce records the shopper's IP address on the order "
-            "(customer_ip_address); check that no privacy plugin blanks it and that your "
-            "host passes the visitor's address, not the proxy's."
-        ),
-        "": "Check that your storefront sends the shopper's IP address with each order.",
-    },
-    "user_agent": {
-        "shopify": (
-            "Orders created outside your online store carry no browser details; check that "
-            "sales go through the storefront checkout."
-        ),
-        "woocommerce": (
-            "WooCommerce records the shopper's browser on the order (customer_user_agent); "
-            "check that no privacy plugin blanks it."
-        ),
-        "": "Check that your storefront sends the shopper's browser (user agent) with orders.",
-    },
-    "ttp": {
-        "shopify": (
-            "Install the TikTok pixel on your store (it sets the _ttp cookie) and keep the "
-            "connector's Web Pixel on, which copies the cookie to the order."
-        ),
-        "woocommerce": (
-            "Install the TikTok pixel on your site (it sets the _ttp cookie) and the "
-            "click-capture plugin, which copies the cookie onto the order."
-        ),
-        "": "Install the TikTok pixel and send its _ttp cookie with the order.",
-    },
+SIGNAL_ACTIONS: dict[str, str] = {
+    "ttclid": (
+        "Have your storefront keep the ttclid parameter of the ad's landing page and "
+        "send it with the order (an order attribute named ttclid)."
+    ),
+    "email": "Make email required at checkout.",
+    "phone": "Make the phone number required at checkout.",
+    "external_id": (
+        "Offer customer accounts at checkout: guest orders carry no customer id, and "
+        "the customer id is what ties repeat buyers together."
+    ),
+    "ip": "Check that your storefront sends the shopper's IP address with each order.",
+    "user_agent": (
+        "Check that your storefront sends the shopper's browser (user agent) with orders."
+    ),
+    "ttp": "Install the TikTok pixel and send its _ttp cookie with the order.",
 }
+"""What raises a signal's coverage on any store platform. A platform says it in its own terms
+through ``StorePlatform.signal_advice``, which wins where it has an entry."""
 
 
 @dataclass(frozen=True)
@@ -357,11 +307,19 @@ def diagnose(
     store_id: str,
     days: int,
     *,
+    platform: StorePlatform | None = None,
     destination: str = "tiktok",
     now: datetime | None = None,
 ) -> Diagnostics:
     """The diagnostics of ``store_id``'s events for ``destination`` received in the last
-    ``days`` days (naive UTC, like every stored time)."""
+    ``days`` days (naive UTC, like every stored time).
+
+    ``platform`` is the store's platform, whose advice and click-source labels replace the
+    generic ones; the caller passes it (the page has it at hand), so this module never names a
+    platform. Without it every text is generic.
+    """
+    advice = platform.signal_advice if platform else {}
+    source_labels = platform.click_source_labels if platform else {}
     since = (now or utcnow()) - timedelta(days=days)
     window = (
         Event.store_id == store_id,
@@ -369,9 +327,8 @@ def diagnose(
         Event.received_at >= since,
     )
     with services.db.session() as session:
-        platform = session.scalar(select(Store.platform).where(Store.id == store_id)) or ""
         coverage = _coverage(session, window)
-        click_sources = _click_sources(session, window)
+        click_sources = _click_sources(session, window, source_labels)
         skips = _skips(session, window)
         failures = _failures(session, window)
     estimate = estimate_match(coverage)
@@ -387,7 +344,7 @@ def diagnose(
         skips=skips,
         failures=failures,
         estimate=estimate,
-        best_change=best_change(coverage, platform, capture_works=capture_works),
+        best_change=best_change(coverage, advice, capture_works=capture_works),
         capture_works=capture_works,
     )
 
@@ -409,9 +366,10 @@ def tier_of(score: float) -> str:
 
 
 def best_change(
-    coverage: Iterable[EventCoverage], platform: str, *, capture_works: bool
+    coverage: Iterable[EventCoverage], advice: Mapping[str, str], *, capture_works: bool
 ) -> BestChange | None:
-    """The signal whose missing purchase coverage × weight is largest, with its action.
+    """The signal whose missing purchase coverage × weight is largest, with its action: the
+    platform's ``advice`` for it, else :data:`SIGNAL_ACTIONS`.
 
     When storefront click capture already produced click ids in the window, the click id is
     not a candidate: the purchases still without one most likely did not come from a TikTok
@@ -426,13 +384,12 @@ def best_change(
     points = (1 - worst.share) * SIGNAL_WEIGHTS[worst.signal]
     if points <= 0:
         return None
-    actions = SIGNAL_ACTIONS[worst.signal]
     return BestChange(
         signal=worst.signal,
         label=worst.label,
         share=worst.share,
         points=points,
-        action=actions.get(platform, actions[""]),
+        action=advice.get(worst.signal, SIGNAL_ACTIONS[worst.signal]),
     )
 
 
@@ -483,7 +440,7 @@ def _event_coverage(name: str, events: int, counts: dict[str, int]) -> EventCove
 
 
 def _click_sources(
-    session: Session, window: tuple[ColumnElement[bool], ...]
+    session: Session, window: tuple[ColumnElement[bool], ...], labels: Mapping[str, str]
 ) -> tuple[ClickSourceCount, ...]:
     query = (
         select(Event.click_source, func.count())
@@ -492,9 +449,16 @@ def _click_sources(
         .order_by(func.count().desc())
     )
     return tuple(
-        ClickSourceCount(source, CLICK_SOURCE_LABELS.get(source, source or ""), count)
+        ClickSourceCount(source, click_source_label(source, labels), count)
         for source, count in session.execute(query)
     )
+
+
+def click_source_label(source: str | None, labels: Mapping[str, str]) -> str:
+    """The platform's label for ``source``, else the core's, else the source's own name."""
+    if source is not None and source in labels:
+        return labels[source]
+    return CLICK_SOURCE_LABELS.get(source, source or "")
 
 
 def _skips(session: Session, window: tuple[ColumnElement[bool], ...]) -> tuple[SkipCount, ...]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import click
 from flask import Blueprint
@@ -39,9 +39,14 @@ class EmbeddedHead:
 @dataclass(frozen=True)
 class StorePlatform:
     """A store platform: webhook routes, ``connector stores ...`` commands, periodic work, and
-        what its merchants must do in their store that the Settings page shows (``settings_panel``
-        returns HTML for one store, e.g. Shopify's custom pixel to paste), and for an admin that
-    frames the pages, what they must load (``embedded_head``)."""
+    what its merchants must do in their store that the Settings page shows (``settings_panel``
+    returns HTML for one store, e.g. Shopify's custom pixel to paste), and for an admin that
+    frames the pages, what they must load (``embedded_head``). The Diagnostics page speaks the
+    platform's language through ``signal_advice`` and ``click_source_labels``; whatever they
+    leave out gets the core's generic words (:mod:`connector.diagnostics`).
+
+    The two mappings are left out of the hash: a dict cannot be hashed, and ``name`` already
+    tells platforms apart."""
 
     name: str
     blueprint: Blueprint
@@ -49,6 +54,12 @@ class StorePlatform:
     periodic: tuple[PeriodicTask, ...] = ()
     settings_panel: Callable[[Services, str], str] | None = None
     embedded_head: Callable[[Services], EmbeddedHead] | None = None
+    signal_advice: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Signal name (:data:`connector.signals.SIGNALS`) -> what a merchant of this platform
+    does in their store to raise that signal's coverage."""
+    click_source_labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """``Event.click_source`` value this platform's parser writes -> where the click id came
+    from, in words a shop owner understands."""
 
 
 def load_store_platforms() -> list[StorePlatform]:

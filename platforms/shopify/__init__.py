@@ -3,6 +3,7 @@ custom-app stores registered without OAuth."""
 
 from connector.clicks import purge_expired_click_records
 from connector.plugins import PeriodicTask, StorePlatform
+from platforms.shopify.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE
 from platforms.shopify.commands import add_shopify, shopify_pixel
 from platforms.shopify.custom_pixel import custom_pixel_panel
 from platforms.shopify.install import app_bridge_head
@@ -19,4 +20,6 @@ PLATFORM = StorePlatform(
     periodic=(PeriodicTask("purge-click-records", 3600.0, purge_expired_click_records),),
     settings_panel=custom_pixel_panel,
     embedded_head=app_bridge_head,
+    signal_advice=SIGNAL_ADVICE,
+    click_source_labels=CLICK_SOURCE_LABELS,
 )

@@ -6,6 +6,7 @@ what WooCommerce disabled.
 """
 
 from connector.plugins import StorePlatform
+from platforms.woocommerce.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE
 from platforms.woocommerce.commands import add_woocommerce, check, connect_woocommerce
 from platforms.woocommerce.connect import PERIODIC_CHECK
 from platforms.woocommerce.webhooks import blueprint
@@ -15,4 +16,6 @@ PLATFORM = StorePlatform(
     blueprint=blueprint,
     commands=(add_woocommerce, connect_woocommerce, check),
     periodic=(PERIODIC_CHECK,),
+    signal_advice=SIGNAL_ADVICE,
+    click_source_labels=CLICK_SOURCE_LABELS,
 )

@@ -15,6 +15,7 @@ from sqlalchemy import update
 
 from connector.delivery import deliver_pending
 from connector.diagnostics import (
+    CLICK_SOURCE_LABELS,
     FAILURE_ADVICE,
     SIGNAL_ACTIONS,
     SIGNAL_WEIGHTS,
@@ -25,8 +26,13 @@ from connector.diagnostics import (
 from connector.events import Basket, Checkout, ClickIds, Order
 from connector.models import Event, utcnow
 from connector.pipeline import record_events
+from connector.plugins import load_store_platforms
 from connector.services import Services
 from connector.signals import SIGNALS
+from platforms.shopify import PLATFORM as SHOPIFY
+from platforms.shopify import advice as shopify_advice
+from platforms.woocommerce import PLATFORM as WOOCOMMERCE
+from platforms.woocommerce import advice as woocommerce_advice
 from tests.support import connect_tiktok, make_order
 
 pytestmark = pytest.mark.postgres
@@ -142,14 +148,37 @@ def test_click_sources_count_where_each_ttclid_came_from(services, woocommerce_s
         order("5", clicks=ClickIds(ttp="ttp-only")),
     )
 
-    sources = diagnose(services, store_id, 30).click_sources
+    sources = diagnose(services, store_id, 30, platform=WOOCOMMERCE).click_sources
 
-    assert [(s.source, s.count) for s in sources] == [
-        ("order_meta", 2),
-        (None, 2),
-        ("landing_site", 1),
+    assert [(s.source, s.label, s.count) for s in sources] == [
+        ("order_meta", woocommerce_advice.CLICK_SOURCE_LABELS["order_meta"], 2),
+        (None, "No click id", 2),
+        ("landing_site", "landing_site", 1),  # not a WooCommerce source: its own name
     ]
-    assert sources[1].label == "No click id"
+
+
+def test_click_sources_are_labelled_by_the_platform_that_writes_them(services, shopify_store):
+    stored = ClickIds(ttclid="E.C.P.stored", source="stored_checkout_token")
+    attributes = ClickIds(ttclid="E.C.P.attr", source="note_attributes")
+    record(
+        services,
+        shopify_store,
+        order("1", clicks=stored),
+        order("2", clicks=stored),
+        order("3", clicks=attributes),
+    )
+
+    shopify = diagnose(services, shopify_store, 7, platform=SHOPIFY).click_sources
+    generic = diagnose(services, shopify_store, 7).click_sources
+
+    assert [(s.source, s.label) for s in shopify] == [
+        ("stored_checkout_token", CLICK_SOURCE_LABELS["stored_checkout_token"]),
+        ("note_attributes", shopify_advice.CLICK_SOURCE_LABELS["note_attributes"]),
+    ]
+    assert [(s.source, s.label) for s in generic] == [
+        ("stored_checkout_token", CLICK_SOURCE_LABELS["stored_checkout_token"]),
+        ("note_attributes", "note_attributes"),
+    ]
 
 
 def test_score_is_the_weighted_coverage_of_purchases(services, shopify_store):
@@ -191,7 +220,7 @@ def test_best_change_is_the_largest_missing_coverage_times_weight(services, shop
         order("3", phone=None),
     )
 
-    result = diagnose(services, shopify_store, 7)
+    result = diagnose(services, shopify_store, 7, platform=SHOPIFY)
     change = result.best_change
 
     assert not result.capture_works  # the landing page is not click capture
@@ -200,7 +229,9 @@ def test_best_change_is_the_largest_missing_coverage_times_weight(services, shop
     assert change is not None
     assert (change.signal, change.points) == ("ttclid", pytest.approx(20.0))
     assert change.share == 1 / 3
-    assert change.action == SIGNAL_ACTIONS["ttclid"]["shopify"]
+    assert change.action == shopify_advice.SIGNAL_ADVICE["ttclid"]
+    generic = diagnose(services, shopify_store, 7).best_change
+    assert generic is not None and generic.action == SIGNAL_ACTIONS["ttclid"]
 
 
 def test_working_click_capture_moves_the_best_change_past_the_click_id(services, woocommerce_store):
@@ -214,15 +245,16 @@ def test_working_click_capture_moves_the_best_change_past_the_click_id(services,
         order("3", clicks=ClickIds(ttp="ttp"), phone=None),
     )
 
-    result = diagnose(services, store_id, 7)
+    result = diagnose(services, store_id, 7, platform=WOOCOMMERCE)
     change = result.best_change
 
     assert result.capture_works
     # ttclid misses 2/3 x 30 = 20 points, but the plugin works: those orders did not come from
-    # an ad. Next: email 1/3 x 25.
+    # an ad. Next: email 1/3 x 25, for which WooCommerce has no advice of its own.
     assert change is not None
     assert (change.signal, change.points) == ("email", pytest.approx(25 / 3))
-    assert change.action == SIGNAL_ACTIONS["email"][""]
+    assert "email" not in woocommerce_advice.SIGNAL_ADVICE
+    assert change.action == SIGNAL_ACTIONS["email"]
 
 
 def test_phone_advice_follows_the_platform(services, woocommerce_store):
@@ -230,9 +262,10 @@ def test_phone_advice_follows_the_platform(services, woocommerce_store):
     plugin = ClickIds(ttclid="E.C.P.meta", ttp="ttp", source="order_meta")
     record(services, store_id, order("1", clicks=plugin, phone=None))
 
-    change = diagnose(services, store_id, 7).best_change
+    change = diagnose(services, store_id, 7, platform=WOOCOMMERCE).best_change
 
     assert change is not None and change.signal == "phone"
+    assert change.action == woocommerce_advice.SIGNAL_ADVICE["phone"]
     assert change.action == "Make the billing phone field required at checkout."
 
 
@@ -348,7 +381,21 @@ def test_tiers_follow_the_issue(score: float, tier: str) -> None:
 def test_weights_cover_every_signal_and_add_up_to_100() -> None:
     assert set(SIGNAL_WEIGHTS) == set(SIGNALS) == set(SIGNAL_ACTIONS)
     assert sum(SIGNAL_WEIGHTS.values()) == 100
-    assert all("" in actions for actions in SIGNAL_ACTIONS.values())
+
+
+def test_each_platform_speaks_for_itself_and_the_core_names_none() -> None:
+    platforms = load_store_platforms()
+    assert [p.name for p in platforms] == ["shopify", "woocommerce"]
+    assert SHOPIFY.signal_advice is shopify_advice.SIGNAL_ADVICE
+    assert SHOPIFY.click_source_labels is shopify_advice.CLICK_SOURCE_LABELS
+    assert WOOCOMMERCE.signal_advice is woocommerce_advice.SIGNAL_ADVICE
+    assert WOOCOMMERCE.click_source_labels is woocommerce_advice.CLICK_SOURCE_LABELS
+    core_texts = " ".join([*SIGNAL_ACTIONS.values(), *CLICK_SOURCE_LABELS.values()]).lower()
+    for platform in platforms:
+        assert set(platform.signal_advice) <= set(SIGNALS), platform.name
+        assert not set(platform.click_source_labels) & set(CLICK_SOURCE_LABELS), platform.name
+        assert platform.name not in core_texts
+        assert hash(platform) == hash(platform)  # still usable in sets and as a key
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,17 @@ from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
+from markupsafe import escape
 from sqlalchemy import select, update
 
-from connector.diagnostics import SENT_STATUSES, SIGNAL_WEIGHTS
+from connector.diagnostics import CLICK_SOURCE_LABELS, SENT_STATUSES, SIGNAL_WEIGHTS
 from connector.events import ClickIds, Order
 from connector.models import Event, EventStatus, utcnow
 from connector.pipeline import record_events
 from connector.services import Services
 from connector.signals import signals_in
+from platforms.shopify import advice as shopify_advice
+from platforms.woocommerce import advice as woocommerce_advice
 from tests.support import log_in, make_order
 
 pytestmark = pytest.mark.postgres
@@ -128,6 +131,8 @@ def test_failures_click_sources_and_skips_match_the_database(client, services, s
     assert "data.0.x: bad" in text and "TikTok refused a field of the event" in text
     sources = {row["data-source"] for row in page.with_attr("data-source")}
     assert sources == {"landing_site", "note_attributes", "none"}
+    for label in (*shopify_advice.CLICK_SOURCE_LABELS.values(), CLICK_SOURCE_LABELS[None]):
+        assert f"<td>{escape(label)}</td>" in text
     assert 'id="capture-works"' in text  # order 4's click id came from storefront code
     assert "bot user agent" in text
 
@@ -155,8 +160,23 @@ def test_best_change_names_the_signal_and_the_action(client, services, shopify_s
     text = client.get(f"/settings/{shopify_store}/diagnostics").get_data(as_text=True)
 
     assert Elements(text).by_id("best-change")["data-signal"] == "phone"
-    assert "Make the phone number required at checkout" in text
+    assert str(escape(shopify_advice.SIGNAL_ADVICE["phone"])) in text
     assert "not TikTok's Event Match Quality score" in text
+
+
+def test_a_woocommerce_store_gets_woocommerce_words(client, services, woocommerce_store):
+    store_id, _secret = woocommerce_store
+    plugin = ClickIds(ttclid="E.C.P.meta", ttp="ttp", source="order_meta")
+    record_events(services, store_id, "orders/create", order("1", clicks=plugin, phone=None))
+    log_in(client, services, store_id)
+
+    text = client.get(f"/settings/{store_id}/diagnostics").get_data(as_text=True)
+
+    assert Elements(text).by_id("best-change")["data-signal"] == "phone"
+    assert str(escape(woocommerce_advice.SIGNAL_ADVICE["phone"])) in text
+    label = woocommerce_advice.CLICK_SOURCE_LABELS["order_meta"]
+    assert f"<td>{escape(label)}</td>" in text
+    assert "Shopify" not in text
 
 
 def test_a_store_without_events_says_what_to_do(client, services, shopify_store):

@@ -6,7 +6,7 @@ so the page stays fast for a store with a hundred thousand events a month.
 
 from __future__ import annotations
 
-from flask import abort, request
+from flask import abort, current_app, g, request
 
 from connector.diagnostics import (
     SIGNAL_LABELS,
@@ -15,7 +15,7 @@ from connector.diagnostics import (
     WINDOWS_DAYS,
     diagnose,
 )
-from connector.web import services
+from connector.web import PLATFORMS_KEY, services
 from connector.web.merchant import blueprint, render_merchant
 
 
@@ -25,7 +25,12 @@ def diagnostics(store_id: str) -> str:
     days = _window_days(request.args.get("days"))
     return render_merchant(
         "merchant/diagnostics.html",
-        d=diagnose(services(), store_id, days),
+        d=diagnose(
+            services(),
+            store_id,
+            days,
+            platform=current_app.extensions[PLATFORMS_KEY].get(g.store.platform),
+        ),
         windows=WINDOWS_DAYS,
         weights=SIGNAL_WEIGHTS,
         labels=SIGNAL_LABELS,
