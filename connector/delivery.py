@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector.config import Settings
@@ -31,6 +31,22 @@ from connector.services import Services
 logger = logging.getLogger(__name__)
 
 RETRY_CAP_SECONDS = 3600.0
+# Outcomes are written with Core UPDATEs on the table, one per outcome and batch rather than
+# one per row through the ORM: at 500 events a batch the per-row path cost more CPU than
+# building and sending the request (bench/delivery.py with --py-spy).
+EVENTS = Event.__table__
+LEASE_CLEARED = {"lease_token": None, "lease_expires_at": None}
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A leased outbox row, as much of it as delivery reads."""
+
+    id: int
+    event: ConversionEvent
+    attempts: int
+    received_at: datetime
+    give_up_at: datetime | None
 
 
 @dataclass
@@ -90,34 +106,49 @@ class Pace:
 
 def claim_batch(
     session: Session, row: DestinationRow, settings: Settings, limit: int
-) -> list[Event]:
+) -> list[Claimed]:
     """Lease up to ``limit`` due rows; a row leased by a live worker is never claimed twice.
 
-    On PostgreSQL the candidate rows are locked with SKIP LOCKED so concurrent workers take
-    different rows; the lease condition in the UPDATE guards SQLite and every other case.
+    One ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``: on PostgreSQL the chosen
+    rows are locked with SKIP LOCKED, so concurrent workers take different rows, and on SQLite
+    a writing statement holds the database's write lock from its start, so no other worker
+    leases them in between. It returns what delivery needs, so each row is read once.
+
+    The longest due go first, in the order of the claim index (store, destination, status,
+    due time), so the LIMIT stops the index scan early: ordering by id sorted every pending
+    row of the destination for each batch, and a lease matched by id and the due condition
+    led PostgreSQL, before it had statistics, to test every pending row against the ids.
     """
     now = utcnow()
-    size = min(limit, settings.batch_size)
-    claimable = due_events(row.store_id, row.kind, now)
-    candidates = (
+    chosen = (
         select(Event.id)
-        .where(claimable)
-        .order_by(Event.id)
-        .limit(size)
+        .where(due_events(row.store_id, row.kind, now))
+        .order_by(Event.next_attempt_at)
+        .limit(min(limit, settings.batch_size))
         .with_for_update(skip_locked=True)
     )
-    ids = list(session.scalars(candidates))
-    if not ids:
-        session.rollback()
-        return []
-    token = secrets.token_hex(8)
-    session.execute(
-        update(Event)
-        .where(Event.id.in_(ids), claimable)
-        .values(lease_token=token, lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
+    lease = (
+        update(EVENTS)
+        .where(EVENTS.c.id.in_(chosen))
+        .values(
+            lease_token=secrets.token_hex(8),
+            lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+        )
+        .returning(
+            EVENTS.c.id,
+            EVENTS.c.payload,
+            EVENTS.c.attempts,
+            EVENTS.c.received_at,
+            EVENTS.c.give_up_at,
+        )
     )
+    leased = session.execute(lease).all()
     session.commit()
-    return list(session.scalars(select(Event).where(Event.lease_token == token).order_by(Event.id)))
+    claimed = [
+        Claimed(r.id, ConversionEvent.from_json(r.payload), r.attempts, r.received_at, r.give_up_at)
+        for r in leased
+    ]
+    return sorted(claimed, key=lambda c: c.id)
 
 
 def due_events(store_id: Any, kind: Any, now: datetime) -> ColumnElement[bool]:
@@ -140,7 +171,7 @@ def _send_batch(
     destination: Destination,
     config: DestinationConfig,
     http: requests.Session,
-    batch: list[Event],
+    batch: list[Claimed],
     services: Services,
     report: RunReport,
     pace: Pace,
@@ -149,17 +180,22 @@ def _send_batch(
 
     When the platform names the bad event (TikTok's message gives its ``data.<i>`` path), it
     fails alone and the rest is sent again at once; otherwise the batch is halved until the
-    bad events stand alone (a handful of requests even for one bad event in 1,000).
+    bad events stand alone (a handful of requests even for one bad event in 1,000). Every
+    outcome is committed before the next request: a token renewal during a send writes from
+    its own session, which must not wait for ours.
     """
     now = int(time.time())
-    sendable: list[Event] = []
-    for event in batch:
-        problem = destination.problem(ConversionEvent.from_json(event.payload), now)
+    sendable: list[Claimed] = []
+    problems: dict[str, list[int]] = {}
+    for claimed in batch:
+        problem = destination.problem(claimed.event, now)
         if problem:
-            _finish(event, EventStatus.FAILED, problem, None, None)
+            problems.setdefault(problem, []).append(claimed.id)
             report.failed += 1
         else:
-            sendable.append(event)
+            sendable.append(claimed)
+    for problem, ids in problems.items():
+        _finish(session, ids, EventStatus.FAILED, problem, None, None, attempted=False)
     session.commit()
     pending = [sendable] if sendable else []
     while pending and not (report.paused or report.cooldown_seconds):
@@ -174,13 +210,12 @@ def _send_batch(
             else:
                 middle = len(part) // 2
                 pending[:0] = [part[:middle], part[middle:]]
-            continue
-        _record(session, row, part, result, services, report)
+        else:
+            _record(session, row, part, result, services, report)
         session.commit()
-    for part in pending:  # not sent, because the destination paused or asked to slow down
-        for event in part:
-            event.lease_token = None
-            event.lease_expires_at = None
+    unsent = [claimed.id for part in pending for claimed in part]
+    if unsent:  # the destination paused or asked to slow down: free them for later
+        session.execute(update(EVENTS).where(EVENTS.c.id.in_(unsent)).values(**LEASE_CLEARED))
     session.commit()
 
 
@@ -190,11 +225,11 @@ def _send(
     destination: Destination,
     config: DestinationConfig,
     http: requests.Session,
-    part: list[Event],
+    part: list[Claimed],
     services: Services,
     report: RunReport,
 ) -> SendResult:
-    events = [ConversionEvent.from_json(event.payload) for event in part]
+    events = [claimed.event for claimed in part]
     started, clock = utcnow(), time.perf_counter()
     result = destination.send(http, config, events)
     # An OAuth token TikTok says has expired (40102) is renewed once and the batch sent again.
@@ -233,31 +268,29 @@ def _send(
 def _record(
     session: Session,
     row: DestinationRow,
-    part: list[Event],
+    part: list[Claimed],
     result: SendResult,
     services: Services,
     report: RunReport,
 ) -> None:
     """Write the outcome of one request onto its events (and the destination, if paused)."""
-    for event in part:
-        event.attempts += 1
+    ids = [claimed.id for claimed in part]
+    code, request_id = result.code, result.request_id
     if result.outcome is Outcome.DELIVERED:
-        for event in part:
-            _finish(event, EventStatus.DELIVERED, None, result.code, result.request_id)
-            event.delivered_at = utcnow()
-            latency = (event.delivered_at - event.received_at).total_seconds()
-            services.metrics.latency.labels(row.kind).observe(latency)
-        row.last_success_at = utcnow()
+        now = utcnow()
+        _finish(session, ids, EventStatus.DELIVERED, None, code, request_id, delivered_at=now)
+        latency = services.metrics.latency.labels(row.kind)
+        for claimed in part:
+            latency.observe((now - claimed.received_at).total_seconds())
+        row.last_success_at = now
         report.delivered += len(part)
     elif result.outcome is Outcome.REJECTED:
-        for event in part:
-            _finish(event, EventStatus.FAILED, result.message, result.code, result.request_id)
+        _finish(session, ids, EventStatus.FAILED, result.message, code, request_id)
         report.failed += len(part)
     elif result.outcome is Outcome.PAUSE:
         row.paused_reason = _pause_reason(result)
         row.paused_at = utcnow()
-        for event in part:
-            _release(event, result, retry_at=utcnow())
+        _release(session, result, {claimed.id: utcnow() for claimed in part})
         report.paused = True
         logger.warning(
             "delivery.paused destination=%s code=%s http=%s",
@@ -266,21 +299,38 @@ def _record(
             result.http_status,
         )
     else:
-        horizon = timedelta(seconds=services.settings.retry_horizon_seconds)
-        for event in part:
-            if utcnow() > (event.give_up_at or event.received_at + horizon):
-                _finish(event, EventStatus.DEAD, _retry_message(result), result.code, None)
-                report.dead += 1
-            else:
-                delay = backoff_seconds(
-                    event.attempts, result.retry_after, services.settings.retry_base_seconds
-                )
-                _release(event, result, retry_at=utcnow() + timedelta(seconds=delay))
-                services.metrics.retries.labels(row.kind).inc()
-                report.retried += 1
+        _retry_or_give_up(session, row, part, result, services, report)
         # The destination is throttling or failing: let it recover before the next request.
         base = services.settings.retry_base_seconds
         report.cooldown_seconds = max(result.retry_after or 0.0, base)
+
+
+def _retry_or_give_up(
+    session: Session,
+    row: DestinationRow,
+    part: list[Claimed],
+    result: SendResult,
+    services: Services,
+    report: RunReport,
+) -> None:
+    """Events past their horizon are dead; the others come back after a backoff each."""
+    horizon = timedelta(seconds=services.settings.retry_horizon_seconds)
+    base = services.settings.retry_base_seconds
+    dead: list[int] = []
+    retry_at: dict[int, datetime] = {}
+    for claimed in part:
+        if utcnow() > (claimed.give_up_at or claimed.received_at + horizon):
+            dead.append(claimed.id)
+        else:
+            delay = backoff_seconds(claimed.attempts + 1, result.retry_after, base)
+            retry_at[claimed.id] = utcnow() + timedelta(seconds=delay)
+    if dead:
+        _finish(session, dead, EventStatus.DEAD, _retry_message(result), result.code, None)
+        report.dead += len(dead)
+    if retry_at:
+        _release(session, result, retry_at)
+        services.metrics.retries.labels(row.kind).inc(len(retry_at))
+        report.retried += len(retry_at)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None, base: float) -> float:
@@ -295,22 +345,52 @@ def backoff_seconds(attempts: int, retry_after: float | None, base: float) -> fl
 
 
 def _finish(
-    event: Event, status: EventStatus, error: str | None, code: int | None, request_id: str | None
+    session: Session,
+    ids: list[int],
+    status: EventStatus,
+    error: str | None,
+    code: int | None,
+    request_id: str | None,
+    *,
+    attempted: bool = True,
+    delivered_at: datetime | None = None,
 ) -> None:
-    event.status = status
-    event.last_error = error
-    event.last_code = code
-    event.request_id = request_id or event.request_id
-    event.lease_token = None
-    event.lease_expires_at = None
+    """Give these events their final status, in one UPDATE.
+
+    ``attempted`` counts a request made for them (not so for an event refused before
+    sending); a request id, when the platform gave one, replaces the one they had.
+    """
+    values: dict[str, Any] = {
+        "status": status,
+        "last_error": error,
+        "last_code": code,
+        **LEASE_CLEARED,
+    }
+    if attempted:
+        values["attempts"] = EVENTS.c.attempts + 1
+    if request_id:
+        values["request_id"] = request_id
+    if delivered_at is not None:
+        values["delivered_at"] = delivered_at
+    session.execute(update(EVENTS).where(EVENTS.c.id.in_(ids)).values(**values))
 
 
-def _release(event: Event, result: SendResult, *, retry_at: datetime) -> None:
-    event.last_error = _retry_message(result)
-    event.last_code = result.code
-    event.next_attempt_at = retry_at
-    event.lease_token = None
-    event.lease_expires_at = None
+def _release(session: Session, result: SendResult, retry_at: dict[int, datetime]) -> None:
+    """Put attempted events back to pending, each due at its own time (one executemany)."""
+    statement = (
+        update(EVENTS)
+        .where(EVENTS.c.id == bindparam("claimed_id"))
+        .values(
+            attempts=EVENTS.c.attempts + 1,
+            last_error=_retry_message(result),
+            last_code=result.code,
+            next_attempt_at=bindparam("due_at"),
+            **LEASE_CLEARED,
+        )
+    )
+    session.execute(
+        statement, [{"claimed_id": id_, "due_at": when} for id_, when in retry_at.items()]
+    )
 
 
 def _retry_message(result: SendResult) -> str:
