@@ -348,3 +348,17 @@ def test_pages_outside_an_admin_load_no_foreign_script(client, services, shopify
     page = client.get(f"/settings/{shopify_store}/")
     assert "script-src 'self';" in page.headers["Content-Security-Policy"]
     assert b"app-bridge" not in page.data and b"<script" not in page.data
+
+
+def test_a_login_while_redis_is_down_says_to_retry(settings, shopify_store):
+    from app import create_app
+    from connector.embedded_redis import free_port
+    from connector.services import build_services
+
+    unreachable = settings.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    services = build_services(unreachable)
+    client = create_app(services=services).test_client()
+    answer = client.post(f"/login/{login_token(services.settings.secret_key, shopify_store)}")
+    assert answer.status_code == 503 and b"retry soon" in answer.data
+    assert "connector_session" not in (answer.headers.get("Set-Cookie") or "")
+    services.db.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, redirect, render_template, session, url_for
+from redis.exceptions import RedisError
 
 from connector.web import services
 from connector.web.merchant.access import (
@@ -39,13 +40,19 @@ def log_in(token: str) -> Response | tuple[str, int]:
     """Spend the link and start a session for its store."""
     try:
         store_id, nonce = read_login_token(services().settings.secret_key, token)
-        if not spend_login_nonce(nonce):
-            raise LoginLinkError(
-                "this login link was already used: ask for a new one with "
-                "`connector stores login-link STORE_ID`"
-            )
+        spent = spend_login_nonce(nonce)
     except LoginLinkError as exc:
         return render_template("merchant/login.html", error=str(exc)), 400
+    except RedisError:
+        logger.error("merchant.login-unavailable reason=redis")
+        message = "the connector cannot check this link right now (its queue is down): retry soon"
+        return render_template("merchant/login.html", error=message), 503
+    if not spent:
+        message = (
+            "this login link was already used: ask for a new one with "
+            "`connector stores login-link STORE_ID`"
+        )
+        return render_template("merchant/login.html", error=message), 400
     start_session(store_id)
     logger.info("merchant.login store=%s", store_id)
     return redirect(url_for("merchant.status", store_id=store_id), code=303)
