@@ -134,11 +134,11 @@ def callback() -> Response | tuple[Response, int]:
             secret=settings.shopify_api_secret or "",
             code=code,
         )
-        store_id = _finish_install(svc, shop, admin_base, grant)
+        _finish_install(svc, shop, admin_base, grant)
     except (TokenError, AdminApiError) as exc:
         logger.warning("shopify.install-failed reason=%s", type(exc).__name__)
         return jsonify(error=f"the install could not finish: {exc}"), 502
-    response = Response(_installed_page(shop, store_id), mimetype="text/html")
+    response = Response(_installed_page(shop, settings.shopify_api_key or ""), mimetype="text/html")
     response.delete_cookie(NONCE_COOKIE, path="/shopify/")
     return response
 
@@ -280,10 +280,14 @@ def _refused(error: OAuthError) -> tuple[Response, int]:
     return jsonify(error=str(error)), 403 if isinstance(error, StateError) else 400
 
 
-def _installed_page(shop: str, store_id: str) -> str:
+def _installed_page(shop: str, api_key: str) -> str:
+    """After the redirect install: where the merchant goes next, the app in their admin
+    (``https://<shop>/admin/apps/<api key>``), whose Settings page connects TikTok."""
+    app_in_admin = f"https://{shop}/admin/apps/{api_key}"
     return (
         "<!doctype html><title>Connected</title>"
         f"<h1>{escape(shop)} is connected</h1>"
-        "<p>Orders and checkouts now reach the connector. Next, connect TikTok:</p>"
-        f"<pre>connector tiktok set {escape(store_id)} --pixel-code P --access-token T</pre>"
+        "<p>Orders and checkouts now reach the connector. Next, connect TikTok on the app's "
+        f'Settings page: <a href="{escape(app_in_admin)}">open the app in your Shopify admin</a>.'
+        "</p>"
     )

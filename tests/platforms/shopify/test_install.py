@@ -69,6 +69,7 @@ def test_full_install_stores_an_encrypted_expiring_token_and_subscribes_webhooks
     answer = install(browser, shopify)
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert f"{INSTALL_SHOP} is connected" in answer.get_data(as_text=True)
+    assert f'href="https://{INSTALL_SHOP}/admin/apps/{API_KEY}"' in answer.get_data(as_text=True)
     store = store_row(app_services)
     assert (store.platform, store.status, store.webhook_secret_encrypted) == (
         "shopify",
