@@ -94,10 +94,9 @@ the sources the core writes itself (stored click records, ``connector.clicks.STO
 Each platform labels the sources its parser writes (``StorePlatform.click_source_labels``); a
 source nobody labels shows under its own name."""
 
-CAPTURE_SOURCES = frozenset(
-    {"note_attributes", "stored_checkout_token", "stored_cart_token", "order_meta"}
-)
-"""Click sources that only storefront click capture fills (not the best-effort landing page)."""
+CAPTURE_SOURCES = frozenset({"stored_checkout_token", "stored_cart_token"})
+"""Click sources only storefront click capture fills: the core's stored click records (``POST
+/collect``), plus each platform's own (``StorePlatform.capture_sources``)."""
 
 SIGNAL_LABELS: dict[str, str] = {
     "ttclid": "TikTok click id",
@@ -332,7 +331,8 @@ def diagnose(
         skips = _skips(session, window)
         failures = _failures(session, window)
     estimate = estimate_match(coverage)
-    capture_works = any(c.source in CAPTURE_SOURCES and c.count for c in click_sources)
+    captured = CAPTURE_SOURCES | (platform.capture_sources if platform else frozenset())
+    capture_works = any(c.source in captured and c.count for c in click_sources)
     return Diagnostics(
         store_id=store_id,
         days=days,

@@ -60,6 +60,9 @@ class StorePlatform:
     click_source_labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     """``Event.click_source`` value this platform's parser writes -> where the click id came
     from, in words a shop owner understands."""
+    capture_sources: frozenset[str] = frozenset()
+    """The ``click_source`` values only storefront click capture of this platform fills (an
+    order attribute, an order meta field), as opposed to best-effort ones (a landing page)."""
 
 
 def load_store_platforms() -> list[StorePlatform]:

@@ -22,4 +22,5 @@ PLATFORM = StorePlatform(
     embedded_head=app_bridge_head,
     signal_advice=SIGNAL_ADVICE,
     click_source_labels=CLICK_SOURCE_LABELS,
+    capture_sources=frozenset({"note_attributes"}),
 )

@@ -18,4 +18,5 @@ PLATFORM = StorePlatform(
     periodic=(PERIODIC_CHECK,),
     signal_advice=SIGNAL_ADVICE,
     click_source_labels=CLICK_SOURCE_LABELS,
+    capture_sources=frozenset({"order_meta"}),
 )

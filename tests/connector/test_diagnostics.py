@@ -255,6 +255,8 @@ def test_working_click_capture_moves_the_best_change_past_the_click_id(services,
     assert (change.signal, change.points) == ("email", pytest.approx(25 / 3))
     assert "email" not in woocommerce_advice.SIGNAL_ADVICE
     assert change.action == SIGNAL_ACTIONS["email"]
+    # Without its platform the core cannot know "order_meta" is click capture.
+    assert not diagnose(services, store_id, 7).capture_works
 
 
 def test_phone_advice_follows_the_platform(services, woocommerce_store):
