@@ -2,20 +2,28 @@
 
 The webhooks are made by hand (``stores add-woocommerce``) or through the store's REST API
 (``stores connect-woocommerce``); the worker checks the latter every 15 minutes and repairs
-what WooCommerce disabled.
+what WooCommerce disabled. The Settings page shows the webhooks' health with a Repair button
+(or, for a store added by hand, how to make them) and the click-capture plugin to download.
 """
 
 from connector.plugins import StorePlatform
 from platforms.woocommerce.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE
 from platforms.woocommerce.commands import add_woocommerce, check, connect_woocommerce
 from platforms.woocommerce.connect import PERIODIC_CHECK
+from platforms.woocommerce.panel import settings_panel
+from platforms.woocommerce.settings import blueprint as settings_blueprint
 from platforms.woocommerce.webhooks import blueprint
+
+# Nested, so the Settings page's actions keep their own blueprint name and are not counted as
+# webhooks.
+blueprint.register_blueprint(settings_blueprint)
 
 PLATFORM = StorePlatform(
     name="woocommerce",
     blueprint=blueprint,
     commands=(add_woocommerce, connect_woocommerce, check),
     periodic=(PERIODIC_CHECK,),
+    settings_panel=settings_panel,
     signal_advice=SIGNAL_ADVICE,
     click_source_labels=CLICK_SOURCE_LABELS,
     capture_sources=frozenset({"order_meta"}),
