@@ -8,6 +8,10 @@ client; the difference is Flask and Werkzeug (the test client is a good deal hea
 gunicorn; metrics and the log line cost microseconds). Redis and the database are real
 (SQLite, or PostgreSQL with ``--database-url``).
 
+Every benchmark order has the same user agent, so the bot check is a cache hit there; a
+second table times it on user agents it has not seen (each shopper's TikTok in-app agent
+names the device and app version), for crawlerdetect as shipped and for ``connector.bots``.
+
     .venv/bin/python bench/profile_webhook.py                  # 1,000 webhooks, SQLite
     .venv/bin/python bench/profile_webhook.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/profile_webhook.py --smoke
@@ -22,7 +26,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,12 +67,35 @@ STAGES = (
 )
 
 
+USER_AGENTS = {
+    "iPhone Safari": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+    ),
+    "TikTok in-app, iOS": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Mobile/21E236 musical_ly_34.1.0 JsSdk/2.0 NetType/WIFI "
+        "Channel/App Store ByteLocale/en Region/US isDarkMode/0 WKWebView/1 "
+        "RevealType/Dialog BytedanceWebview/d8a21c6 FalconTag/"
+    ),
+    "TikTok in-app, Android": (
+        "Mozilla/5.0 (Linux; Android 13; SM-S918B Build/TP1A.220624.014; wv) "
+        "AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.210 Mobile "
+        "Safari/537.36 trill_330403 JsSdk/1.0 NetType/WIFI Channel/googleplay "
+        "AppName/musical_ly app_version/33.4.3 ByteLocale/en ByteFullLocale/en Region/US "
+        "AppId/1233 Spark/1.4.8.3-bugfix AppVersion/33.4.3 BytedanceWebview/d8a21c6"
+    ),
+    "Googlebot": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+}
+
+
 def main() -> None:
     args = parse_args()
     print_machine(args.database_url)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         stages, whole, server = measure(Path(tmp), args)
     report(args, stages, whole, server)
+    report_bot_check(max(20, args.webhooks // 5))
 
 
 def parse_args() -> argparse.Namespace:
@@ -185,6 +214,31 @@ def report(args: argparse.Namespace, stages: dict[str, float], whole: float, ser
     print_table(["stage", "CPU ms"], rows)
     ceiling = 2000 / ((whole + server) * per)
     print(f"=> at most {ceiling:,.0f} webhooks/s on 2 cores, before gunicorn and the client")
+
+
+def report_bot_check(count: int) -> None:
+    """CPU per bot check on user agents never seen before (a number appended to each)."""
+    from crawlerdetect import CrawlerDetect
+
+    from connector.bots import IndexedDetector
+
+    detectors = {
+        "crawlerdetect": CrawlerDetect(),
+        "connector.bots": IndexedDetector(CrawlerDetect()),
+    }
+    for detector in detectors.values():
+        detector.is_crawler("warm-up: compiles the patterns")
+    print(f"bot check on {count:,} unseen user agents of each kind, CPU ms per check")
+    rows = []
+    for name, agent in USER_AGENTS.items():
+        agents = [f"{agent} {n}" for n in range(count)]
+        spent = [_cpu(partial(_check, detector, agents), count) for detector in detectors.values()]
+        rows.append([name, *(f"{seconds / count * 1000:.3f}" for seconds in spent)])
+    print_table(["user agent", *detectors], rows)
+
+
+def _check(detector: Any, agents: list[str], index: int) -> None:
+    detector.is_crawler(agents[index])
 
 
 if __name__ == "__main__":
