@@ -187,10 +187,15 @@ class Rig:
     def accepted_ids(self) -> set[str]:
         return {order_id for order_id, status in self.answers.items() if status == 200}
 
-    def wait_delivered(self, timeout: float = 60.0) -> None:
-        """Until every accepted webhook's event reached the stand-in, or the timeout."""
+    def wait_delivered(self, timeout: float | None = None) -> None:
+        """Until every accepted webhook's event reached the stand-in, or the timeout.
+
+        The default grows with the size: under a storm of 40100s the connector obeys TikTok
+        and slows down on purpose, so 2,000 events in batches of 4 take minutes, not seconds.
+        Whatever has not arrived by then is counted as lost.
+        """
         wanted = self.accepted_ids()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (timeout or 60.0 + 0.1 * SIZE)
         while time.monotonic() < deadline:
             if wanted <= set(self.tiktok.accepted_event_ids()):
                 return
