@@ -29,12 +29,11 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, g, redirect, request, send_file, url_for
 
-from connector.models import Store
 from connector.services import Services
 from connector.stores import StoreError
 from connector.web import services
 from connector.web.merchant import render_merchant
-from connector.web.merchant.access import check_csrf, require_store, security_headers
+from connector.web.merchant.access import guard_store_page, security_headers
 from platforms.woocommerce.build_plugin import build_plugin_zip
 from platforms.woocommerce.connect import PLATFORM, check_store, webhook_secret
 from platforms.woocommerce.panel import (
@@ -61,14 +60,7 @@ blueprint = Blueprint(
 @blueprint.before_request
 def guard() -> None:
     """Access, then CSRF, then the store, which must be a WooCommerce store."""
-    store_id = (request.view_args or {}).get("store_id", "")
-    require_store(store_id)
-    check_csrf()
-    with services().db.session() as session:
-        store = session.get(Store, store_id)
-    if store is None or store.platform != PLATFORM:
-        abort(404, "this is not a WooCommerce store connected to the connector")
-    g.store = store
+    guard_store_page((request.view_args or {}).get("store_id", ""), platform=PLATFORM)
 
 
 blueprint.after_request(security_headers)

@@ -47,7 +47,7 @@ from connector.jobs import request_delivery
 from connector.models import Destination, Store
 from connector.web import services
 from connector.web.merchant.access import (
-    check_csrf,
+    guard_store_page,
     require_store,
     security_headers,
     start_session,
@@ -73,11 +73,8 @@ def guard() -> None:
     The callback carries no store in its path; it checks its signed state instead.
     """
     store_id = (request.view_args or {}).get("store_id")
-    if store_id is None:
-        return
-    require_store(store_id)
-    check_csrf()
-    g.store = _store(store_id)
+    if store_id is not None:
+        guard_store_page(store_id)
 
 
 @blueprint.get("/settings/<store_id>/tiktok/connect")

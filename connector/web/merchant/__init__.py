@@ -9,30 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, g, render_template, request
+from flask import Blueprint, g, render_template, request
 
-from connector.models import Store
-from connector.web import services
-from connector.web.merchant.access import (
-    check_csrf,
-    require_store,
-    security_headers,
-)
+from connector.web.merchant.access import guard_store_page, security_headers
 
 blueprint = Blueprint("merchant", __name__, url_prefix="/settings/<store_id>")
 
 
 @blueprint.before_request
 def guard() -> None:
-    """Access, then CSRF, then the store itself."""
-    store_id = (request.view_args or {}).get("store_id", "")
-    require_store(store_id)
-    check_csrf()
-    with services().db.session() as session:
-        store = session.get(Store, store_id)
-    if store is None:
-        abort(404, "this store is no longer connected")
-    g.store = store
+    """Access, then CSRF, then the store itself (:func:`guard_store_page`)."""
+    guard_store_page((request.view_args or {}).get("store_id", ""))
 
 
 blueprint.after_request(security_headers)

@@ -27,6 +27,7 @@ from flask import abort, current_app, g, request, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 
+from connector.models import Store
 from connector.plugins import EmbeddedHead
 from connector.web import PLATFORMS_KEY, services
 
@@ -153,6 +154,18 @@ def require_store(store_id: str, *, fresh: bool = False) -> Grant:
     if not hmac.compare_digest(grant.store_id, store_id):
         abort(403, "this page belongs to another store: log in to that store first")
     return grant
+
+
+def guard_store_page(store_id: str, *, platform: str | None = None) -> None:
+    """What every page of a store runs first: access (403), then CSRF on a POST (400), then
+    the store itself (404 if it is gone, or not of ``platform``), which goes in ``g.store``."""
+    require_store(store_id)
+    check_csrf()
+    with services().db.session() as session:
+        store = session.get(Store, store_id)
+    if store is None or (platform is not None and store.platform != platform):
+        abort(404, "this store is not connected here (or not to this page)")
+    g.store = store
 
 
 def csrf_token() -> str:
