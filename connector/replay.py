@@ -7,8 +7,9 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from connector.jobs import request_delivery
-from connector.models import Destination, Event, EventStatus, utcnow
+from connector.models import Event, EventStatus, utcnow
 from connector.services import Services
+from connector.stores import find_destination
 
 REPLAYABLE = (EventStatus.FAILED, EventStatus.DEAD)
 
@@ -40,15 +41,8 @@ def replay_events(
             event.lease_expires_at = None
         destinations = {(event.store_id, event.destination) for event in events}
         session.commit()
-        destination_ids = [
-            session.scalar(
-                select(Destination.id).where(
-                    Destination.store_id == store, Destination.kind == kind
-                )
-            )
-            for store, kind in destinations
-        ]
+        found = [find_destination(session, store, kind) for store, kind in destinations]
+        destination_ids = [destination.id for destination in found if destination is not None]
     for destination_id in destination_ids:
-        if destination_id is not None:
-            request_delivery(services, destination_id)
+        request_delivery(services, destination_id)
     return len(events)

@@ -61,6 +61,12 @@ def find_store(session: Session, *, platform: str, domain: str) -> Store | None:
     return session.scalar(query)
 
 
+def find_destination(session: Session, store_id: str, kind: str) -> Destination | None:
+    """The store's destination of that kind (one per kind: ``uq_destinations_store_kind``)."""
+    query = select(Destination).where(Destination.store_id == store_id, Destination.kind == kind)
+    return session.scalar(query)
+
+
 def webhook_secrets(
     services: Services, encrypted_secret: str | None, *fallbacks: str | None
 ) -> list[str]:
@@ -99,10 +105,9 @@ def set_destination(
     with services.db.session() as session:
         if session.get(Store, store_id) is None:
             raise StoreError(f"no store {store_id}: see `connector stores list`")
-        query = select(Destination).where(
-            Destination.store_id == store_id, Destination.kind == kind
+        destination = find_destination(session, store_id, kind) or Destination(
+            store_id=store_id, kind=kind
         )
-        destination = session.scalar(query) or Destination(store_id=store_id, kind=kind)
         if _token_of(services, destination) != access_token:
             # A pasted token replaces an OAuth grant: its refresh token and expiry are not
             # this token's, so renewal must not touch it.

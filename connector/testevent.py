@@ -18,7 +18,7 @@ from connector.events import LineItem, Order, Shopper
 from connector.models import Attempt, Destination, Event
 from connector.pipeline import record_events
 from connector.services import Services
-from connector.stores import StoreError
+from connector.stores import StoreError, find_destination
 
 
 def send_test_event(services: Services, store_id: str) -> dict[str, Any]:
@@ -49,11 +49,7 @@ def send_test_event(services: Services, store_id: str) -> dict[str, Any]:
 
 def _tiktok_destination(services: Services, store_id: str) -> Destination:
     with services.db.session() as session:
-        destination = session.scalar(
-            select(Destination).where(
-                Destination.store_id == store_id, Destination.kind == "tiktok"
-            )
-        )
+        destination = find_destination(session, store_id, "tiktok")
     if destination is None:
         raise StoreError(f"store {store_id} has no TikTok pixel: run `connector tiktok set` first")
     if not destination.test_event_code:

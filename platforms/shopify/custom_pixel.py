@@ -15,11 +15,11 @@ import re
 from pathlib import Path
 
 from flask import render_template
-from sqlalchemy import select
 
 from connector.mapping import EventOptions
-from connector.models import Destination, Store
+from connector.models import Store
 from connector.services import Services
+from connector.stores import find_destination
 
 TEMPLATE = Path(__file__).with_name("storefront") / "tiktok-custom-pixel.js"
 CONFIG_PLACEHOLDER = "{} /* CONNECTOR_CONFIG */"
@@ -82,11 +82,7 @@ def store_custom_pixel_code(services: Services, store_id: str) -> str:
         store = session.get(Store, store_id)
         if store is None or store.platform != "shopify":
             raise CustomPixelError(f"no Shopify store {store_id}: see `connector stores list`")
-        destination = session.scalar(
-            select(Destination).where(
-                Destination.store_id == store_id, Destination.kind == "tiktok"
-            )
-        )
+        destination = find_destination(session, store_id, "tiktok")
         if destination is None:
             raise CustomPixelError(
                 "connect TikTok first: connector tiktok set "

@@ -22,7 +22,6 @@ import logging
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
 
 from connector.config import Settings
 from connector.destinations.tiktok.oauth import (
@@ -45,6 +44,7 @@ from connector.destinations.tiktok.tokens import (
 )
 from connector.jobs import request_delivery
 from connector.models import Destination, Store
+from connector.stores import find_destination
 from connector.web import services
 from connector.web.merchant.access import (
     guard_store_page,
@@ -237,6 +237,4 @@ def _store(store_id: str) -> Store:
 
 def _destination(store_id: str) -> Destination | None:
     with services().db.session() as session:
-        return session.scalar(
-            select(Destination).where(Destination.store_id == store_id, Destination.kind == KIND)
-        )
+        return find_destination(session, store_id, KIND)

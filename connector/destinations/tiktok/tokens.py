@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from connector.destinations import DestinationConfig, Outcome, SendResult
@@ -39,6 +39,7 @@ from connector.destinations.tiktok.oauth import (
     refresh_grant,
 )
 from connector.models import Destination, Store, utcnow
+from connector.stores import find_destination
 
 if TYPE_CHECKING:
     from connector.crypto import TokenCipher
@@ -63,10 +64,7 @@ def save_grant(services: Services, store_id: str, grant: Grant) -> int:
     with services.db.session() as session:
         if session.get(Store, store_id) is None:
             raise TikTokOAuthError(f"There is no store {store_id}.")
-        query = select(Destination).where(
-            Destination.store_id == store_id, Destination.kind == KIND
-        )
-        row = session.scalar(query) or Destination(
+        row = find_destination(session, store_id, KIND) or Destination(
             store_id=store_id, kind=KIND, pixel_code="", options={}
         )
         for column, value in _grant_columns(services.cipher, grant, utcnow()).items():
@@ -82,9 +80,7 @@ def save_grant(services: Services, store_id: str, grant: Grant) -> int:
 def choose_pixel(services: Services, store_id: str, pixel: Pixel) -> None:
     """Send to this pixel from now on, and lift the pause that waited for the choice."""
     with services.db.session() as session:
-        row = session.scalar(
-            select(Destination).where(Destination.store_id == store_id, Destination.kind == KIND)
-        )
+        row = find_destination(session, store_id, KIND)
         if row is None:
             raise TikTokOAuthError("This store is not connected to TikTok. " + RECONNECT)
         row.pixel_code = pixel.code

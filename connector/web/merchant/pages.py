@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from flask import Response, current_app, g, redirect, request, url_for
 from markupsafe import Markup
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from connector.jobs import request_delivery
 from connector.mapping import (
@@ -23,7 +24,7 @@ from connector.mapping import (
 )
 from connector.models import Destination, Event, EventStatus, utcnow
 from connector.replay import REPLAYABLE, replay_events
-from connector.stores import StoreError, set_destination
+from connector.stores import StoreError, find_destination, set_destination
 from connector.testevent import send_test_event
 from connector.web import PLATFORMS_KEY, services
 from connector.web.merchant import blueprint, render_merchant
@@ -246,10 +247,8 @@ def replay(store_id: str) -> Response:
     return redirect(url_for("merchant.delivery_log", store_id=store_id, replayed=count), code=303)
 
 
-def _tiktok(session, store_id: str) -> Destination | None:  # type: ignore[no-untyped-def]
-    return session.scalar(
-        select(Destination).where(Destination.store_id == store_id, Destination.kind == "tiktok")
-    )
+def _tiktok(session: Session, store_id: str) -> Destination | None:
+    return find_destination(session, store_id, "tiktok")
 
 
 def age(seconds: float | None) -> str:
