@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from connector.config import Settings
@@ -43,7 +43,7 @@ from connector.destinations.tiktok.tokens import (
     save_grant,
 )
 from connector.jobs import request_delivery
-from connector.models import Destination, Store
+from connector.models import Destination
 from connector.stores import find_destination
 from connector.web import services
 from connector.web.merchant.access import (
@@ -171,7 +171,7 @@ def _state_problem(settings: Settings, state: str | None) -> tuple[str, int] | N
             "Log in to your store's pages in this browser, then connect from its Settings page.",
             403,
         )
-    g.store = _store(data["store"])
+    guard_store_page(data["store"])
     return None
 
 
@@ -225,14 +225,6 @@ def _problem(what: str, todo: str, status: int) -> tuple[str, int]:
 
 def _serializer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt=STATE_SALT)
-
-
-def _store(store_id: str) -> Store:
-    with services().db.session() as session:
-        store = session.get(Store, store_id)
-    if store is None:
-        abort(404, "this store is no longer connected")
-    return store
 
 
 def _destination(store_id: str) -> Destination | None:
