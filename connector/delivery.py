@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
-from connector.destinations.tiktok.tokens import access_token_for, send_with_renewed_token
 from connector.events import ConversionEvent
 from connector.models import Attempt, Event, EventStatus, utcnow
 from connector.models import Destination as DestinationRow
@@ -83,7 +82,7 @@ def deliver_pending(
             if row is None or row.paused_reason:
                 break
             destination = services.destinations[row.kind]
-            config = _config(services, row)
+            config = _config(services, row, destination)
             batch = claim_batch(session, row, services.settings, destination.max_batch)
             if not batch:
                 break
@@ -232,8 +231,8 @@ def _send(
     events = [claimed.event for claimed in part]
     started, clock = utcnow(), time.perf_counter()
     result = destination.send(http, config, events)
-    # An OAuth token TikTok says has expired (40102) is renewed once and the batch sent again.
-    result = send_with_renewed_token(
+    # E.g. an expired OAuth token: the destination renews it and sends the batch once more.
+    result = destination.after_send(
         services, row, config, result, lambda renewed: destination.send(http, renewed, events)
     )
     report.requests += 1
@@ -405,11 +404,11 @@ def _code(result: SendResult) -> str:
     return f" (code {result.code})" if result.code is not None else ""
 
 
-def _config(services: Services, row: DestinationRow) -> DestinationConfig:
+def _config(services: Services, row: DestinationRow, destination: Destination) -> DestinationConfig:
     return DestinationConfig(
         api_base=services.settings.tiktok_api_base,
         pixel_code=row.pixel_code,
-        access_token=access_token_for(services, row),  # renewed first when close to expiry
+        access_token=destination.access_token(services, row),  # renewed first if need be
         test_event_code=row.test_event_code,
         timeout=services.settings.http_timeout_seconds,
     )

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import requests
 
 from connector.events import ConversionEvent
+
+if TYPE_CHECKING:  # the services import this package: only the type checker needs them
+    from connector.models import Destination as DestinationRow
+    from connector.services import Services
 
 
 class Outcome(StrEnum):
@@ -69,6 +74,21 @@ class Destination(Protocol):
         self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
     ) -> SendResult:
         """Send one batch and classify the answer; never raises for network or API errors."""
+
+    def access_token(self, services: Services, row: DestinationRow) -> str:
+        """The token to send with, decrypted from ``row``; a destination whose tokens expire
+        renews it here first. Never raises for the platform's trouble."""
+
+    def after_send(
+        self,
+        services: Services,
+        row: DestinationRow,
+        config: DestinationConfig,
+        result: SendResult,
+        resend: Callable[[DestinationConfig], SendResult],
+    ) -> SendResult:
+        """A second look at an answer: a destination may renew an expired token and
+        ``resend`` once; otherwise it returns ``result`` as it is."""
 
 
 def load_destinations() -> dict[str, Destination]:

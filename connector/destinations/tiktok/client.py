@@ -19,10 +19,16 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from connector.destinations import DestinationConfig, Outcome, SendResult
+from connector.destinations.tiktok.tokens import access_token_for, send_with_renewed_token
 from connector.events import ConversionEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flask import Blueprint
+
+    from connector.models import Destination as DestinationRow
+    from connector.services import Services
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
@@ -64,6 +70,22 @@ class TikTokEventsApi:
         if now - event.event_time > MAX_EVENT_AGE_SECONDS:
             return "event is older than 7 days, which TikTok does not accept"
         return None
+
+    def access_token(self, services: Services, row: DestinationRow) -> str:
+        """The pasted token, or the OAuth one, renewed first when it is about to expire."""
+        return access_token_for(services, row)
+
+    def after_send(
+        self,
+        services: Services,
+        row: DestinationRow,
+        config: DestinationConfig,
+        result: SendResult,
+        resend: Callable[[DestinationConfig], SendResult],
+    ) -> SendResult:
+        """An OAuth token TikTok says has expired (40102) is renewed once and the batch sent
+        again (:func:`connector.destinations.tiktok.tokens.send_with_renewed_token`)."""
+        return send_with_renewed_token(services, row, config, result, resend)
 
     def send(
         self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
