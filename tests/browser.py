@@ -57,3 +57,11 @@ def shoot(page: Any, name: str) -> None:
     """Keep a full-page screenshot under ``test-artifacts/screenshots/``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in_page(page: Any, base_url: str, secret_key: str, store_id: str) -> None:
+    """Log a browser page in to a store the merchant's way: a login link, then Continue."""
+    from connector.web.merchant.access import login_token
+
+    page.goto(f"{base_url}/login/{login_token(secret_key, store_id)}")
+    page.click("#continue")

@@ -17,8 +17,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from connector.embedded_redis import free_port
 from connector.services import build_services
-from connector.web.merchant.access import login_token
-from tests.browser import chromium_page, needs_chromium, shoot
+from tests.browser import chromium_page, log_in_page, needs_chromium, shoot
 from tests.destinations.tiktok_oauth_support import (
     ADVERTISER,
     OAUTH_PIXEL,
@@ -58,8 +57,7 @@ def test_a_merchant_connects_with_tiktok_in_a_browser(
     base_url, services = connector
     expect = pytest.importorskip("playwright.sync_api").expect
 
-    page.goto(f"{base_url}/login/{login_token(services.settings.secret_key, shopify_store)}")
-    page.click("#continue")
+    log_in_page(page, base_url, services.settings.secret_key, shopify_store)
     page.click("text=Settings")
     page.click("#connect-tiktok")
 
@@ -85,8 +83,7 @@ def test_a_declined_connection_is_explained_in_a_browser(
     base_url, services = connector
     expect = pytest.importorskip("playwright.sync_api").expect
 
-    page.goto(f"{base_url}/login/{login_token(services.settings.secret_key, shopify_store)}")
-    page.click("#continue")
+    log_in_page(page, base_url, services.settings.secret_key, shopify_store)
     page.goto(f"{base_url}/settings/{shopify_store}/tiktok/connect")
     page.click("#deny")
     expect(page.locator("#tiktok-error")).to_contain_text("declined or cancelled")

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from connector.models import Event, EventStatus
-from connector.web.merchant.access import login_token
-from tests.browser import chromium_page, needs_chromium, shoot
+from tests.browser import chromium_page, log_in_page, needs_chromium, shoot
 from tests.support import (
     PIXEL_CODE,
     TIKTOK_TOKEN,
@@ -60,8 +59,7 @@ def test_a_merchant_manages_the_store_in_a_browser(
     expect = pytest.importorskip("playwright.sync_api").expect
 
     # Log in by the link `connector stores login-link` prints.
-    page.goto(f"{live_server}/login/{login_token(services.settings.secret_key, shopify_store)}")
-    page.click("#continue")
+    log_in_page(page, live_server, services.settings.secret_key, shopify_store)
     expect(page.locator("#health")).to_contain_text("TikTok is not connected yet")
     shoot(page, "status-not-connected")
 
