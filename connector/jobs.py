@@ -43,15 +43,28 @@ def current_services() -> Services:
     return _services
 
 
-def request_delivery(services: Services, destination_id: int) -> bool:
+def request_delivery(
+    services: Services, destination_id: int, *, trust_flag_for: float | None = None
+) -> bool:
     """Enqueue a delivery job for a destination unless one is already waiting.
+
+    ``trust_flag_for`` (seconds; the sweep's interval) is how long the sweep believes the
+    "wanted" flag: a job normally starts within moments, so an older flag means its job was
+    taken by a worker that died before starting it, and a new job is enqueued rather than
+    waiting out the flag's minute. A second job for the same destination is harmless: it
+    finds the lock taken or nothing due.
 
     Returns False when Redis cannot be reached: the caller has stored the events already and
     the sweep will request delivery once Redis is back, so this is never an error to the store.
     """
     try:
         key = WANTED_KEY.format(destination_id)
-        if services.redis.set(key, 1, nx=True, ex=WANTED_TTL_SECONDS):
+        wanted = services.redis.set(key, 1, nx=True, ex=WANTED_TTL_SECONDS)
+        if not wanted and trust_flag_for is not None:
+            age = WANTED_TTL_SECONDS - max(services.redis.pttl(key), 0) / 1000
+            if age > trust_flag_for:
+                wanted = services.redis.set(key, 1, ex=WANTED_TTL_SECONDS)
+        if wanted:
             services.queue.enqueue_call(
                 deliver_destination,
                 args=(destination_id,),
@@ -114,7 +127,9 @@ def sweep(services: Services) -> int:
     with services.db.session() as session:
         due = session.scalars(_due_destinations()).all()
     for destination_id in due:
-        request_delivery(services, destination_id)
+        request_delivery(
+            services, destination_id, trust_flag_for=services.settings.sweep_interval_seconds
+        )
     return len(due)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+from connector.jobs import sweep
+from connector.pipeline import record_events
 from connector.plugins import PeriodicTask
 from connector.worker import periodic_tasks, run_periodic
+from tests.support import connect_tiktok, make_order
 
 
 def run_for(services, tasks, seconds: float, runners: int = 1) -> None:
@@ -46,3 +49,17 @@ def test_a_failing_task_does_not_stop_the_others(services):
 
 def test_the_sweep_is_always_scheduled(services):
     assert periodic_tasks(services)[0].name == "sweep"
+
+
+def test_the_sweep_replaces_a_job_a_dying_worker_took(services, shopify_store):
+    """A worker that took the delivery job and died before starting it leaves the "wanted"
+    flag set for a minute; the sweep must not wait that minute out."""
+    destination_id = connect_tiktok(services, shopify_store)
+    record_events(services, shopify_store, "orders/create", make_order("1"))
+    queue = services.queue
+    assert queue.count == 1
+    queue.empty()  # the job is gone with its worker; its flag stays
+    assert sweep(services) == 1 and queue.count == 0  # a fresh flag is trusted
+    time.sleep(services.settings.sweep_interval_seconds + 0.1)
+    assert sweep(services) == 1 and queue.count == 1
+    assert queue.jobs[0].args == (destination_id,)
