@@ -15,6 +15,19 @@ from decimal import Decimal
 from typing import Any
 
 
+class UnreadablePayload(ValueError):
+    """A verified webhook body that cannot become an order or checkout.
+
+    ``reason`` names the field and what is wrong with it; ``resource_id`` is the order id or
+    checkout token when one could be read, so the kept body can be found by it.
+    """
+
+    def __init__(self, reason: str, resource_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.resource_id = resource_id
+
+
 @dataclass(frozen=True)
 class LineItem:
     """One product line of an order or checkout, as the store reports it."""
@@ -85,6 +98,9 @@ class Basket:
     referrer: str | None = None
     is_test: bool = False
     click_candidates: tuple[ClickIds, ...] = field(default=(), compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    """What had to be read leniently (a time without an offset, a line without a price...),
+    in words for the merchant; kept on the event row as its parse notes."""
 
 
 @dataclass(frozen=True)

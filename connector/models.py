@@ -44,6 +44,14 @@ class EventStatus(StrEnum):
     SKIPPED = "skipped"  # deliberately not sent (point of sale, bot...), with the reason
 
 
+class EventSource(StrEnum):
+    """How an event's order or checkout reached the connector."""
+
+    WEBHOOK = "webhook"
+    RECONCILED = "reconciled"  # read from the store's API: its webhook never came
+    REPROCESSED = "reprocessed"  # a kept unreadable webhook, read again by newer code
+
+
 class Base(DeclarativeBase):
     """Declarative base; its metadata is what Alembic migrates."""
 
@@ -63,6 +71,16 @@ class Store(Base):
     # Other hostnames the storefront is served from (a Shopify shop's primary domain), which
     # ``POST /collect`` accepts as an Origin besides ``domain``.
     storefront_domains: Mapped[list[str] | None] = mapped_column(JSON)
+    # The address the store's webhooks were made to deliver to, recorded when they were made
+    # through the store's API; repairs point webhooks here and nowhere else, so a process
+    # started with another (or no) APP_URL can never send a store's orders astray.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    # Reconciliation (connector.reconcile): orders changed up to ``reconciled_until`` have been
+    # read from the store's API; ``reconciled_at`` is when that last ran, and
+    # ``reconcile_error`` why the last run could not (revoked keys, no API access).
+    reconciled_until: Mapped[datetime | None] = mapped_column(DateTime)
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reconcile_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -111,6 +129,12 @@ class Event(Base):
     event_name: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(255))
     source_topic: Mapped[str] = mapped_column(String(64))
+    # How the order reached us (EventSource): its webhook, reconciliation with the store's API
+    # because the webhook never came, or a kept unreadable webhook read again.
+    source: Mapped[str | None] = mapped_column(String(16))
+    # What the store sent that had to be read leniently (a missing offset, a missing price...),
+    # so a merchant can see why a value is not exactly what the store shows.
+    parse_notes: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=EventStatus.PENDING)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     event_time: Mapped[int] = mapped_column(BigInteger)
@@ -147,6 +171,34 @@ class Attempt(Base):
     code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class UnreadableWebhook(Base):
+    """A verified webhook we could not turn into events, kept so nothing is lost.
+
+    The platform already has its 200 (a refusal would only make Shopify retry the same body
+    and WooCommerce disable the webhook), so this row is the order's only copy: the raw body,
+    encrypted because it holds raw email and phone, until ``connector events reprocess``
+    reads it again with fixed code or ``UNREADABLE_RETENTION_DAYS`` pass. One row per store
+    and body (``body_sha256``), so a platform's retries of the same body keep one copy.
+    """
+
+    __tablename__ = "unreadable_webhooks"
+    __table_args__ = (
+        UniqueConstraint("store_id", "body_sha256", name="uq_unreadable_webhooks_body"),
+        Index("ix_unreadable_webhooks_store_received", "store_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(32))
+    topic: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    body_encrypted: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    reprocessed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class ShopifyToken(Base):

@@ -23,7 +23,7 @@ from connector.clicks import with_stored_clicks
 from connector.events import Checkout, Order
 from connector.jobs import request_delivery
 from connector.mapping import EventOptions, PlannedEvent, plan_event
-from connector.models import Destination, Event, EventStatus
+from connector.models import Destination, Event, EventSource, EventStatus
 from connector.services import Services
 from connector.signals import signal_mask
 
@@ -69,17 +69,20 @@ def record_events(
     source: Order | Checkout,
     *,
     connection: Connection | None = None,
+    origin: EventSource = EventSource.WEBHOOK,
 ) -> RecordResult:
     """Store the events for every destination of the store and request their delivery.
 
     The rows are committed on ``connection`` when given (a webhook's own, so it needs no
-    second checkout from the pool), else on a connection of their own. Raises the database's
-    error when the rows cannot be stored: the caller answers 503 so the store platform retries.
+    second checkout from the pool), else on a connection of their own. ``origin`` says how
+    the order reached us (its webhook, reconciliation, a reprocessed unreadable webhook).
+    Raises the database's error when the rows cannot be stored: the caller answers 503 so the
+    store platform retries.
     """
     if connection is None:
         with services.db.engine.connect() as own:
-            return record_events(services, store_id, topic, source, connection=own)
-    result = _insert_events(connection, store_id, topic, source)
+            return record_events(services, store_id, topic, source, connection=own, origin=origin)
+    result = _insert_events(connection, store_id, topic, source, origin)
     connection.commit()
     for destination_id in result.destinations_to_deliver:
         request_delivery(services, destination_id)
@@ -87,7 +90,11 @@ def record_events(
 
 
 def _insert_events(
-    connection: Connection, store_id: str, topic: str, source: Order | Checkout
+    connection: Connection,
+    store_id: str,
+    topic: str,
+    source: Order | Checkout,
+    origin: EventSource,
 ) -> RecordResult:
     result = RecordResult()
     source = with_stored_clicks(connection, store_id, source)
@@ -99,7 +106,8 @@ def _insert_events(
         planned = plan_event(source, EventOptions.from_json(options), test_mode=test_mode)
         if planned is None:
             continue
-        if not _insert_ignoring_duplicate(connection, store_id, kind, topic, planned):
+        row = _row(store_id, kind, topic, planned, origin, source.notes)
+        if not _insert_ignoring_duplicate(connection, row):
             result.duplicates += 1
         elif planned.skip_reason:
             result.skipped += 1
@@ -110,12 +118,17 @@ def _insert_events(
     return result
 
 
-def _insert_ignoring_duplicate(
-    connection: Connection, store_id: str, kind: str, topic: str, planned: PlannedEvent
-) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING on the dedup key; True when a row was added."""
+def _row(
+    store_id: str,
+    kind: str,
+    topic: str,
+    planned: PlannedEvent,
+    origin: EventSource,
+    notes: tuple[str, ...],
+) -> dict[str, Any]:
+    """The outbox row of one planned event."""
     event = planned.event
-    values: dict[str, Any] = {
+    return {
         "store_id": store_id,
         "destination": kind,
         "event_name": event.event_name,
@@ -127,9 +140,14 @@ def _insert_ignoring_duplicate(
         "event_time": event.event_time,
         "click_source": event.click_source,
         "signals": signal_mask(event.user),
+        "source": origin,
+        "parse_notes": "; ".join(notes) or None,
     }
-    statement = _insert_statement(connection)
-    return connection.execute(statement, values).first() is not None
+
+
+def _insert_ignoring_duplicate(connection: Connection, row: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on the dedup key; True when a row was added."""
+    return connection.execute(_insert_statement(connection), row).first() is not None
 
 
 def _insert_statement(connection: Connection):  # type: ignore[no-untyped-def]

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import click
 from flask import Blueprint
 
+from connector.events import Checkout, Order
+from connector.models import Store
 from connector.services import Services
 
 PLATFORMS_PACKAGE = "platforms"
@@ -34,6 +38,34 @@ class EmbeddedHead:
 
     html: str
     script_sources: tuple[str, ...] = ()
+
+
+WebhookReader = Callable[[str, dict[str, Any]], "Order | Checkout | None"]
+"""(topic, verified JSON body) -> the order or checkout it means, or None when it means
+nothing to send (a topic or an order status we ignore). Raises
+:class:`~connector.events.UnreadablePayload` (or any error, which counts the same) when the
+body cannot be read: the webhook then keeps it and ``events reprocess`` calls this again."""
+
+
+@dataclass(frozen=True)
+class FetchedOrder:
+    """An order read back from the store's API by reconciliation, as its webhook would have
+    brought it: the topic that webhook would have had, the parsed order, and the store's
+    last-change time of the order, which moves the reconciliation checkpoint."""
+
+    topic: str
+    order: Order
+    updated_at: datetime
+
+
+class FetchError(Exception):
+    """The store's API cannot be read (revoked token or keys, no API access, unreachable);
+    the message says what the merchant or operator must do."""
+
+
+OrderFetcher = Callable[[Services, Store, datetime], Iterator[FetchedOrder]]
+"""(services, store, since) -> every order created or updated after ``since`` (naive UTC),
+oldest change first, paged from the store's API; raises :class:`FetchError`."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +95,12 @@ class StorePlatform:
     capture_sources: frozenset[str] = frozenset()
     """The ``click_source`` values only storefront click capture of this platform fills (an
     order attribute, an order meta field), as opposed to best-effort ones (a landing page)."""
+    read_webhook: WebhookReader | None = None
+    """How a verified webhook body becomes an order or checkout; ``events reprocess`` reads
+    kept unreadable bodies again through it."""
+    fetch_orders: OrderFetcher | None = None
+    """Reads recent orders from the store's API, for reconciliation; None when the platform
+    has no such API."""
 
 
 def load_store_platforms() -> list[StorePlatform]:

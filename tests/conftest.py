@@ -28,6 +28,7 @@ from connector.models import (
     Event,
     ShopifyToken,
     Store,
+    UnreadableWebhook,
 )
 from connector.services import Services, build_services
 from connector.stores import add_store
@@ -101,7 +102,15 @@ def database_url(request: pytest.FixtureRequest, backend: str) -> str:
 def _empty(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
-        for table in (Attempt, Event, ClickRecord, ShopifyToken, Destination, Store):
+        for table in (
+            Attempt,
+            Event,
+            UnreadableWebhook,
+            ClickRecord,
+            ShopifyToken,
+            Destination,
+            Store,
+        ):
             connection.execute(delete(table))
     engine.dispose()
 
