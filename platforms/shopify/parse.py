@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connector.clicks import click_ids_from_attributes, resolve_click_ids, ttclid_from_url
-from connector.events import Checkout, ClickIds, LineItem, Order, Shopper
+from connector.events import Checkout, ClickIds, LineItem, Order, Shopper, UnreadablePayload
 
 ORDER_TOPIC_TRIGGERS: dict[str, frozenset[str]] = {
     "orders/create": frozenset({"created"}),
@@ -317,3 +317,31 @@ def _shop_origin(url: Any) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     return f"{parts.scheme}://{parts.hostname}/"
+
+
+CONVERSION_TOPICS = frozenset({*ORDER_TOPIC_TRIGGERS, "checkouts/create", "checkouts/update"})
+"""The topics that can become conversion events; every other one is acknowledged and ignored."""
+
+
+def read_webhook(topic: str, payload: dict[str, Any]) -> Order | Checkout | None:
+    """The order or checkout a verified conversion webhook means; None for other topics.
+
+    Raises :class:`~connector.events.UnreadablePayload` naming the field when the body cannot
+    be read, with the order id or checkout token when one is there.
+    """
+    if topic not in CONVERSION_TOPICS:
+        return None
+    try:
+        if topic in ORDER_TOPIC_TRIGGERS:
+            return parse_order(payload, topic)
+        return parse_checkout(payload)
+    except ValueError as exc:
+        raise UnreadablePayload(str(exc), _resource_id(payload, topic)) from None
+
+
+def _resource_id(payload: dict[str, Any], topic: str) -> str | None:
+    """The order id or checkout token, when it can be read, to find the kept body by."""
+    value = payload.get("id" if topic in ORDER_TOPIC_TRIGGERS else "token")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    return str(value)[:255] or None

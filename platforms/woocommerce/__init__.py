@@ -11,6 +11,7 @@ from platforms.woocommerce.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE
 from platforms.woocommerce.commands import add_woocommerce, check, connect_woocommerce
 from platforms.woocommerce.connect import PERIODIC_CHECK
 from platforms.woocommerce.panel import settings_panel
+from platforms.woocommerce.parse import read_webhook
 from platforms.woocommerce.settings import blueprint as settings_blueprint
 from platforms.woocommerce.webhooks import blueprint
 
@@ -26,5 +27,6 @@ PLATFORM = StorePlatform(
     settings_panel=settings_panel,
     signal_advice=SIGNAL_ADVICE,
     click_source_labels=CLICK_SOURCE_LABELS,
+    read_webhook=read_webhook,
     capture_sources=frozenset({"order_meta"}),
 )

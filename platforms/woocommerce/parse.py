@@ -26,7 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connector.clicks import click_ids_from_attributes
-from connector.events import ClickIds, LineItem, Order, Shopper
+from connector.events import ClickIds, LineItem, Order, Shopper, UnreadablePayload
 
 PAID_STATUSES = frozenset({"processing", "completed"})
 """Statuses WooCommerce gives an order once payment is complete."""
@@ -220,3 +220,30 @@ def _text(value: object) -> str | None:
 
 def _invalid(problem: str) -> ValueError:
     return ValueError(f"WooCommerce order payload: {problem}")
+
+
+ORDER_TOPICS = frozenset({"order.created", "order.updated"})
+"""The topics that can become purchases; every other one is acknowledged and ignored."""
+
+
+def read_webhook(topic: str, payload: dict[str, Any]) -> Order | None:
+    """The paid order a verified webhook means; None for other topics and unpaid orders.
+
+    Raises :class:`~connector.events.UnreadablePayload` naming the field when the body cannot
+    be read, with the order id when one is there.
+    """
+    if topic not in ORDER_TOPICS:
+        return None
+    try:
+        order = parse_order(payload)
+    except ValueError as exc:
+        raise UnreadablePayload(str(exc), _resource_id(payload)) from None
+    return order if order.triggers else None
+
+
+def _resource_id(payload: dict[str, Any]) -> str | None:
+    """The order id, when it can be read, to find the kept body by."""
+    value = payload.get("id")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    return str(value)[:255] or None
