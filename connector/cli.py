@@ -31,9 +31,12 @@ from connector.plugins import load_store_platforms
 from connector.replay import replay_events
 from connector.stores import StoreError, set_destination
 from connector.testevent import send_test_event
+from connector.unreadable import describe as describe_unreadable
+from connector.unreadable import reprocess, unreadable_records
 from connector.web.merchant.access import LOGIN_LINK_MINUTES, login_token
 
 EVENT_STATUSES = [status.value for status in EventStatus]
+UNREADABLE = "unreadable"
 
 
 class ConnectorGroup(click.Group):
@@ -315,12 +318,20 @@ def events() -> None:
 
 @events.command("list")
 @click.option("--store", "store_id", help="Only this store's events.")
-@click.option("--status", type=click.Choice(EVENT_STATUSES), help="Only events in this status.")
+@click.option(
+    "--status",
+    type=click.Choice([*EVENT_STATUSES, UNREADABLE]),
+    help="Only events in this status; 'unreadable' lists the kept webhooks that could not be read.",
+)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.pass_context
 def list_events(ctx: click.Context, store_id: str | None, status: str | None, limit: int) -> None:
     """Newest events first, one JSON object per line."""
     services = services_from(ctx)
+    if status == UNREADABLE:
+        for record in unreadable_records(services, store_id=store_id, limit=limit):
+            emit(describe_unreadable(record))
+        return
     query = select(Event).order_by(Event.id.desc()).limit(limit)
     if store_id:
         query = query.where(Event.store_id == store_id)
@@ -356,6 +367,18 @@ def replay(ctx: click.Context, ids: tuple[int, ...], status: str | None, store_i
         raise click.UsageError("give either --id (one or more) or --status")
     count = replay_events(services_from(ctx), ids=list(ids), status=status, store_id=store_id)
     emit({"replayed": count})
+
+
+@events.command("reprocess")
+@click.option("--store", "store_id", help="Only this store's kept webhooks.")
+@click.pass_context
+def reprocess_unreadable(ctx: click.Context, store_id: str | None) -> None:
+    """Read the kept unreadable webhooks again with this version's code.
+
+    What reads now becomes events (deduplicated as always) and its record goes; the rest stay
+    listed by `events list --status unreadable` with their current reason.
+    """
+    emit(vars(reprocess(services_from(ctx), store_id=store_id)))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ attempts are deleted once older than ``EVENT_RETENTION_DAYS`` (30 by default): T
 web event older than 7 days and deduplicates within 48 hours, so an older row can neither be
 sent again nor prevent a double count; keeping less also means holding less personal data
 (even hashed). Pending rows are never deleted: they end as ``dead`` after the retry window.
+Kept unreadable webhooks hold raw personal data (encrypted) and are deleted after their own,
+shorter ``UNREADABLE_RETENTION_DAYS`` (14 by default): long enough to deploy a fix and run
+``connector events reprocess``, while the order can still be sent.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from connector.models import Attempt, Event, EventStatus, utcnow
+from connector.models import Attempt, Event, EventStatus, UnreadableWebhook, utcnow
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -39,9 +42,17 @@ def purge_expired(services: Services) -> dict[str, int]:
     attempts = _delete_in_chunks(
         services, select(Attempt.id).where(Attempt.started_at < cutoff), Attempt
     )
-    if events or attempts:
-        logger.info("retention.purged events=%d attempts=%d", events, attempts)
-    return {"events": events, "attempts": attempts}
+    kept_cutoff = utcnow() - timedelta(days=services.settings.unreadable_retention_days)
+    unreadable = _delete_in_chunks(
+        services,
+        select(UnreadableWebhook.id).where(UnreadableWebhook.received_at < kept_cutoff),
+        UnreadableWebhook,
+    )
+    if events or attempts or unreadable:
+        logger.info(
+            "retention.purged events=%d attempts=%d unreadable=%d", events, attempts, unreadable
+        )
+    return {"events": events, "attempts": attempts, "unreadable": unreadable}
 
 
 def _delete_in_chunks(services: Services, ids_query, model) -> int:  # type: ignore[no-untyped-def]

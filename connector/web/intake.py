@@ -1,9 +1,11 @@
 """What every store platform's webhook endpoint does once it knows the store and topic.
 
-The answers are a public contract (DESIGN.md): 200 accepted (also for a duplicate and for a
-topic we deliberately ignore), 401 bad or missing signature, 400 malformed body, 404 unknown
-store, 413 too large, 503 only when the database cannot store the event so the platform
-retries. Every error is JSON ``{"error": "..."}`` a person can act on, and each refusal is
+The answers are a public contract (the README's "Webhook answers"): 200 accepted (also for
+a duplicate, for a topic we deliberately ignore, and for a signed body we cannot read, which
+is kept), 401 bad or missing signature, 400 a body that is not JSON, 404 unknown store, 413
+too large, 503 only when the event cannot be stored (or the store's secret cannot be
+decrypted with the configured keys) so the platform retries. Every error is JSON
+``{"error": "..."}`` a person can act on, and each refusal is
 logged under a stable key with no personal data.
 
 A webhook is the hot path of ingest: it takes one database connection for its whole life (the
@@ -19,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +29,11 @@ from flask import Response, g, jsonify
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.events import Checkout, Order
+from connector.events import Checkout, Order, UnreadablePayload
 from connector.models import Store
 from connector.pipeline import record_events
+from connector.stores import webhook_secrets
+from connector.unreadable import KeptWebhook, keep_unreadable, reason_of
 from connector.web import services
 
 logger = logging.getLogger("connector.webhooks")
@@ -76,6 +81,39 @@ def ignore(topic: str, why: str, *, platform: str) -> tuple[Response, int]:
     return jsonify(status="ignored", topic=topic, reason=why), 200
 
 
+class SecretUnavailable(Exception):
+    """The store's webhook secret does not decrypt with the configured keys (``SECRET_KEY``
+    changed without the old one in ``SECRET_KEY_FALLBACKS``): an operator's fault, answered
+    503 so the platform retries once the key is back, never a 401 that would lose the order."""
+
+
+def store_secrets(store: WebhookStore, *app_secrets: str | None) -> list[str]:
+    """The secrets the store's webhooks may be signed with (its own first, then the app's).
+
+    Raises:
+        SecretUnavailable: its own secret is stored but cannot be decrypted.
+    """
+    try:
+        return webhook_secrets(services(), store.webhook_secret_encrypted, *app_secrets)
+    except ValueError:
+        logger.error(
+            "webhook.secret-undecryptable platform=%s store=%s: the store's webhook secret does"
+            " not decrypt with SECRET_KEY/TOKEN_ENCRYPTION_KEY; put the previous key in"
+            " SECRET_KEY_FALLBACKS",
+            store.platform,
+            store.id,
+        )
+        raise SecretUnavailable from None
+
+
+def secret_unavailable(platform: str) -> tuple[Response, int]:
+    """503 for :class:`SecretUnavailable`: nothing is lost, the platform sends it again."""
+    g.webhook_result = "secret-undecryptable"
+    return jsonify(
+        error="the connector cannot read this store's webhook secret right now; please retry"
+    ), 503
+
+
 def signature_matches(secrets: list[str], body: bytes, signature: str | None) -> bool:
     """Whether ``signature`` is the base64 HMAC-SHA256 of the raw body under any secret.
 
@@ -92,16 +130,94 @@ def signature_matches(secrets: list[str], body: bytes, signature: str | None) ->
     return False
 
 
-def parse_json_object(body: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None when it is not one.
+class MalformedBody(ValueError):
+    """The body is not JSON at all: a sender's defect, answered 400 (DESIGN.md)."""
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object.
 
     Python's json keeps integers exact, so 64-bit ids never pass through a float.
+
+    Raises:
+        MalformedBody: not JSON (or not UTF-8): answered 400.
+        UnreadablePayload: JSON, but not an object or nested beyond what the parser can
+            follow. Signed by the store, so it is kept, not refused.
     """
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise UnreadablePayload("the JSON body is nested too deeply to read") from None
     except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        raise MalformedBody("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise UnreadablePayload(f"the JSON body is {_json_kind(data)}, not an object")
+    return data
+
+
+def _json_kind(data: object) -> str:
+    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(data), "a number"
+    )
+
+
+def read_and_record(
+    connection: Connection,
+    store: WebhookStore,
+    topic: str,
+    body: bytes,
+    read: Callable[[dict[str, Any]], Order | Checkout | None],
+    *,
+    ignored_because: str,
+) -> tuple[Response, int]:
+    """The answer to a verified webhook: its events recorded, or its body kept unreadable.
+
+    ``read`` returns None for a webhook that means nothing to send, answered "ignored" with
+    ``ignored_because``.
+
+    Once the signature holds nothing about the content is refused (a refusal loses the order:
+    Shopify retries the same body in vain, WooCommerce never retries). Whatever cannot be
+    parsed, read or mapped, including defects of ours, is kept for ``events reprocess``;
+    only malformed JSON gets 400 and only a storage failure 503.
+    """
+    try:
+        payload = parse_json_object(body)
+    except MalformedBody as exc:
+        return refuse(400, str(exc), platform=store.platform, reason="bad-json")
+    except UnreadablePayload as exc:
+        return keep(connection, store, topic, body, exc)
+    try:
+        source = read(payload)
+        if source is None:
+            return ignore(topic, ignored_because, platform=store.platform)
+        return accept(connection, store.id, topic, source, platform=store.platform)
+    except Exception as exc:  # a body we cannot map is kept, whatever the reason
+        return keep(connection, store, topic, body, exc)
+
+
+def keep(
+    connection: Connection, store: WebhookStore, topic: str, body: bytes, exc: Exception
+) -> tuple[Response, int]:
+    """Keep a verified body we could not read (200), or 503 when even that cannot be stored."""
+    kept = KeptWebhook(
+        store_id=store.id,
+        platform=store.platform,
+        topic=topic,
+        reason=reason_of(exc),
+        resource_id=getattr(exc, "resource_id", None),
+    )
+    try:
+        keep_unreadable(services(), connection, kept, body)
+    except SQLAlchemyError as error:
+        return _not_stored(store.platform, error)
+    g.webhook_result, g.webhook_topic = "unreadable", topic
+    return jsonify(status="kept", topic=topic, reason=kept.reason), 200
+
+
+def _not_stored(platform: str, error: SQLAlchemyError) -> tuple[Response, int]:
+    """503: the platform sends the webhook again later (Shopify for 4 hours)."""
+    logger.error("webhook.store-failed platform=%s error=%s", platform, type(error).__name__)
+    return jsonify(error="the event could not be stored; please retry"), 503
 
 
 def accept(
@@ -115,8 +231,7 @@ def accept(
     try:
         result = record_events(services(), store_id, topic, source, connection=connection)
     except SQLAlchemyError as exc:
-        logger.error("webhook.store-failed platform=%s error=%s", platform, type(exc).__name__)
-        return jsonify(error="the event could not be stored; please retry"), 503
+        return _not_stored(platform, exc)
     logger.info(
         "webhook.accepted platform=%s topic=%s inserted=%d duplicates=%d skipped=%d",
         platform,

@@ -8,8 +8,7 @@ from platforms.shopify.commands import add_shopify, shopify_pixel
 from platforms.shopify.custom_pixel import custom_pixel_panel
 from platforms.shopify.install import app_bridge_head
 from platforms.shopify.install import blueprint as install_blueprint
-from platforms.shopify.parse import read_webhook
-from platforms.shopify.webhooks import blueprint
+from platforms.shopify.webhooks import blueprint, read_kept_webhook
 
 # Nested, so the install pages keep their own blueprint name and are not counted as webhooks.
 blueprint.register_blueprint(install_blueprint)
@@ -23,6 +22,6 @@ PLATFORM = StorePlatform(
     embedded_head=app_bridge_head,
     signal_advice=SIGNAL_ADVICE,
     click_source_labels=CLICK_SOURCE_LABELS,
-    read_webhook=read_webhook,
+    read_webhook=read_kept_webhook,
     capture_sources=frozenset({"note_attributes"}),
 )

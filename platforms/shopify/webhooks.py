@@ -17,32 +17,30 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import Connection
 
-from connector.events import Checkout, Order
+from connector.events import Checkout, Order, UnreadablePayload
 from connector.models import Store
 from connector.services import Services
-from connector.stores import webhook_secrets
 from connector.web import services
 from connector.web.intake import (
-    accept,
+    MalformedBody,
+    SecretUnavailable,
+    WebhookStore,
     ignore,
+    keep,
     parse_json_object,
+    read_and_record,
     refuse,
+    secret_unavailable,
     signature_matches,
     store_by_domain,
+    store_secrets,
 )
 from platforms.shopify.compliance import export_customer, redact_customer, redact_shop, uninstall
-from platforms.shopify.parse import parse_checkout, parse_order
+from platforms.shopify.parse import read_webhook
 
 PLATFORM = "shopify"
 
 blueprint = Blueprint("shopify_webhooks", __name__)
-
-TOPIC_PARSERS: dict[str, Callable[[dict[str, Any], str], Order | Checkout]] = {
-    "orders/create": parse_order,
-    "orders/paid": parse_order,
-    "checkouts/create": lambda payload, _topic: parse_checkout(payload),
-    "checkouts/update": lambda payload, _topic: parse_checkout(payload),
-}
 
 STORE_HANDLERS: dict[str, Callable[[Services, Store, dict[str, Any]], dict[str, Any]]] = {
     "customers/redact": redact_customer,
@@ -83,7 +81,10 @@ def _receive(
             platform=PLATFORM,
             reason="unknown-store",
         )
-    secrets = webhook_secrets(services(), store.webhook_secret_encrypted, app_secret)
+    try:
+        secrets = store_secrets(store, app_secret)
+    except SecretUnavailable:
+        return secret_unavailable(PLATFORM)
     if not signature_matches(secrets, body, signature):
         return refuse(
             401,
@@ -91,9 +92,37 @@ def _receive(
             platform=PLATFORM,
             reason="bad-hmac" if signature else "missing-hmac",
         )
-    payload = parse_json_object(body)
-    if payload is None:
-        return refuse(400, "body is not a JSON object", platform=PLATFORM, reason="bad-json")
+    handler = STORE_HANDLERS.get(topic)
+    if handler is None:
+        return read_and_record(
+            connection,
+            store,
+            topic,
+            body,
+            lambda payload: read_webhook(topic, payload),
+            ignored_because="topic not used for conversions",
+        )
+    return _handle_store_topic(connection, store, topic, body, handler)
+
+
+def _handle_store_topic(
+    connection: Connection,
+    store: WebhookStore,
+    topic: str,
+    body: bytes,
+    handler: Callable[[Services, Store, dict[str, Any]], dict[str, Any]],
+) -> tuple[Response, int]:
+    """The privacy topics and ``app/uninstalled``: acted on at once.
+
+    What they ask (delete, export, forget the install) must happen now, so they are not
+    queued; one we cannot read is kept like any other and listed, for a person to act on.
+    """
+    try:
+        payload = parse_json_object(body)
+    except MalformedBody as exc:
+        return refuse(400, str(exc), platform=PLATFORM, reason="bad-json")
+    except UnreadablePayload as exc:
+        return keep(connection, store, topic, body, exc)
     if topic == "app/uninstalled" and store.webhook_secret_encrypted:
         # Signed with the store's own secret: its custom app went, not an install of ours,
         # and its webhooks stop with it; what was already received is still sent.
@@ -102,18 +131,17 @@ def _receive(
             "a custom-app store: the connector's app is not installed there",
             platform=PLATFORM,
         )
-    handler = STORE_HANDLERS.get(topic)
-    if handler is not None:
-        g.webhook_result, g.webhook_topic = "accepted", topic
-        return jsonify(handler(services(), _full_store(store.id), payload)), 200
-    parser = TOPIC_PARSERS.get(topic)
-    if parser is None:
-        return ignore(topic, "topic not used for conversions", platform=PLATFORM)
-    try:
-        source = parser(payload, topic)
-    except ValueError as exc:
-        return refuse(400, f"cannot read {topic}: {exc}", platform=PLATFORM, reason="bad-payload")
-    return accept(connection, store.id, topic, source, platform=PLATFORM)
+    g.webhook_result, g.webhook_topic = "accepted", topic
+    return jsonify(handler(services(), _full_store(store.id), payload)), 200
+
+
+def read_kept_webhook(topic: str, payload: dict[str, Any]) -> Order | Checkout | None:
+    """How ``events reprocess`` reads a kept Shopify body: conversions as their webhook
+    would; a privacy or uninstall request stays listed, because carrying it out late, unseen,
+    is not what its sender asked for: a person reads its reason and acts."""
+    if topic in STORE_HANDLERS:
+        raise UnreadablePayload(f"a {topic} request that could not be read must be handled by hand")
+    return read_webhook(topic, payload)
 
 
 def _full_store(store_id: str) -> Store:

@@ -14,20 +14,20 @@ import re
 from flask import Blueprint, Response, request
 from sqlalchemy import Connection
 
-from connector.stores import webhook_secrets
 from connector.web import services
 from connector.web.intake import (
-    accept,
+    SecretUnavailable,
     ignore,
-    parse_json_object,
+    read_and_record,
     refuse,
+    secret_unavailable,
     signature_matches,
     store_by_id,
+    store_secrets,
 )
-from platforms.woocommerce.parse import parse_order
+from platforms.woocommerce.parse import ORDER_TOPICS, read_webhook
 
 PLATFORM = "woocommerce"
-ORDER_TOPICS = frozenset({"order.created", "order.updated"})
 PING_BODY = re.compile(rb"webhook_id=\d+")
 
 blueprint = Blueprint("woocommerce_webhooks", __name__)
@@ -56,7 +56,10 @@ def _receive(
         )
     if signature is None and PING_BODY.fullmatch(body.strip()):
         return ignore("ping", "webhook created", platform=PLATFORM)
-    secrets = webhook_secrets(services(), store.webhook_secret_encrypted)
+    try:
+        secrets = store_secrets(store)
+    except SecretUnavailable:
+        return secret_unavailable(PLATFORM)
     if not signature_matches(secrets, body, signature):
         return refuse(
             401,
@@ -64,16 +67,14 @@ def _receive(
             platform=PLATFORM,
             reason="bad-signature" if signature else "missing-signature",
         )
-    payload = parse_json_object(body)
-    if payload is None:
-        return refuse(400, "body is not a JSON object", platform=PLATFORM, reason="bad-json")
     topic = request.headers.get("X-WC-Webhook-Topic", "").strip()
-    if topic not in ORDER_TOPICS:
-        return ignore(topic, "topic not used for conversions", platform=PLATFORM)
-    try:
-        order = parse_order(payload)
-    except ValueError as exc:
-        return refuse(400, f"cannot read {topic}: {exc}", platform=PLATFORM, reason="bad-payload")
-    if not order.triggers:
-        return ignore(topic, "order not paid yet", platform=PLATFORM)
-    return accept(connection, store.id, topic, order, platform=PLATFORM)
+    return read_and_record(
+        connection,
+        store,
+        topic,
+        body,
+        lambda payload: read_webhook(topic, payload),
+        ignored_because=(
+            "order not paid yet" if topic in ORDER_TOPICS else "topic not used for conversions"
+        ),
+    )

@@ -32,11 +32,11 @@ def test_old_final_rows_go_and_everything_else_stays(services, shopify_store, ti
         session.execute(update(Attempt).values(started_at=long_ago))
         session.commit()
 
-    assert purge_expired(services) == {"events": 1, "attempts": 1}
+    assert purge_expired(services) == {"events": 1, "attempts": 1, "unreadable": 0}
 
     with services.db.session() as session:
         left = set(session.scalars(select(Event.event_id)))
         attempts = session.scalars(select(Attempt)).all()
     assert left == {"new-delivered", "old-pending"}
     assert attempts == []
-    assert purge_expired(services) == {"events": 0, "attempts": 0}
+    assert purge_expired(services) == {"events": 0, "attempts": 0, "unreadable": 0}
