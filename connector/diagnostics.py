@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from connector.mapping import PURCHASE_EVENT_NAMES
-from connector.models import Event, EventStatus, utcnow
+from connector.models import Event, EventStatus, UnreadableWebhook, utcnow
 from connector.services import Services
 from connector.signals import SIGNALS
 
@@ -290,6 +290,7 @@ class Diagnostics:
     estimate: MatchEstimate | None
     best_change: BestChange | None
     capture_works: bool  # storefront click capture produced click ids in the window
+    unreadable: int = 0  # verified webhooks kept because they could not be read
 
     @property
     def skipped(self) -> int:
@@ -330,6 +331,11 @@ def diagnose(
         click_sources = _click_sources(session, window, source_labels)
         skips = _skips(session, window)
         failures = _failures(session, window)
+        unreadable = session.scalar(
+            select(func.count()).where(
+                UnreadableWebhook.store_id == store_id, UnreadableWebhook.received_at >= since
+            )
+        )
     estimate = estimate_match(coverage)
     captured = CAPTURE_SOURCES | (platform.capture_sources if platform else frozenset())
     capture_works = any(c.source in captured and c.count for c in click_sources)
@@ -346,6 +352,7 @@ def diagnose(
         estimate=estimate,
         best_change=best_change(coverage, advice, capture_works=capture_works),
         capture_works=capture_works,
+        unreadable=unreadable or 0,
     )
 
 

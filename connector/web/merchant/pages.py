@@ -26,11 +26,13 @@ from connector.models import Destination, Event, EventStatus, utcnow
 from connector.replay import REPLAYABLE, replay_events
 from connector.stores import StoreError, find_destination, set_destination
 from connector.testevent import send_test_event
+from connector.unreadable import reprocess, unreadable_records
 from connector.web import PLATFORMS_KEY, services
 from connector.web.merchant import blueprint, render_merchant
 
 LOG_PAGE_SIZE = 50
 STATUSES = tuple(EventStatus)
+UNREADABLE = "unreadable"  # the Delivery log's filter for kept webhooks, beside the statuses
 # What each option means, in the words the settings form shows.
 OPTION_LABELS = {
     "purchase_event": {
@@ -206,7 +208,9 @@ def delivery_log(store_id: str) -> str:
     chosen_event = request.args.get("event", "")
     before = request.args.get("before", type=int)
     query = select(Event).where(Event.store_id == store_id)
-    if chosen_status in STATUSES:
+    if chosen_status == UNREADABLE:
+        query = query.where(False)  # kept webhooks are listed apart; they are not events yet
+    elif chosen_status in STATUSES:
         query = query.where(Event.status == chosen_status)
     if chosen_event:
         query = query.where(Event.event_name == chosen_event)
@@ -225,7 +229,10 @@ def delivery_log(store_id: str) -> str:
     return render_merchant(
         "merchant/log.html",
         events=events,
-        statuses=STATUSES,
+        unreadable=unreadable_records(services(), store_id=store_id, limit=LOG_PAGE_SIZE),
+        reprocessed=request.args.get("reprocessed", type=int),
+        unreadable_days=services().settings.unreadable_retention_days,
+        statuses=(*STATUSES, UNREADABLE),
         event_names=sorted(names),
         chosen_status=chosen_status,
         chosen_event=chosen_event,
@@ -245,6 +252,16 @@ def replay(store_id: str) -> Response:
     if ids or everything:  # no ids and no "all" means nothing was chosen, not everything
         count = replay_events(services(), ids=ids, status=None, store_id=store_id)
     return redirect(url_for("merchant.delivery_log", store_id=store_id, replayed=count), code=303)
+
+
+@blueprint.post("/log/reprocess")
+def reprocess_kept(store_id: str) -> Response:
+    """Read this store's kept unreadable webhooks again with the code deployed now."""
+    report = reprocess(services(), store_id=store_id)
+    return redirect(
+        url_for("merchant.delivery_log", store_id=store_id, reprocessed=report.recovered),
+        code=303,
+    )
 
 
 def _tiktok(session: Session, store_id: str) -> Destination | None:
