@@ -116,8 +116,8 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
     """
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None, "body is not JSON"
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, "body is not JSON (or nested beyond any report's shape)"
     if not isinstance(data, dict) or set(data) - FIELDS:
         return None, f"body must be an object with only {', '.join(sorted(FIELDS))}"
     report = {key: value for key, value in data.items() if value not in (None, "")}

@@ -90,6 +90,7 @@ def test_reports_from_another_origin_are_refused(browser, app_services, store_id
     ("body", "message"),
     [
         (b"not json", "not JSON"),
+        (b"[" * 1500 + b"]" * 1500, "not JSON"),  # 3 KB no parser follows: never a 500
         ([1, 2], "object"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x", "email": "a@b.c"}, "only"),
         ({"cart_token": CART, "ttclid": "x"}, "shop"),
