@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Flask(__name__, instance_path=str(services.settings.instance_path))
     app.config.update(
         SECRET_KEY=services.settings.secret_key,
+        # Sessions signed with a former key stay valid (Flask >= 3.1.1): a key change logs no
+        # merchant out. Oldest first, as Flask hands them to itsdangerous; weak ones left out.
+        SECRET_KEY_FALLBACKS=services.settings.signing_keys[:-1],
         MAX_CONTENT_LENGTH=services.settings.max_webhook_bytes,
         # The merchant pages' session: never readable by scripts, never sent cross-site.
         SESSION_COOKIE_NAME="connector_session",

@@ -29,6 +29,14 @@ from connector.metrics import MULTIPROCESS_ENV
 from connector.models import Destination, Event, EventStatus, Store
 from connector.plugins import load_store_platforms
 from connector.replay import replay_events
+from connector.services import Services
+from connector.stored_secrets import (
+    ColumnReport,
+    check_secrets,
+    rotate_secrets,
+    startup_refusal,
+    undecryptable_summary,
+)
 from connector.stores import StoreError, set_destination
 from connector.testevent import send_test_event
 from connector.unreadable import describe as describe_unreadable
@@ -66,7 +74,8 @@ def main(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--port", type=int, help="Port of the web server (default: $PORT, else 8000).")
-def run(port: int | None) -> None:
+@click.pass_context
+def run(ctx: click.Context, port: int | None) -> None:
     """Everything on one machine: migrations, Redis if needed, the web server and a worker."""
     settings = load_settings()
     port = port or settings.port
@@ -75,6 +84,7 @@ def run(port: int | None) -> None:
     env[MULTIPROCESS_ENV] = _fresh_metrics_folder(settings.instance_path / "metrics")
     click.echo(f"migrating {settings.database_url.split('@')[-1]}", err=True)
     upgrade_database(settings.database_url)
+    _refuse_undecryptable_secrets(services_from(ctx))
     redis = None
     if not settings.redis_url:
         redis = start_redis(settings.instance_path / "redis")
@@ -114,8 +124,10 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
 
 @main.command()
 @click.option("--port", type=int, help="Port to listen on (default: $PORT, else 8000).")
-def web(port: int | None) -> None:
+@click.pass_context
+def web(ctx: click.Context, port: int | None) -> None:
     """The web process (the Procfile's ``web``): gunicorn serving ``app:create_app()``."""
+    _refuse_undecryptable_secrets(services_from(ctx))
     settings = load_settings()
     workers = os.environ.get("WEB_CONCURRENCY", "2")
     if MULTIPROCESS_ENV not in os.environ:  # gunicorn's processes share their metrics here
@@ -129,6 +141,14 @@ def web(port: int | None) -> None:
         "--graceful-timeout", "25",
     ]  # fmt: skip
     os.execv(sys.executable, args)
+
+
+def _refuse_undecryptable_secrets(services: Services) -> None:
+    """Stop here, with the fix, rather than serve 503s for stores whose secrets are lost."""
+    refusal = startup_refusal(services)
+    services.db.dispose()  # the process goes on to exec or fork: no connection to inherit
+    if refusal:
+        raise click.ClickException(refusal)
 
 
 def _fresh_metrics_folder(folder: Path) -> str:
@@ -145,7 +165,9 @@ def worker(ctx: click.Context, burst: bool) -> None:
     """The delivery worker (the Procfile's ``worker``)."""
     from connector.worker import run_worker
 
-    run_worker(services_from(ctx), burst=burst)
+    services = services_from(ctx)
+    _refuse_undecryptable_secrets(services)
+    run_worker(services, burst=burst)
 
 
 @main.group()
@@ -379,6 +401,59 @@ def reprocess_unreadable(ctx: click.Context, store_id: str | None) -> None:
     listed by `events list --status unreadable` with their current reason.
     """
     emit(vars(reprocess(services_from(ctx), store_id=store_id)))
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Stored secrets and tokens, and the keys that encrypt them."""
+
+
+@secrets_group.command("check")
+@click.pass_context
+def check_stored_secrets(ctx: click.Context) -> None:
+    """Which stored values the current key, a fallback key, or no key wrote; changes nothing.
+
+    SECRET_KEY_FALLBACKS can go once nothing is left under a fallback key (``fallback: 0``).
+    """
+    reports = check_secrets(services_from(ctx))
+    emit(_secrets_report(reports, older="fallback"))
+    _fail_on_undecryptable(reports)
+
+
+@secrets_group.command("rotate")
+@click.pass_context
+def rotate_stored_secrets(ctx: click.Context) -> None:
+    """Re-encrypt every stored secret and token with the current key (safe to run again)."""
+    reports = rotate_secrets(services_from(ctx))
+    emit(_secrets_report(reports, older="rotated"))
+    _fail_on_undecryptable(reports)
+
+
+def _secrets_report(reports: list[ColumnReport], *, older: str) -> dict[str, object]:
+    """Totals, then each column's counts, with ``older`` naming the values of fallback keys."""
+    columns = {
+        report.column: {
+            "current": report.current,
+            older: report.older,
+            "undecryptable": report.undecryptable,
+            "stores": report.stores,
+        }
+        for report in reports
+    }
+    totals = {name: sum(c[name] for c in columns.values()) for name in ("current", older)}
+    undecryptable = sum(report.undecryptable for report in reports)
+    return {**totals, "undecryptable": undecryptable, "columns": columns}
+
+
+def _fail_on_undecryptable(reports: list[ColumnReport]) -> None:
+    if summary := undecryptable_summary(reports):
+        raise click.ClickException(
+            f"not decryptable with any configured key: {summary}; put the key they were "
+            "written with in SECRET_KEY_FALLBACKS, or enter those secrets again"
+        )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,16 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
+
+from connector.crypto import KEY_ADVICE, key_weakness
 
 DEFAULT_TIKTOK_API_BASE = "https://business-api.tiktok.com"
 # TikTok's advertiser authorization page, the first step of "Connect with TikTok"
 # (shared/reference/tiktok-meta-google-apis.md §1.8; Airbyte's TikTokMarketingOAuthFlow uses it).
 DEFAULT_TIKTOK_AUTH_URL = "https://ads.tiktok.com/marketing_api/auth"
+GENERATED_KEY_FILE = "secret_key"  # under instance/: the development SECRET_KEY
 
 
 class ConfigError(Exception):
@@ -33,6 +37,8 @@ class Settings:
     secret_key: str
     token_encryption_key: str | None
     app_url: str
+    # Former SECRET_KEYs (most recent first): what they encrypted or signed still reads.
+    secret_key_fallbacks: tuple[str, ...] = ()
     tiktok_api_base: str = DEFAULT_TIKTOK_API_BASE
     tiktok_app_id: str | None = None
     tiktok_app_secret: str | None = None
@@ -59,21 +65,34 @@ class Settings:
         """A copy with some fields changed (tests and the ``run`` command use this)."""
         return replace(self, **changes)
 
+    @cached_property
+    def signing_keys(self) -> list[str]:
+        """The keys signed values (sessions, login links, OAuth states) are checked with, in
+        itsdangerous' order, oldest first: the last one, ``secret_key``, signs.
+
+        A fallback too weak to be a ``SECRET_KEY`` only decrypts stored secrets: anyone who
+        can guess it could sign a session with it.
+        """
+        strong = [key for key in self.secret_key_fallbacks if key_weakness(key) is None]
+        return [*reversed(strong), self.secret_key]
+
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the environment once; fail fast, with a fix, on what cannot work."""
     env = os.environ if environ is None else environ
     instance = Path(env.get("CONNECTOR_INSTANCE_PATH", "instance")).resolve()
     port = _int(env, "PORT", 8000)
+    app_url = (env.get("APP_URL") or f"http://localhost:{port}").rstrip("/")
     return Settings(
         instance_path=instance,
         database_url=normalise_database_url(
             env.get("DATABASE_URL") or f"sqlite:///{instance / 'connector.sqlite3'}"
         ),
         redis_url=env.get("REDIS_URL") or None,
-        secret_key=env.get("SECRET_KEY") or _development_secret(instance, env),
+        secret_key=_secret_key(env, instance, app_url),
         token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY") or None,
-        app_url=(env.get("APP_URL") or f"http://localhost:{port}").rstrip("/"),
+        app_url=app_url,
+        secret_key_fallbacks=_fallbacks(env, "SECRET_KEY_FALLBACKS", env.get("SECRET_KEY")),
         tiktok_api_base=(env.get("TIKTOK_API_BASE") or DEFAULT_TIKTOK_API_BASE).rstrip("/"),
         tiktok_app_id=env.get("TIKTOK_APP_ID") or None,
         tiktok_app_secret=env.get("TIKTOK_APP_SECRET") or None,
@@ -133,15 +152,57 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
 
 
-def _development_secret(instance: Path, env: Mapping[str, str]) -> str:
+def _secret_key(env: Mapping[str, str], instance: Path, app_url: str) -> str:
+    """SECRET_KEY, which must be strong wherever it protects something real.
+
+    It signs merchant sessions and, unless TOKEN_ENCRYPTION_KEY is set, encrypts every stored
+    token and webhook secret: a guessable key gives away every store. Only a development
+    process (see :func:`_production_reason`) may run with a weak key or a generated one.
+    """
+    key = env.get("SECRET_KEY") or ""
+    reason = _production_reason(env, app_url)
+    if reason is None:
+        return key or _development_secret(instance)
+    if not key.strip():
+        generated = instance / GENERATED_KEY_FILE
+        hint = f" (the key used so far is in {generated})" if generated.exists() else ""
+        raise ConfigError(f"SECRET_KEY is required ({reason}): {KEY_ADVICE}{hint}")
+    if weakness := key_weakness(key):
+        raise ConfigError(f"SECRET_KEY is too weak ({weakness}; {reason}): {KEY_ADVICE}")
+    return key
+
+
+def _production_reason(env: Mapping[str, str], app_url: str) -> str | None:
+    """Why this process is not a development one, or None if it is.
+
+    Heroku sets ``DYNO``; anyone can set ``CONNECTOR_ENV=production``; and an https APP_URL
+    means real stores deliver to it, whatever the process manager.
+    """
+    if env.get("DYNO"):
+        return "in production: DYNO is set"
+    if env.get("CONNECTOR_ENV") == "production":
+        return "in production: CONNECTOR_ENV=production"
+    if app_url.startswith("https://"):
+        return "APP_URL is https"
+    return None
+
+
+def _fallbacks(env: Mapping[str, str], name: str, current: str | None) -> tuple[str, ...]:
+    """A comma-separated list of older keys, without blanks, repeats or the current key.
+
+    Not checked for strength: moving off a weak key is what they are for.
+    """
+    keys = (key.strip() for key in (env.get(name) or "").split(","))
+    return tuple(dict.fromkeys(key for key in keys if key and key != current))
+
+
+def _development_secret(instance: Path) -> str:
     """A secret generated once and kept under ``instance/``, so sessions survive restarts.
 
-    In production (Heroku sets ``DYNO``; anyone can set ``CONNECTOR_ENV=production``) a missing
-    ``SECRET_KEY`` is an error: a generated file would differ between dynos.
+    Development only: a generated file would differ between machines (and dynos), and
+    whatever it encrypted is lost with the file.
     """
-    if env.get("DYNO") or env.get("CONNECTOR_ENV") == "production":
-        raise ConfigError("SECRET_KEY is required in production: set it to a long random string")
-    path = instance / "secret_key"
+    path = instance / GENERATED_KEY_FILE
     if path.exists():
         return path.read_text().strip()
     instance.mkdir(parents=True, exist_ok=True)

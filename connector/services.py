@@ -51,7 +51,9 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         db=Database(settings.database_url),
-        cipher=TokenCipher(settings.token_encryption_key, settings.secret_key),
+        cipher=TokenCipher(
+            settings.token_encryption_key, settings.secret_key, settings.secret_key_fallbacks
+        ),
         destinations=load_destinations(),
     )
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connector.crypto import TokenCipher
+from connector.crypto import TokenCipher, UndecryptableSecret
 from connector.mapping import EventOptions
 from connector.models import Destination, Store, utcnow
 from connector.services import Services
@@ -128,7 +128,12 @@ def set_destination(
 
 
 def _token_of(services: Services, destination: Destination) -> str | None:
-    """The destination's current access token, decrypted; None for a new destination."""
+    """The destination's current access token, decrypted; None for a new destination, and
+    for one whose token no configured key decrypts (a lost SECRET_KEY: entering the token
+    again is the fix)."""
     if not destination.access_token_encrypted:
         return None
-    return services.cipher.decrypt(destination.access_token_encrypted)
+    try:
+        return services.cipher.decrypt(destination.access_token_encrypted)
+    except UndecryptableSecret:
+        return None
