@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -28,6 +29,7 @@ from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, PURCHASE_EVENT
 from connector.metrics import MULTIPROCESS_ENV
 from connector.models import Destination, Event, EventStatus, Store
 from connector.plugins import load_store_platforms
+from connector.reconcile import parse_since, reconcile_store
 from connector.replay import replay_events
 from connector.services import Services
 from connector.stored_secrets import (
@@ -213,8 +215,38 @@ def list_stores(ctx: click.Context) -> None:
                     "domain": store.domain,
                     "status": store.status,
                     "destinations": [_describe_destination(d) for d in destinations],
+                    "reconciled_until": _iso(store.reconciled_until),
+                    "reconciled_at": _iso(store.reconciled_at),
+                    "reconcile_error": store.reconcile_error,
                 }
             )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+@stores.command("reconcile")
+@click.argument("store_id")
+@click.option(
+    "--since",
+    metavar="AGE|DATE",
+    help="Read orders changed since then: 2d, 12h, 30m or an ISO date (default: the checkpoint).",
+)
+@click.pass_context
+def reconcile(ctx: click.Context, store_id: str, since: str | None) -> None:
+    """Ask the store's API for orders changed since the checkpoint and record the missing ones."""
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    try:
+        summary = reconcile_store(services_from(ctx), store_id, since=start)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    if summary.error:
+        raise click.ClickException(summary.error)
+    emit(summary.to_json())
 
 
 @stores.command("login-link")

@@ -59,6 +59,7 @@ class Settings:
     log_level: str = "INFO"
     http_timeout_seconds: float = 10.0
     sweep_interval_seconds: float = 15.0
+    reconcile_interval_seconds: float = 900.0
     queue_name: str = "deliveries"
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -103,6 +104,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=port,
         batch_size=min(_int(env, "TIKTOK_BATCH_SIZE", 500), 1000),
         sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", 15.0),
+        reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 900.0),
         retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),
         lease_seconds=_int(env, "LEASE_SECONDS", 120),
         max_requests_per_second=_float(env, "DESTINATION_MAX_QPS", 20.0),

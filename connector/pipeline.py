@@ -13,13 +13,15 @@ anew, at several times the cost of the database work itself).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.clicks import with_stored_clicks
+from connector.destinations import Destination as DestinationApi
 from connector.events import Checkout, Order
 from connector.jobs import request_delivery
 from connector.mapping import EventOptions, PlannedEvent, plan_event
@@ -82,7 +84,7 @@ def record_events(
     if connection is None:
         with services.db.engine.connect() as own:
             return record_events(services, store_id, topic, source, connection=own, origin=origin)
-    result = _insert_events(connection, store_id, topic, source, origin)
+    result = _insert_events(connection, store_id, topic, source, origin, services.destinations)
     connection.commit()
     for destination_id in result.destinations_to_deliver:
         request_delivery(services, destination_id)
@@ -95,6 +97,7 @@ def _insert_events(
     topic: str,
     source: Order | Checkout,
     origin: EventSource,
+    apis: dict[str, DestinationApi],
 ) -> RecordResult:
     result = RecordResult()
     source = with_stored_clicks(connection, store_id, source)
@@ -106,6 +109,8 @@ def _insert_events(
         planned = plan_event(source, EventOptions.from_json(options), test_mode=test_mode)
         if planned is None:
             continue
+        if origin == EventSource.RECONCILED:
+            planned = _skipped_when_too_late(planned, apis.get(kind))
         row = _row(store_id, kind, topic, planned, origin, source.notes)
         if not _insert_ignoring_duplicate(connection, row):
             result.duplicates += 1
@@ -116,6 +121,16 @@ def _insert_events(
             if destination_id is not None:
                 result.destinations_to_deliver.add(destination_id)
     return result
+
+
+def _skipped_when_too_late(planned: PlannedEvent, api: DestinationApi | None) -> PlannedEvent:
+    """An order read back by reconciliation can be older than the destination accepts (TikTok:
+    7 days): it is recorded skipped, with the destination's reason, rather than queued only to
+    fail. A webhook comes as the order happens; delivery checks its age when it sends."""
+    if planned.skip_reason or api is None:
+        return planned
+    problem = api.problem(planned.event, int(time.time()))
+    return replace(planned, skip_reason=problem) if problem else planned
 
 
 def _row(

@@ -6,7 +6,9 @@ factory and the command line load them all here, so a new store platform is one 
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +21,8 @@ from connector.events import Checkout, Order
 from connector.models import Store
 from connector.services import Services
 
+logger = logging.getLogger(__name__)
+
 PLATFORMS_PACKAGE = "platforms"
 
 
@@ -29,6 +33,30 @@ class PeriodicTask:
     name: str
     every_seconds: float
     run: Callable[[Services], object]
+
+
+def in_own_thread(name: str, run: Callable[[Services], object]) -> Callable[[Services], None]:
+    """``run`` as a periodic task's body that starts a thread and returns at once.
+
+    The worker runs its periodic tasks one after another in one thread, so a task that waits
+    on other hosts (a store's API, with its timeouts) would hold up the sweep that re-queues
+    due events. A round still running when the next one is due makes that one skip.
+    """
+    running = threading.Lock()
+
+    def round_(services: Services) -> None:
+        try:
+            run(services)
+        except Exception:  # the thread must not die silently; the next round tries again
+            logger.exception("periodic.failed task=%s", name)
+        finally:
+            running.release()
+
+    def start(services: Services) -> None:
+        if running.acquire(blocking=False):
+            threading.Thread(target=round_, args=(services,), name=name, daemon=True).start()
+
+    return start
 
 
 @dataclass(frozen=True)
@@ -51,11 +79,18 @@ body cannot be read: the webhook then keeps it and ``events reprocess`` calls th
 class FetchedOrder:
     """An order read back from the store's API by reconciliation, as its webhook would have
     brought it: the topic that webhook would have had, the parsed order, and the store's
-    last-change time of the order, which moves the reconciliation checkpoint."""
+    last-change time of the order, which moves the reconciliation checkpoint.
+
+    ``order`` is None for an order that means nothing to send (not paid yet: its webhook
+    would have been ignored too) or that cannot be read; ``unreadable`` then says why,
+    naming the field and the order id, never a value. Yielding those as well lets the
+    checkpoint move past them and the run count them.
+    """
 
     topic: str
-    order: Order
+    order: Order | None
     updated_at: datetime
+    unreadable: str | None = None
 
 
 class FetchError(Exception):
@@ -63,9 +98,17 @@ class FetchError(Exception):
     the message says what the merchant or operator must do."""
 
 
+class NoApiAccess(FetchError):
+    """The store was connected without API access (added by hand, without keys or token),
+    so there is nothing to read orders with; the message says how to give access. Raised
+    before any request; reconciliation shows it on the Status page without logging it as a
+    failure every period."""
+
+
 OrderFetcher = Callable[[Services, Store, datetime], Iterator[FetchedOrder]]
 """(services, store, since) -> every order created or updated after ``since`` (naive UTC),
-oldest change first, paged from the store's API; raises :class:`FetchError`."""
+paged from the store's API, in any order (the checkpoint moves only once the whole read is
+done); raises :class:`FetchError` (:class:`NoApiAccess` for a store without API access)."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from rq import SimpleWorker
 
 from connector.jobs import sweep, use_services
 from connector.plugins import PeriodicTask, load_store_platforms
+from connector.reconcile import reconcile_task
 from connector.retention import purge_expired
 from connector.services import Services
 
@@ -40,10 +41,12 @@ def run_worker(services: Services, *, burst: bool = False) -> None:
 
 
 def periodic_tasks(services: Services) -> list[PeriodicTask]:
-    """The sweep, then whatever each store platform asks to run periodically."""
+    """The sweep, retention, reconciliation with the stores' APIs, then whatever each store
+    platform asks to run periodically."""
     tasks = [
         PeriodicTask("sweep", services.settings.sweep_interval_seconds, sweep),
         PeriodicTask("retention", RETENTION_EVERY_SECONDS, purge_expired),
+        reconcile_task(services),
     ]
     for platform in load_store_platforms():
         tasks.extend(platform.periodic)

@@ -45,6 +45,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "TIKTOK_APP_SECRET": settings.tiktok_app_secret or "",
         "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
         "SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
+        "RECONCILE_INTERVAL_SECONDS": str(settings.reconcile_interval_seconds),
         "LEASE_SECONDS": str(settings.lease_seconds),
         "TIKTOK_BATCH_SIZE": str(settings.batch_size),
         "PYTHONUNBUFFERED": "1",

@@ -28,19 +28,51 @@ https://shopify.dev/api/admin-rest/2024-10/resources/order). What this module re
   are the values seen in real point-of-sale and draft-order payloads (Shopify documents the
   field but not a closed list of values).
 
-Errors are :class:`ValueError` with messages that name the field, never a value, so they can
-be logged and shown to the merchant without leaking personal data.
+What varies legitimately, and how it is read: leniently, with a parse note on the event in
+words a merchant can read (naming the field, never a value), because a verified webhook we
+refuse is an order lost (Shopify retries the same body "8 times over 4 hours" and then
+gives up, https://shopify.dev/changelog/updates-to-webhook-retry-mechanism).
+
+* The time: ``processed_at`` when it has an offset, else ``created_at`` (Shopify's own test
+  notifications send ``processed_at: null``); a time without an offset is read as UTC only
+  when there is no other; with no usable time at all, the time the body is read.
+* Money: the presentment side when ``total_price_set.presentment_money`` is there. An amount
+  whose presentment side is missing (no matching ``subtotal_price_set`` or line
+  ``price_set``, as in bodies from older API versions) is converted from its shop side at the
+  order's own rate, presentment total over shop total. When that rate cannot be had, or the
+  total has no usable presentment side, every amount is the shop currency's: one event never
+  mixes currencies. A ``subtotal_price`` that cannot be read is replaced by the total.
+* Lines: ``line_items`` may be absent; a line without a usable price or whole quantity is
+  left out of ``contents`` and the order is still sent.
+* Tokens and ids of other resources that are not usable are dropped (ids are strings of at
+  most a column's width, integers kept exact).
+
+A body is unreadable (:class:`~connector.events.UnreadablePayload`, kept by the webhook for
+``events reprocess``) only without an id (a token for checkouts), a currency or a total.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from connector.clicks import click_ids_from_attributes, resolve_click_ids, ttclid_from_url
 from connector.events import Checkout, ClickIds, LineItem, Order, Shopper, UnreadablePayload
+from connector.lenient import (
+    MAX_ID_CHARS,
+    MAX_TOKEN_CHARS,
+    amount,
+    as_object,
+    currency_code,
+    first_text,
+    identifier,
+    iso_time,
+    quantity,
+    text,
+)
 
 ORDER_TOPIC_TRIGGERS: dict[str, frozenset[str]] = {
     "orders/create": frozenset({"created"}),
@@ -48,33 +80,58 @@ ORDER_TOPIC_TRIGGERS: dict[str, frozenset[str]] = {
 }
 """Which moment of an order each order topic represents (see :attr:`Order.triggers`)."""
 
+CONVERSION_TOPICS = frozenset({*ORDER_TOPIC_TRIGGERS, "checkouts/create", "checkouts/update"})
+"""The topics that can become conversion events; every other one is acknowledged and ignored."""
+
 SKIP_REASONS_BY_SOURCE_NAME: dict[str, str] = {
     "pos": "point of sale order",
     "shopify_draft_order": "draft order",
 }
 """Orders not placed by a shopper in the online store: no ad click can have led to them."""
 
-_MONEY_SIDES = ("presentment_money", "shop_money")
+PRESENTMENT, SHOP = "presentment_money", "shop_money"
+
+
+def read_webhook(topic: str, payload: dict[str, Any]) -> Order | Checkout | None:
+    """The order or checkout a verified conversion webhook means; None for other topics.
+
+    Raises:
+        UnreadablePayload: no usable id (token), currency or total; the reason names the
+            field, and the order id or checkout token comes with it when it could be read.
+    """
+    if topic not in CONVERSION_TOPICS:
+        return None
+    if topic in ORDER_TOPIC_TRIGGERS:
+        return parse_order(payload, topic)
+    return parse_checkout(payload)
 
 
 def parse_order(payload: dict[str, Any], topic: str) -> Order:
     """An ``orders/create`` or ``orders/paid`` body as an :class:`Order`.
 
     Raises:
-        ValueError: unknown topic, or a missing or malformed id, currency, amount or date.
+        UnreadablePayload: no usable id, currency or total.
+        ValueError: ``topic`` is not an order topic (a caller's mistake, not the body's).
     """
     triggers = _order_triggers(topic)
-    payload = _require_object(payload, "order")
+    body = _body(payload, "order")
+    order_id = _required_id(body, "id", "order", MAX_ID_CHARS)
+    notes: list[str] = []
+    basket = _basket_fields(body, "order", order_id, notes)
+    occurred_at = _event_time(body, ("processed_at", "created_at"), "order", notes)
+    checkout_token = _token(body, "checkout_token", notes)
+    cart_token = _token(body, "cart_token", notes)
     return Order(
-        order_id=_required_id(payload.get("id"), "id", "order"),
+        order_id=order_id,
         triggers=triggers,
-        occurred_at=_order_time(payload),
-        **_basket_fields(payload, "order"),
-        page_url=_shop_origin(payload.get("order_status_url")),
-        is_test=payload.get("test") is True,
-        checkout_token=_text(payload.get("checkout_token")),
-        cart_token=_text(payload.get("cart_token")),
-        skip_reason=SKIP_REASONS_BY_SOURCE_NAME.get(_text(payload.get("source_name")) or ""),
+        occurred_at=occurred_at,
+        **basket,
+        page_url=_shop_origin(body.get("order_status_url")),
+        is_test=body.get("test") is True,
+        checkout_token=checkout_token,
+        cart_token=cart_token,
+        skip_reason=SKIP_REASONS_BY_SOURCE_NAME.get(text(body.get("source_name")) or ""),
+        notes=_unique(notes),
     )
 
 
@@ -87,14 +144,20 @@ def parse_checkout(payload: dict[str, Any]) -> Checkout:
     checkout with the shopper's details.
 
     Raises:
-        ValueError: a missing or malformed token, currency, amount or date.
+        UnreadablePayload: no usable token, currency or total.
     """
-    payload = _require_object(payload, "checkout")
+    body = _body(payload, "checkout")
+    token = _required_id(body, "token", "checkout", MAX_TOKEN_CHARS)
+    notes: list[str] = []
+    basket = _basket_fields(body, "checkout", token, notes)
+    occurred_at = _event_time(body, ("created_at", "updated_at"), "checkout", notes)
+    cart_token = _token(body, "cart_token", notes)
     return Checkout(
-        token=_required_id(payload.get("token"), "token", "checkout"),
-        cart_token=_text(payload.get("cart_token")),
-        occurred_at=_required_time(payload.get("created_at"), "created_at", "checkout"),
-        **_basket_fields(payload, "checkout"),
+        token=token,
+        cart_token=cart_token,
+        occurred_at=occurred_at,
+        **basket,
+        notes=_unique(notes),
     )
 
 
@@ -106,108 +169,237 @@ def _order_triggers(topic: str) -> frozenset[str]:
         raise ValueError(f"Shopify topic {topic!r} is not an order topic ({expected})") from None
 
 
-def _basket_fields(payload: dict[str, Any], kind: str) -> dict[str, Any]:
+def _basket_fields(
+    body: dict[str, Any], kind: str, resource_id: str, notes: list[str]
+) -> dict[str, Any]:
     """The fields orders and checkouts share, all money in one currency."""
-    currency = _basket_currency(payload, kind)
-    shop_currency = _currency_code(payload.get("currency"))
+    pricing, total = _pricing(body, kind, resource_id, notes)
+    subtotal = pricing.amount(body, "subtotal_price", notes)
+    if subtotal is None:
+        notes.append("'subtotal_price' is missing or unusable: the total is used as subtotal")
     return {
-        "currency": currency,
-        "total": _amount(payload, "total_price", currency, shop_currency, kind),
-        "subtotal": _amount(payload, "subtotal_price", currency, shop_currency, kind),
-        "items": _line_items(payload.get("line_items"), currency, shop_currency, kind),
-        "shopper": _shopper(payload),
-        "clicks": resolve_click_ids(*_click_candidates(payload)),
-        "click_candidates": _click_candidates(payload),
-        "referrer": _text(payload.get("referring_site")),
+        "currency": pricing.currency,
+        "total": total,
+        "subtotal": total if subtotal is None else subtotal,
+        "items": _line_items(body.get("line_items"), pricing, notes),
+        "shopper": _shopper(body),
+        "clicks": resolve_click_ids(*_click_candidates(body)),
+        "click_candidates": _click_candidates(body),
+        "referrer": text(body.get("referring_site")),
     }
 
 
-def _basket_currency(payload: dict[str, Any], kind: str) -> str:
-    """The presentment currency of the total when Shopify gives one, else the shop currency."""
-    presentment = _object(_object(payload.get("total_price_set")).get("presentment_money"))
-    currency = _currency_code(presentment.get("currency_code")) or _currency_code(
-        payload.get("currency")
+@dataclass(frozen=True)
+class _Pricing:
+    """The one currency every amount of an event is reported in, and how each is read.
+
+    ``rate`` turns a shop-currency amount into the presentment currency for an amount whose
+    presentment side is missing; it is None in shop-currency pricing, and None in
+    presentment pricing when Shopify gave no shop side of the total to derive it from.
+    """
+
+    currency: str
+    shop_currency: str | None
+    presentment: bool
+    rate: Decimal | None = None
+
+    def amount(self, container: dict[str, Any], field: str, notes: list[str]) -> Decimal | None:
+        """``field`` of ``container`` in :attr:`currency`, or None when it has none."""
+        if not self.presentment:
+            return _shop_side(container, field, self.shop_currency)
+        presented = _side(container, field, PRESENTMENT, self.currency)
+        if presented is not None:
+            return presented
+        shop = _shop_side(container, field, self.shop_currency)
+        if shop is None or self.rate is None:
+            return None
+        if self.rate != 1:
+            notes.append(
+                "an amount without 'presentment_money' was converted from the shop currency"
+                " at the order's own rate (total_price_set)"
+            )
+        return amount(shop * self.rate)
+
+    def lacks_rate_for(self, container: dict[str, Any], field: str) -> bool:
+        """Whether ``field`` only has a shop side, which this pricing cannot convert."""
+        return (
+            self.rate is None
+            and _side(container, field, PRESENTMENT, self.currency) is None
+            and _shop_side(container, field, self.shop_currency) is not None
+        )
+
+
+def _pricing(
+    body: dict[str, Any], kind: str, resource_id: str, notes: list[str]
+) -> tuple[_Pricing, Decimal]:
+    """How the event's amounts are read, and its total.
+
+    The presentment side of the total decides the currency. An amount that has only a shop
+    side is converted at the total's rate; when there is no rate (``total_price_set`` has no
+    shop side), the whole event is in the shop currency rather than mix two, unless there is
+    no shop currency or total to fall back to: then such an amount counts as missing.
+    """
+    total_set = as_object(body.get("total_price_set"))
+    shop_currency = currency_code(body.get("currency")) or currency_code(
+        as_object(total_set.get(SHOP)).get("currency_code")
     )
-    if currency is None:
-        raise _invalid(kind, "no currency: 'currency' is missing or not an ISO 4217 code")
-    return currency
+    shop_total = _shop_side(body, "total_price", shop_currency)
+    presentment = as_object(total_set.get(PRESENTMENT))
+    presentment_currency = currency_code(presentment.get("currency_code"))
+    presentment_total = amount(presentment.get("amount"))
+    if presentment_currency and presentment_total is not None:
+        pricing = _Pricing(
+            presentment_currency,
+            shop_currency,
+            presentment=True,
+            rate=_rate(
+                presentment_currency,
+                presentment_total,
+                shop_currency,
+                _side(body, "total_price", SHOP, shop_currency),
+            ),
+        )
+        if (
+            shop_currency is None
+            or shop_total is None
+            or not any(
+                pricing.lacks_rate_for(container, field) for container, field in _priced(body)
+            )
+        ):
+            return pricing, presentment_total
+        notes.append(
+            "some amounts have no 'presentment_money' and 'total_price_set' gives no rate:"
+            " every amount is in the shop currency"
+        )
+    elif presentment or currency_code(body.get("presentment_currency")) not in (
+        None,
+        shop_currency,
+    ):
+        notes.append(
+            "'total_price_set.presentment_money' is missing or unusable: every amount is in"
+            " the shop currency"
+        )
+    if shop_currency is None:
+        raise _unreadable(
+            kind, "no currency: 'currency' is missing or not an ISO 4217 code", resource_id
+        )
+    if shop_total is None:
+        raise _unreadable(
+            kind, "'total_price' is missing or not a finite, sane amount", resource_id
+        )
+    return _Pricing(shop_currency, shop_currency, presentment=False), shop_total
 
 
-def _amount(
-    container: dict[str, Any], field: str, currency: str, shop_currency: str | None, kind: str
-) -> Decimal:
-    """``field`` in ``currency``: from ``<field>_set`` when a side of it is in that currency,
-    else the plain shop-currency string when the shop currency is the one we report."""
-    money_set = _object(container.get(f"{field}_set"))
-    for side in _MONEY_SIDES:
-        money = _object(money_set.get(side))
-        if _currency_code(money.get("currency_code")) == currency:
-            return _decimal(money.get("amount"), f"{field}_set.{side}.amount", kind)
-    if currency == shop_currency and container.get(field) is not None:
-        return _decimal(container.get(field), field, kind)
-    raise _invalid(kind, f"'{field}' has no amount in the order currency {currency}")
+def _rate(
+    presentment_currency: str,
+    presentment_total: Decimal,
+    shop_currency: str | None,
+    shop_money_total: Decimal | None,
+) -> Decimal | None:
+    """Presentment units per shop unit, from the two sides Shopify gives of the order's own
+    total (``total_price_set``); None when it gives only one, or a shop side of 0."""
+    if presentment_currency == shop_currency:
+        return Decimal(1)
+    if not shop_money_total:
+        return None
+    return presentment_total / shop_money_total
 
 
-def _line_items(
-    value: object, currency: str, shop_currency: str | None, kind: str
-) -> tuple[LineItem, ...]:
+def _priced(body: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """Every amount an event reads besides the total: the subtotal and each line's price."""
+    lines = body.get("line_items")
+    return [(body, "subtotal_price")] + [
+        (line, "price")
+        for line in (lines if isinstance(lines, list) else ())
+        if isinstance(line, dict)
+    ]
+
+
+def _side(container: dict[str, Any], field: str, side: str, currency: str | None) -> Decimal | None:
+    """``<field>_set.<side>.amount`` when that side is in ``currency``."""
+    money = as_object(as_object(container.get(f"{field}_set")).get(side))
+    if currency is None or currency_code(money.get("currency_code")) != currency:
+        return None
+    return amount(money.get("amount"))
+
+
+def _shop_side(container: dict[str, Any], field: str, shop_currency: str | None) -> Decimal | None:
+    """The shop-currency amount: ``<field>_set.shop_money``, else the plain ``field``, which
+    Shopify gives in the shop currency."""
+    from_set = _side(container, field, SHOP, shop_currency)
+    return from_set if from_set is not None else amount(container.get(field))
+
+
+def _line_items(value: object, pricing: _Pricing, notes: list[str]) -> tuple[LineItem, ...]:
+    """The lines that can be reported; the others are left out with a note."""
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(line, dict) for line in value):
-        raise _invalid(kind, "'line_items' is not a list of objects")
-    return tuple(_line_item(line, currency, shop_currency, kind) for line in value)
+    if not isinstance(value, list):
+        notes.append("'line_items' is not a list: the event has no contents")
+        return ()
+    lines = (_line_item(line, pricing, notes) for line in value)
+    return tuple(line for line in lines if line is not None)
 
 
-def _line_item(
-    line: dict[str, Any], currency: str, shop_currency: str | None, kind: str
-) -> LineItem:
+def _line_item(line: object, pricing: _Pricing, notes: list[str]) -> LineItem | None:
+    if not isinstance(line, dict):
+        notes.append("a line item that is not an object was left out of contents")
+        return None
+    price = pricing.amount(line, "price", notes)
+    if price is None:
+        notes.append("a line item without a usable 'price' was left out of contents")
+        return None
+    count = quantity(line.get("quantity"))
+    if count is None:
+        notes.append(
+            "a line item whose 'quantity' is not a whole number from 0 was left out of contents"
+        )
+        return None
     return LineItem(
-        product_id=_optional_id(line.get("product_id")),
-        variant_id=_optional_id(line.get("variant_id")),
-        sku=_text(line.get("sku")),
-        name=_text(line.get("title")) or _text(line.get("name")),
-        price=_amount(line, "price", currency, shop_currency, kind),
-        quantity=_quantity(line.get("quantity"), kind),
-        brand=_text(line.get("vendor")),
+        product_id=identifier(line.get("product_id")),
+        variant_id=identifier(line.get("variant_id")),
+        sku=text(line.get("sku")),
+        name=text(line.get("title")) or text(line.get("name")),
+        price=price,
+        quantity=count,
+        brand=text(line.get("vendor")),
     )
 
 
-def _shopper(payload: dict[str, Any]) -> Shopper:
+def _shopper(body: dict[str, Any]) -> Shopper:
     """Who bought. Address fields all come from one address (billing, else shipping, else the
     customer's default) so a name is never paired with someone else's city."""
-    customer = _object(payload.get("customer"))
-    billing = _object(payload.get("billing_address"))
-    shipping = _object(payload.get("shipping_address"))
-    address = billing or shipping or _object(customer.get("default_address"))
-    client = _object(payload.get("client_details"))
+    customer = as_object(body.get("customer"))
+    billing = as_object(body.get("billing_address"))
+    shipping = as_object(body.get("shipping_address"))
+    address = billing or shipping or as_object(customer.get("default_address"))
+    client = as_object(body.get("client_details"))
     return Shopper(
-        email=_first_text(
-            payload.get("email"), payload.get("contact_email"), customer.get("email")
+        email=first_text(body.get("email"), body.get("contact_email"), customer.get("email")),
+        phone=first_text(
+            body.get("phone"), billing.get("phone"), shipping.get("phone"), customer.get("phone")
         ),
-        phone=_first_text(
-            payload.get("phone"), billing.get("phone"), shipping.get("phone"), customer.get("phone")
-        ),
-        customer_id=_optional_id(customer.get("id")),
-        first_name=_text(address.get("first_name")),
-        last_name=_text(address.get("last_name")),
-        zip_code=_text(address.get("zip")),
-        city=_text(address.get("city")),
-        state=_first_text(address.get("province_code"), address.get("province")),
-        country_code=_text(address.get("country_code")),
-        ip=_first_text(payload.get("browser_ip"), client.get("browser_ip")),
-        user_agent=_text(client.get("user_agent")),
-        locale=_text(payload.get("customer_locale")),
+        customer_id=identifier(customer.get("id")),
+        first_name=text(address.get("first_name")),
+        last_name=text(address.get("last_name")),
+        zip_code=text(address.get("zip")),
+        city=text(address.get("city")),
+        state=first_text(address.get("province_code"), address.get("province")),
+        country_code=text(address.get("country_code")),
+        ip=first_text(body.get("browser_ip"), client.get("browser_ip")),
+        user_agent=text(client.get("user_agent")),
+        locale=text(body.get("customer_locale")),
     )
 
 
-def _click_candidates(payload: dict[str, Any]) -> tuple[ClickIds, ClickIds]:
+def _click_candidates(body: dict[str, Any]) -> tuple[ClickIds, ClickIds]:
     """Cart attributes first (written by storefront code on purpose), then the landing page
     query string (best effort: it is the landing page of the session Shopify attributes).
     Stored click records go between the two (:func:`connector.clicks.with_stored_clicks`)."""
     from_attributes = click_ids_from_attributes(
-        _note_attributes(payload.get("note_attributes")), "note_attributes"
+        _note_attributes(body.get("note_attributes")), "note_attributes"
     )
-    landing_ttclid = ttclid_from_url(payload.get("landing_site"))
+    landing_ttclid = ttclid_from_url(body.get("landing_site"))
     from_landing = ClickIds(
         ttclid=landing_ttclid, source="landing_site" if landing_ttclid else None
     )
@@ -223,125 +415,78 @@ def _note_attributes(value: object) -> dict[str, Any]:
     return attributes
 
 
-def _order_time(payload: dict[str, Any]) -> datetime:
-    if payload.get("processed_at"):
-        return _required_time(payload["processed_at"], "processed_at", "order")
-    return _required_time(payload.get("created_at"), "created_at", "order")
+def _event_time(
+    body: dict[str, Any], fields: tuple[str, ...], kind: str, notes: list[str]
+) -> datetime:
+    """The first of ``fields`` with a UTC offset, as an aware UTC datetime.
+
+    Shopify always sends an offset, so a time without one is a guess: it is read as UTC only
+    when no field has an offset. With no usable time at all, the time the body is read (a
+    webhook arrives seconds after the order; the note says the time is approximate).
+    """
+    times = {field: iso_time(body.get(field)) for field in fields}
+    for position, field in enumerate(fields):
+        when = times[field]
+        if when is not None and when.tzinfo is not None:
+            notes.extend(
+                f"'{skipped}' is {_time_problem(body.get(skipped))}: the time is '{field}'"
+                for skipped in fields[:position]
+            )
+            return when
+    naive = next((field for field in fields if times[field] is not None), None)
+    if naive is not None:
+        notes.append(f"no time with a UTC offset: '{naive}' was read as UTC")
+        return times[naive].replace(tzinfo=UTC)
+    listed = " or ".join(f"'{field}'" for field in fields)
+    notes.append(f"no usable {listed}: the time the {kind} was read is used")
+    return datetime.now(UTC)
 
 
-def _required_time(value: object, field: str, kind: str) -> datetime:
-    """An aware UTC datetime. Shopify always sends an offset; a value without one is refused
-    rather than guessed, since a wrong guess shifts the event by hours."""
-    if not isinstance(value, str):
-        raise _invalid(kind, f"'{field}' is missing or not a string")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise _invalid(kind, f"'{field}' is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise _invalid(kind, f"'{field}' has no UTC offset")
-    return parsed.astimezone(UTC)
+def _time_problem(value: object) -> str:
+    if value is None or value == "":
+        return "missing"
+    return "not an ISO 8601 date-time with a UTC offset"
 
 
-def _decimal(value: object, field: str, kind: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _invalid(kind, f"'{field}' is missing or not a decimal string")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise _invalid(kind, f"'{field}' is not a decimal amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise _invalid(kind, f"'{field}' is not a finite, non-negative amount")
-    return amount
+def _token(body: dict[str, Any], field: str, notes: list[str]) -> str | None:
+    value = body.get(field)
+    if value is None or value == "":
+        return None
+    token = identifier(value)
+    if token is None:
+        notes.append(f"'{field}' is not a usable token: ignored")
+    return token
 
 
-def _quantity(value: object, kind: str) -> int:
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise _invalid(kind, "a line item 'quantity' is missing or not a whole number")
-
-
-def _required_id(value: object, field: str, kind: str) -> str:
-    ident = _optional_id(value)
+def _required_id(body: dict[str, Any], field: str, kind: str, max_chars: int) -> str:
+    ident = identifier(body.get(field), max_chars)
     if ident is None:
-        raise _invalid(kind, f"'{field}' is missing or not an integer or string id")
+        raise _unreadable(kind, f"'{field}' is missing or not an integer or string id", None)
     return ident
 
 
-def _optional_id(value: object) -> str | None:
-    """An id as a string, straight from ``int`` (exact at any size) or a string.
-
-    Floats are refused: a 64-bit id that went through a float has lost its last digits.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return _text(value)
-
-
-def _currency_code(value: object) -> str | None:
-    code = _text(value)
-    if code and len(code) == 3 and code.isascii() and code.isalpha():
-        return code.upper()
-    return None
-
-
-def _require_object(payload: object, kind: str) -> dict[str, Any]:
+def _body(payload: object, kind: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
-        raise _invalid(kind, "the body is not a JSON object")
+        raise _unreadable(kind, "the body is not a JSON object", None)
     return payload
 
 
-def _object(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+def _unreadable(kind: str, problem: str, resource_id: str | None) -> UnreadablePayload:
+    return UnreadablePayload(f"Shopify {kind} payload: {problem}", resource_id)
 
 
-def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
+def _unique(notes: list[str]) -> tuple[str, ...]:
+    """Each note once, in the order first said (three lines without a price: one note)."""
+    return tuple(dict.fromkeys(notes))
 
 
-def _first_text(*values: object) -> str | None:
-    return next((t for t in map(_text, values) if t), None)
-
-
-def _invalid(kind: str, problem: str) -> ValueError:
-    return ValueError(f"Shopify {kind} payload: {problem}")
-
-
-def _shop_origin(url: Any) -> str | None:
+def _shop_origin(url: object) -> str | None:
     """``https://host/`` of a URL, dropping a path and query that may hold access keys."""
-    parts = urlsplit(_text(url) or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return f"{parts.scheme}://{parts.hostname}/"
-
-
-CONVERSION_TOPICS = frozenset({*ORDER_TOPIC_TRIGGERS, "checkouts/create", "checkouts/update"})
-"""The topics that can become conversion events; every other one is acknowledged and ignored."""
-
-
-def read_webhook(topic: str, payload: dict[str, Any]) -> Order | Checkout | None:
-    """The order or checkout a verified conversion webhook means; None for other topics.
-
-    Raises :class:`~connector.events.UnreadablePayload` naming the field when the body cannot
-    be read, with the order id or checkout token when one is there.
-    """
-    if topic not in CONVERSION_TOPICS:
-        return None
     try:
-        if topic in ORDER_TOPIC_TRIGGERS:
-            return parse_order(payload, topic)
-        return parse_checkout(payload)
-    except ValueError as exc:
-        raise UnreadablePayload(str(exc), _resource_id(payload, topic)) from None
-
-
-def _resource_id(payload: dict[str, Any], topic: str) -> str | None:
-    """The order id or checkout token, when it can be read, to find the kept body by."""
-    value = payload.get("id" if topic in ORDER_TOPIC_TRIGGERS else "token")
-    if isinstance(value, bool) or not isinstance(value, int | str):
+        parts = urlsplit(text(url) or "")
+        host = parts.hostname
+    except ValueError:  # an invalid IPv6 host, for one
         return None
-    return str(value)[:255] or None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return f"{parts.scheme}://{host}/"

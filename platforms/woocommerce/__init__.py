@@ -12,6 +12,7 @@ from platforms.woocommerce.commands import add_woocommerce, check, connect_wooco
 from platforms.woocommerce.connect import PERIODIC_CHECK
 from platforms.woocommerce.panel import settings_panel
 from platforms.woocommerce.parse import read_webhook
+from platforms.woocommerce.reconcile import fetch_orders
 from platforms.woocommerce.settings import blueprint as settings_blueprint
 from platforms.woocommerce.webhooks import blueprint
 
@@ -28,5 +29,6 @@ PLATFORM = StorePlatform(
     signal_advice=SIGNAL_ADVICE,
     click_source_labels=CLICK_SOURCE_LABELS,
     read_webhook=read_webhook,
+    fetch_orders=fetch_orders,
     capture_sources=frozenset({"order_meta"}),
 )

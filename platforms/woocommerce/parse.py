@@ -6,27 +6,60 @@ collapse into one snapshot. We therefore decide from the snapshot's state, not f
 Field meanings are from the REST API v3 docs, "Order properties"
 (woocommerce/woocommerce-rest-api-docs, source/includes/wp-api-v3/_orders.md):
 
-* ``status``: pending, processing, on-hold, completed, cancelled, refunded, failed, trash.
+* ``status``: pending, processing, on-hold, completed, cancelled, refunded, failed, trash
+  (and any status a plugin registers).
 * ``date_created_gmt`` / ``date_paid_gmt``: "as GMT", ISO 8601 *without* an offset
   (``"2017-03-22T19:28:02"``); ``date_created`` is in the site's timezone, which the body does
   not state.
-* ``total`` ("Grand total") and line ``subtotal`` are strings; line ``price`` is a number.
+* ``total`` ("Grand total") and line ``subtotal`` are strings; line ``price`` is a number;
+  line ``quantity`` is an integer.
 * ``customer_id``: "User ID who owns the order. 0 for guests."
 * ``customer_ip_address``, ``customer_user_agent``: the shopper's browser at checkout.
 * ``meta_data [{id, key, value}]``: where checkout code stores a ``_ttclid`` / ``_ttp``.
 
-Errors are :class:`ValueError` with messages that name the field, never a value.
+What varies legitimately, and how it is read: leniently, with a parse note on the event in
+words a merchant can read (naming the field, never a value). WooCommerce never retries a
+refused delivery and disables the webhook after a run of them (``WC_Webhook::failed_delivery``,
+woocommerce/woocommerce, includes/class-wc-webhook.php), so a refusal loses this order and
+risks every later one.
+
+* Paid or not is decided first, from ``status`` and ``date_paid_gmt`` alone: an unpaid order
+  (pending, on-hold, cancelled...) is ignored whatever its other fields hold, since a later
+  snapshot brings it in once paid.
+* Extensions send a quantity as ``"2"`` or ``2.0``: read as the whole number it is. A line
+  whose quantity is not a whole number from 0 (unit-of-measure plugins sell ``1.5``), or that
+  has neither a usable ``price`` nor a ``subtotal`` to derive one from, is left out of
+  ``contents`` and the order is still sent; the order subtotal adds up the lines kept.
+* Without ``date_created_gmt``, ``date_created`` is read as UTC (a few hours off rather than
+  the purchase dropped); without either, the time the body is read.
+
+A paid order is unreadable (:class:`~connector.events.UnreadablePayload`, kept by the webhook
+for ``events reprocess``) only without an id, a currency or a total; any order is when its
+``status`` is missing and no payment date says it is paid.
 """
 
 from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from connector.clicks import click_ids_from_attributes
 from connector.events import ClickIds, LineItem, Order, Shopper, UnreadablePayload
+from connector.lenient import (
+    MAX_ID_CHARS,
+    amount,
+    as_object,
+    currency_code,
+    identifier,
+    iso_time,
+    quantity,
+    text,
+)
+
+ORDER_TOPICS = frozenset({"order.created", "order.updated"})
+"""The topics that can become purchases; every other one is acknowledged and ignored."""
 
 PAID_STATUSES = frozenset({"processing", "completed"})
 """Statuses WooCommerce gives an order once payment is complete."""
@@ -38,6 +71,22 @@ ORDER_TRIGGERS_WHEN_PAID = frozenset({"created", "paid"})
 """A paid WooCommerce order is both moments at once: there is no separate "paid" webhook."""
 
 
+def read_webhook(topic: str, payload: dict[str, Any]) -> Order | None:
+    """The paid order a verified webhook means; None for other topics and unpaid orders.
+
+    Raises:
+        UnreadablePayload: the order is paid but has no usable id, currency or total, or
+            its status is missing and nothing says it was paid; the reason names the field,
+            with the order id when it could be read.
+    """
+    if topic not in ORDER_TOPICS:
+        return None
+    body = _body(payload)
+    if not _is_paid_order(body):
+        return None
+    return parse_order(body)
+
+
 def parse_order(payload: dict[str, Any]) -> Order:
     """An order webhook body as an :class:`Order`.
 
@@ -45,21 +94,34 @@ def parse_order(payload: dict[str, Any]) -> Order:
     the caller ignores it, and a later ``order.updated`` snapshot brings it in once paid.
 
     Raises:
-        ValueError: a missing or malformed id, status, currency, amount or date.
+        UnreadablePayload: no usable id, currency or total, or no status to tell whether the
+            order is paid.
     """
-    if not isinstance(payload, dict):
-        raise _invalid("the body is not a JSON object")
-    items = _line_items(payload.get("line_items"))
+    body = _body(payload)
+    triggers = ORDER_TRIGGERS_WHEN_PAID if _is_paid_order(body) else frozenset()
+    order_id = _order_id(body)
+    if order_id is None:
+        raise _unreadable("'id' is missing or not a positive integer", None)
+    currency = currency_code(body.get("currency"))
+    if currency is None:
+        raise _unreadable("no currency: 'currency' is missing or not an ISO 4217 code", order_id)
+    total = amount(body.get("total"))
+    if total is None:
+        raise _unreadable("'total' is missing or not a finite, sane amount", order_id)
+    notes = _status_notes(body)
+    items, subtotal = _line_items(body.get("line_items"), total, notes)
+    occurred_at = _created_at(body, notes)
     return Order(
-        order_id=_required_id(payload.get("id")),
-        triggers=_triggers(payload),
-        occurred_at=_created_at(payload),
-        currency=_currency(payload.get("currency")),
-        total=_decimal(payload.get("total"), "total"),
-        subtotal=sum((subtotal for _, subtotal in items), Decimal("0")),
-        items=tuple(item for item, _ in items),
-        shopper=_shopper(payload),
-        clicks=_clicks(payload.get("meta_data")),
+        order_id=order_id,
+        triggers=triggers,
+        occurred_at=occurred_at,
+        currency=currency,
+        total=total,
+        subtotal=subtotal,
+        items=items,
+        shopper=_shopper(body),
+        clicks=_clicks(body.get("meta_data")),
+        notes=tuple(dict.fromkeys(notes)),
     )
 
 
@@ -68,96 +130,139 @@ def is_paid(status: str, date_paid_gmt: object) -> bool:
     since cancelled, failed, refunded or trashed (an on-hold order can carry one)."""
     if status in PAID_STATUSES:
         return True
-    return bool(date_paid_gmt) and status not in UNPAID_FINAL_STATUSES
+    return text(date_paid_gmt) is not None and status not in UNPAID_FINAL_STATUSES
 
 
-def _triggers(payload: dict[str, Any]) -> frozenset[str]:
-    status = payload.get("status")
-    if not isinstance(status, str) or not status.strip():
-        raise _invalid("'status' is missing")
-    return (
-        ORDER_TRIGGERS_WHEN_PAID
-        if is_paid(status.strip(), payload.get("date_paid_gmt"))
-        else frozenset()
-    )
+def _is_paid_order(body: dict[str, Any]) -> bool:
+    """:func:`is_paid` for a body; without a status, a payment date alone says paid.
+
+    Raises:
+        UnreadablePayload: no status and no payment date: whether to send it cannot be told,
+            so the body is kept rather than guessed either way.
+    """
+    status = text(body.get("status"))
+    if status is None and text(body.get("date_paid_gmt")) is None:
+        raise _unreadable(
+            "'status' is missing and there is no 'date_paid_gmt': whether the order is paid"
+            " cannot be told",
+            _order_id(body),
+        )
+    return is_paid(status or "", body.get("date_paid_gmt"))
 
 
-def _created_at(payload: dict[str, Any]) -> datetime:
+def _status_notes(body: dict[str, Any]) -> list[str]:
+    if text(body.get("status")) is None:
+        return ["'status' is missing: the order counts as paid because 'date_paid_gmt' is set"]
+    return []
+
+
+def _created_at(body: dict[str, Any], notes: list[str]) -> datetime:
     """``date_created_gmt``; else ``date_created``, read as UTC too: the body does not give the
     site's timezone, and a few hours off is better than dropping the purchase."""
-    if payload.get("date_created_gmt"):
-        return _utc_time(payload["date_created_gmt"], "date_created_gmt")
-    if payload.get("date_created"):
-        return _utc_time(payload["date_created"], "date_created")
-    raise _invalid("'date_created_gmt' is missing")
+    gmt = iso_time(body.get("date_created_gmt"))
+    if gmt is not None:
+        return gmt.replace(tzinfo=UTC) if gmt.tzinfo is None else gmt
+    local = iso_time(body.get("date_created"))
+    if local is not None and local.tzinfo is not None:
+        return local
+    if local is not None:
+        notes.append(
+            "'date_created_gmt' is missing or unusable: 'date_created', the site's local time,"
+            " was read as UTC"
+        )
+        return local.replace(tzinfo=UTC)
+    notes.append(
+        "no usable 'date_created_gmt' or 'date_created': the time the order was read is used"
+    )
+    return datetime.now(UTC)
 
 
-def _utc_time(value: object, field: str) -> datetime:
-    if not isinstance(value, str):
-        raise _invalid(f"'{field}' is not a string")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise _invalid(f"'{field}' is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _line_items(value: object) -> list[tuple[LineItem, Decimal]]:
-    """Each line with its ``subtotal`` (before discounts, without tax), which the order
-    subtotal adds up: the body has no order-level subtotal field."""
+def _line_items(
+    value: object, total: Decimal, notes: list[str]
+) -> tuple[tuple[LineItem, ...], Decimal]:
+    """The lines that can be reported, and the order subtotal: the sum of their
+    ``subtotal`` (before discounts, without tax), since the body has no order-level one."""
     if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(line, dict) for line in value):
-        raise _invalid("'line_items' is not a list of objects")
-    return [_line_item(line) for line in value]
+        return (), Decimal(0)
+    if not isinstance(value, list):
+        notes.append("'line_items' is not a list: the event has no contents")
+        return (), Decimal(0)
+    lines = [line for line in (_line_item(line, notes) for line in value) if line is not None]
+    subtotal = amount(sum((line_subtotal for _, line_subtotal in lines), Decimal(0)))
+    if subtotal is None:
+        notes.append("the line items' subtotals do not add up to a sane amount: the total is used")
+        subtotal = total
+    return tuple(item for item, _ in lines), subtotal
 
 
-def _line_item(line: dict[str, Any]) -> tuple[LineItem, Decimal]:
-    subtotal = _decimal(line.get("subtotal"), "line_items[].subtotal")
-    quantity = _quantity(line.get("quantity"))
+def _line_item(line: object, notes: list[str]) -> tuple[LineItem, Decimal] | None:
+    """A line with its subtotal, or None (and a note) when it cannot be reported."""
+    if not isinstance(line, dict):
+        notes.append("a line item that is not an object was left out of contents")
+        return None
+    count = quantity(line.get("quantity"))
+    if count is None:
+        notes.append(
+            "a line item whose 'quantity' is not a whole number from 0 was left out of contents"
+        )
+        return None
+    subtotal = amount(line.get("subtotal"))
+    price = _line_price(line.get("price"), subtotal, count, notes)
+    if price is None:
+        notes.append("a line item without a usable 'price' or 'subtotal' was left out of contents")
+        return None
+    if subtotal is None:
+        subtotal = amount(price * count)
+        if subtotal is None:
+            notes.append("a line item whose price times quantity is not sane was left out")
+            return None
+        notes.append("a line item without a usable 'subtotal' counts as price times quantity")
     item = LineItem(
-        product_id=_optional_id(line.get("product_id")),
-        variant_id=_optional_id(line.get("variation_id")),
-        sku=_text(line.get("sku")),
+        product_id=_positive_id(line.get("product_id")),
+        variant_id=_positive_id(line.get("variation_id")),
+        sku=text(line.get("sku")),
         name=_name(line.get("name")),
-        price=_line_price(line.get("price"), subtotal, quantity),
-        quantity=quantity,
+        price=price,
+        quantity=count,
     )
     return item, subtotal
 
 
-def _line_price(price: object, subtotal: Decimal, quantity: int) -> Decimal:
+def _line_price(
+    value: object, subtotal: Decimal | None, count: int, notes: list[str]
+) -> Decimal | None:
     """The unit price: ``price`` (a JSON number, read through its shortest text form so 12.99
     stays 12.99), else ``subtotal / quantity``."""
-    if price is not None and price != "":
-        return _decimal(price, "line_items[].price")
-    if quantity > 0:
-        return subtotal / quantity
-    raise _invalid("a line item has neither 'price' nor a positive 'quantity'")
+    price = amount(value)
+    if price is not None:
+        return price
+    if value is not None and value != "":
+        notes.append("a line item's 'price' is unusable: its subtotal over quantity is used")
+    if subtotal is None or count == 0:
+        return None
+    return amount(subtotal / count)
 
 
 def _name(value: object) -> str | None:
     """Product names come HTML-escaped from the REST API (``"Ship Your Idea &ndash; ..."``)."""
-    text = _text(value)
-    return html.unescape(text) if text else None
+    name = text(value)
+    return html.unescape(name) if name else None
 
 
-def _shopper(payload: dict[str, Any]) -> Shopper:
-    billing = payload.get("billing") if isinstance(payload.get("billing"), dict) else {}
+def _shopper(body: dict[str, Any]) -> Shopper:
+    billing = as_object(body.get("billing"))
     return Shopper(
-        email=_text(billing.get("email")),
-        phone=_text(billing.get("phone")),
-        customer_id=_optional_id(payload.get("customer_id")),
-        first_name=_text(billing.get("first_name")),
-        last_name=_text(billing.get("last_name")),
-        zip_code=_text(billing.get("postcode")),
-        city=_text(billing.get("city")),
-        state=_text(billing.get("state")),
-        country_code=_text(billing.get("country")),
-        ip=_text(payload.get("customer_ip_address")),
-        user_agent=_text(payload.get("customer_user_agent")),
+        email=text(billing.get("email")),
+        phone=text(billing.get("phone")),
+        customer_id=_positive_id(body.get("customer_id")),
+        first_name=text(billing.get("first_name")),
+        last_name=text(billing.get("last_name")),
+        zip_code=text(billing.get("postcode")),
+        city=text(billing.get("city")),
+        state=text(billing.get("state")),
+        country_code=text(billing.get("country")),
+        ip=text(body.get("customer_ip_address")),
+        user_agent=text(body.get("customer_user_agent")),
     )
 
 
@@ -170,80 +275,24 @@ def _clicks(meta_data: object) -> ClickIds:
     return click_ids_from_attributes(meta, "order_meta")
 
 
-def _decimal(value: object, field: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _invalid(f"'{field}' is missing or not a decimal amount")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise _invalid(f"'{field}' is not a decimal amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise _invalid(f"'{field}' is not a finite, non-negative amount")
-    return amount
+def _order_id(body: dict[str, Any]) -> str | None:
+    return _positive_id(body.get("id"))
 
 
-def _quantity(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise _invalid("a line item 'quantity' is missing or not a whole number")
-
-
-def _currency(value: object) -> str:
-    code = _text(value)
-    if code and len(code) == 3 and code.isascii() and code.isalpha():
-        return code.upper()
-    raise _invalid("no currency: 'currency' is missing or not an ISO 4217 code")
-
-
-def _required_id(value: object) -> str:
-    ident = _optional_id(value)
-    if ident is None:
-        raise _invalid("'id' is missing or not a positive integer")
-    return ident
-
-
-def _optional_id(value: object) -> str | None:
+def _positive_id(value: object) -> str | None:
     """A positive integer id as a string; 0 (WooCommerce's "none": guest customer, simple
     product without variation, deleted product) and anything else give None."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return str(value)
-    return None
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _invalid(problem: str) -> ValueError:
-    return ValueError(f"WooCommerce order payload: {problem}")
-
-
-ORDER_TOPICS = frozenset({"order.created", "order.updated"})
-"""The topics that can become purchases; every other one is acknowledged and ignored."""
-
-
-def read_webhook(topic: str, payload: dict[str, Any]) -> Order | None:
-    """The paid order a verified webhook means; None for other topics and unpaid orders.
-
-    Raises :class:`~connector.events.UnreadablePayload` naming the field when the body cannot
-    be read, with the order id when one is there.
-    """
-    if topic not in ORDER_TOPICS:
+    ident = identifier(value, MAX_ID_CHARS)
+    if ident is None or not (ident.isascii() and ident.isdigit()) or int(ident) == 0:
         return None
-    try:
-        order = parse_order(payload)
-    except ValueError as exc:
-        raise UnreadablePayload(str(exc), _resource_id(payload)) from None
-    return order if order.triggers else None
+    return str(int(ident))
 
 
-def _resource_id(payload: dict[str, Any]) -> str | None:
-    """The order id, when it can be read, to find the kept body by."""
-    value = payload.get("id")
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return None
-    return str(value)[:255] or None
+def _body(payload: object) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise _unreadable("the body is not a JSON object", None)
+    return payload
+
+
+def _unreadable(problem: str, resource_id: str | None) -> UnreadablePayload:
+    return UnreadablePayload(f"WooCommerce order payload: {problem}", resource_id)

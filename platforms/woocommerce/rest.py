@@ -1,4 +1,5 @@
-"""A small client for the part of WooCommerce's REST API v3 we use: webhooks.
+"""A small client for the part of WooCommerce's REST API v3 we use: webhooks, and the order
+list reconciliation reads (:mod:`platforms.woocommerce.reconcile`).
 
 What it relies on, from WooCommerce's own code and docs:
 
@@ -96,6 +97,14 @@ class WooCommerceClient:
         """``PUT /webhooks/<id>``: WooCommerce changes the fields given, keeps the others."""
         return self._object(self._call("PUT", f"/webhooks/{int(webhook_id)}", json=fields))
 
+    def orders_page(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """One page of ``GET /orders`` with ``params``, and the number of pages there are."""
+        response = self._call("GET", "/orders", params=params)
+        batch = self._json(response, "/orders")
+        if not isinstance(batch, list) or not all(isinstance(o, dict) for o in batch):
+            raise self._not_woocommerce("the order list is not a JSON list", "/orders")
+        return batch, _total_pages(response)
+
     # -- transport and errors ------------------------------------------------------------------
 
     def _call(
@@ -127,10 +136,10 @@ class WooCommerceClient:
                 "redirect",
             )
         if response.status_code >= 400:
-            raise self._error(response)
+            raise self._error(response, path)
         return response
 
-    def _error(self, response: requests.Response) -> RestError:
+    def _error(self, response: requests.Response, path: str) -> RestError:
         body = _json_or_none(response)
         if not isinstance(body, dict) or not isinstance(body.get("code"), str):
             if response.status_code >= 500:
@@ -139,7 +148,9 @@ class WooCommerceClient:
                     " (a PHP error, or its host is down); try again later",
                     "server-error",
                 )
-            return self._not_woocommerce(f"HTTP {response.status_code} without a WordPress error")
+            return self._not_woocommerce(
+                f"HTTP {response.status_code} without a WordPress error", path
+            )
         code, message = body["code"], str(body.get("message", "")).strip()
         if code == "rest_no_route":
             return RestError(
@@ -163,11 +174,11 @@ class WooCommerceClient:
             return " (over plain HTTP WooCommerce only accepts OAuth 1.0a signatures: use https://)"
         return ""
 
-    def _json(self, response: requests.Response) -> Any:
+    def _json(self, response: requests.Response, path: str = "/webhooks") -> Any:
         body = _json_or_none(response)
         if body is None:
             content_type = response.headers.get("Content-Type", "no content type")
-            raise self._not_woocommerce(f"HTTP {response.status_code} with {content_type}")
+            raise self._not_woocommerce(f"HTTP {response.status_code} with {content_type}", path)
         return body
 
     def _object(self, response: requests.Response) -> dict[str, Any]:
@@ -176,10 +187,11 @@ class WooCommerceClient:
             raise self._not_woocommerce("the answer is not a webhook")
         return body
 
-    def _not_woocommerce(self, what: str) -> RestError:
+    def _not_woocommerce(self, what: str, path: str = "/webhooks") -> RestError:
+        collection = path.strip("/").split("/")[0]
         return RestError(
             f"{self.store_url} does not look like a WooCommerce store ({what} at"
-            f" {API_PATH}/webhooks)",
+            f" {API_PATH}/{collection})",
             "not-woocommerce",
         )
 

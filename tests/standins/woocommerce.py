@@ -38,6 +38,16 @@ Evidence used (W# tags are cited in comments below):
       FILTER_VALIDATE_URL).
   W7  shared/reference/shopify-woocommerce.md section 6: the data store's update pings an
       active webhook whose pending_delivery is still set (its creation ping failed).
+  W8  includes/rest-api/Controllers/Version3/class-wc-rest-crud-controller.php
+      get_collection_params (page >= 1; per_page 1..100, default 10; order asc|desc, default
+      desc; orderby date|id|include|title|slug|modified) and the orders controller
+      (modified_after / modified_before, date-time; dates_are_gmt, boolean, default false:
+      the dates are then compared with the site's local times); get_items' X-WP-Total and
+      X-WP-TotalPages headers, and an empty list past the last page; its permission check
+      woocommerce_rest_cannot_view "Sorry, you cannot list resources." (401 anonymous).
+      WordPress's rest_validate_request_arg: 400 rest_invalid_param "Invalid parameter(s): X"
+      with data.params {X: reason}, "Invalid date." for a date-time that rest_parse_date
+      refuses, "X is not of type boolean.", enums "X is not one of a, b, and c.".
 
 Decided here, not confirmed by a source:
   - Served over plain HTTP yet taking Basic credentials, like a store behind a proxy that ends
@@ -48,7 +58,11 @@ Decided here, not confirmed by a source:
     and rest_invalid_json, as recalled from WP_REST_Server / WP_REST_Request.
   - FILTER_VALIDATE_URL is approximated: a host of letters, digits, dots and dashes (or an IP),
     no spaces or control characters.
-  - The site's timezone is UTC, so date_created equals date_created_gmt.
+  - The site's timezone is UTC, so date_created equals date_created_gmt; orders' date_modified
+    follows ``site_offset`` (UTC by default) so a test can show dates_are_gmt matters.
+  - The order list refuses query parameters it does not model, with rest_invalid_param. Real
+    WordPress ignores unknown ones; refusing them makes a misspelt filter fail a test instead
+    of silently listing every order. Among equal sort keys, lower ids come first.
 """
 
 from __future__ import annotations
@@ -61,9 +75,10 @@ import math
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -210,6 +225,9 @@ class WooCommerceStandIn:
         self.deliveries: list[Delivery] = []
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, key used
         self.woocommerce_active = True
+        self._orders: dict[int, dict[str, Any]] = {}
+        self.site_offset = timedelta(0)
+        self.on_orders_page: Callable[[int], None] | None = None
         self._app = self._build_app()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -248,6 +266,9 @@ class WooCommerceStandIn:
             self.deliveries.clear()
             self.requests.clear()
             self.woocommerce_active = True
+            self._orders.clear()
+            self.site_offset = timedelta(0)
+            self.on_orders_page = None
 
     # -- what tests set and read -----------------------------------------------------------
 
@@ -307,6 +328,64 @@ class WooCommerceStandIn:
                 if w.topic == topic and w.status == "active"
             ]
         return [self._deliver(webhook, payload) for webhook in targets]
+
+    # -- orders -------------------------------------------------------------------------------
+
+    def put_order(
+        self, payload: dict[str, Any], *, modified: datetime | None = None
+    ) -> dict[str, Any]:
+        """Save an order (checkout, a status change in wp-admin...): it is stored as given,
+        with its modification time set to now (or ``modified``, aware UTC); returns the copy
+        WooCommerce would serve."""
+        moment = (modified or _now()).astimezone(UTC).replace(microsecond=0)
+        stored = deepcopy(payload)
+        stored["date_modified_gmt"] = _wp_date(moment)
+        stored["date_modified"] = _wp_date(moment + self.site_offset)
+        with self._lock:
+            self._orders[int(stored["id"])] = stored
+        return deepcopy(stored)
+
+    def place_order(self, payload: dict[str, Any], topic: str = "order.created") -> list[Delivery]:
+        """Save an order and fire ``topic``: what a checkout does (deliveries returned)."""
+        return self.trigger(topic, self.put_order(payload))
+
+    def orders(self) -> list[dict[str, Any]]:
+        """Copies of every stored order, by id."""
+        with self._lock:
+            return [deepcopy(self._orders[key]) for key in sorted(self._orders)]
+
+    def _list_orders(self, caller: _Caller) -> Response:
+        """W8: ``GET /orders`` with the parameters reconciliation uses, validated first."""
+        params = _params()
+        for name in params:
+            if name not in ORDER_LIST_PARAMS:
+                raise _invalid_param(name, f"{name} is not a parameter this stand-in models.")
+        per_page = _int_param(params, "per_page", 10, minimum=1, maximum=PER_PAGE_MAX)
+        page = _int_param(params, "page", 1, minimum=1)
+        order = _enum_param(params, "order", ("asc", "desc"), "desc")
+        orderby = _enum_param(params, "orderby", ORDERBY, "date")
+        if orderby not in ORDER_SORT_KEYS:
+            raise _invalid_param("orderby", f"orderby {orderby} is not modelled here.")
+        gmt = _bool_param(params, "dates_are_gmt", default=False)
+        after = _date_param(params, "modified_after")
+        before = _date_param(params, "modified_before")
+        _require_caller(caller, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+        column = "date_modified_gmt" if gmt else "date_modified"
+        with self._lock:
+            chosen = [
+                deepcopy(o)
+                for o in self._orders.values()
+                if (after is None or _order_date(o, column) > after)
+                and (before is None or _order_date(o, column) < before)
+            ]
+        chosen.sort(key=ORDER_SORT_KEYS[orderby], reverse=order == "desc")
+        start = (page - 1) * per_page
+        response = _json_response(chosen[start : start + per_page], 200)
+        response.headers["X-WP-Total"] = str(len(chosen))
+        response.headers["X-WP-TotalPages"] = str(math.ceil(len(chosen) / per_page))
+        if self.on_orders_page is not None:
+            self.on_orders_page(page)
+        return response
 
     # -- outbound ----------------------------------------------------------------------------
 
@@ -397,6 +476,8 @@ class WooCommerceStandIn:
         caller = self._authenticate()
         with self._lock:
             self.requests.append((request.method, route, caller.key))
+        if route == "/wc/v3/orders" and request.method == "GET" and self.woocommerce_active:
+            return self._list_orders(caller)
         match = re.fullmatch(r"/wc/v3/webhooks(?:/(\d+))?", route)
         method = request.method
         if not self.woocommerce_active or match is None or method not in ("GET", "POST", "PUT"):
@@ -673,3 +754,55 @@ def _now() -> datetime:
 
 def _wp_date(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# -- the order list (W8) ------------------------------------------------------------------------
+
+ORDER_LIST_PARAMS = frozenset(
+    {"page", "per_page", "order", "orderby", "modified_after", "modified_before", "dates_are_gmt"}
+)
+ORDERBY = ("date", "id", "include", "title", "slug", "modified")
+ORDER_SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "date": lambda o: (o.get("date_created_gmt") or "", o["id"]),
+    "id": lambda o: o["id"],
+    "modified": lambda o: (o["date_modified_gmt"], o["id"]),
+}
+WP_DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}(?::\d{2})?)?"
+)
+
+
+def _enum_param(params: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = params.get(name, default)
+    if value not in allowed:
+        choices = ", ".join(allowed[:-1]) + f", and {allowed[-1]}"
+        raise _invalid_param(name, f"{name} is not one of {choices}.")
+    return value
+
+
+def _bool_param(params: dict[str, Any], name: str, *, default: bool) -> bool:
+    """WordPress's rest_is_boolean: true, false, "true", "false", "1", "0" (any case)."""
+    value = params.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1"):
+        return True
+    if str(value).lower() in ("false", "0"):
+        return False
+    raise _invalid_param(name, f"{name} is not of type boolean.")
+
+
+def _date_param(params: dict[str, Any], name: str) -> datetime | None:
+    """A date-time as rest_parse_date reads it; without an offset it is taken as written (in
+    the zone of the column it is compared with)."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not WP_DATE.fullmatch(value):
+        raise _invalid_param(name, "Invalid date.")
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _order_date(order: dict[str, Any], column: str) -> datetime:
+    return datetime.fromisoformat(order[column])

@@ -23,6 +23,7 @@ from connector.mapping import (
     EventOptions,
 )
 from connector.models import Destination, Event, EventStatus, utcnow
+from connector.reconcile import ReconcileStatus, reconciliation_status
 from connector.replay import REPLAYABLE, replay_events
 from connector.stores import StoreError, find_destination, set_destination
 from connector.testevent import send_test_event
@@ -62,7 +63,21 @@ class StoreStatus:
 @blueprint.get("/")
 def status(store_id: str) -> str:
     """Is the connector doing its job for this store, and if not, what to do."""
-    return render_merchant("merchant/status.html", status=_store_status(store_id))
+    return render_merchant(
+        "merchant/status.html",
+        status=_store_status(store_id),
+        reconciliation=_reconciliation(store_id),
+        reconcile_every=services().settings.reconcile_interval_seconds,
+    )
+
+
+def _reconciliation(store_id: str) -> ReconcileStatus | None:
+    """What reading orders back from the store recovered; None when its platform cannot."""
+    platform = current_app.extensions[PLATFORMS_KEY].get(g.store.platform)
+    if platform is None or platform.fetch_orders is None:
+        return None
+    with services().db.session() as session:
+        return reconciliation_status(session, store_id)
 
 
 def _store_status(store_id: str) -> StoreStatus:
