@@ -46,6 +46,9 @@ class Settings:
     shopify_api_key: str | None = None
     shopify_api_secret: str | None = None
     shopify_scopes: str = "read_orders,write_pixels,read_customer_events"
+    # ``https://{shop}`` unless set: a template such as ``http://127.0.0.1:8123/{shop}`` sends
+    # every Shopify call to a stand-in (tests only; see platforms.shopify.tokens).
+    shopify_admin_base_url: str | None = None
     port: int = 8000
     max_webhook_bytes: int = 1024 * 1024
     batch_size: int = 500
@@ -101,6 +104,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         shopify_api_key=env.get("SHOPIFY_API_KEY") or None,
         shopify_api_secret=env.get("SHOPIFY_API_SECRET") or None,
         shopify_scopes=env.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,
+        shopify_admin_base_url=env.get("SHOPIFY_ADMIN_BASE_URL") or None,
         port=port,
         batch_size=min(_int(env, "TIKTOK_BATCH_SIZE", 500), 1000),
         sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", 15.0),

@@ -6,7 +6,7 @@ from connector.plugins import PeriodicTask, StorePlatform
 from platforms.shopify.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE
 from platforms.shopify.commands import add_shopify, shopify_pixel
 from platforms.shopify.custom_pixel import custom_pixel_panel
-from platforms.shopify.install import app_bridge_head
+from platforms.shopify.install import REMOVE_DUPLICATE_WEBHOOKS, app_bridge_head
 from platforms.shopify.install import blueprint as install_blueprint
 from platforms.shopify.webhooks import blueprint, read_kept_webhook
 
@@ -17,7 +17,10 @@ PLATFORM = StorePlatform(
     name="shopify",
     blueprint=blueprint,
     commands=(add_shopify, shopify_pixel),
-    periodic=(PeriodicTask("purge-click-records", 3600.0, purge_expired_click_records),),
+    periodic=(
+        PeriodicTask("purge-click-records", 3600.0, purge_expired_click_records),
+        REMOVE_DUPLICATE_WEBHOOKS,
+    ),
     settings_panel=custom_pixel_panel,
     embedded_head=app_bridge_head,
     signal_advice=SIGNAL_ADVICE,

@@ -1,14 +1,20 @@
-"""The GraphQL Admin API calls the app makes: webhook subscriptions, Web Pixel activation and
-the shop's primary domain.
+"""The GraphQL Admin API calls the app makes: removing shop-specific webhook subscriptions,
+Web Pixel activation, the shop's primary domain, and the raw call reconciliation pages with.
 
 New public apps must use the GraphQL Admin API only (since 2025-04-01). A call is
-``POST {admin}/admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``. From
-API 2025-10 ``webhookSubscriptionCreate`` takes the destination as ``uri`` (``callbackUrl``
-is deprecated; https://shopify.dev/changelog/consolidate-webhook-graphql-surfaces), and
-answers ``{webhookSubscription {id}, userErrors {field message}}``
-(https://shopify.dev/docs/api/admin-graphql/2025-10/mutations/webhookSubscriptionCreate).
-The call uses ``requests`` rather than ``shopify.GraphQL``, which reads the shop and token
-from class-level state shared by every thread.
+``POST {admin}/admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``. The call
+uses ``requests`` rather than ``shopify.GraphQL``, which reads the shop and token from
+class-level state shared by every thread.
+
+Webhooks are app-specific: ``shopify.app.toml`` subscribes every topic for every shop, the
+one mechanism that can also carry the mandatory privacy topics ("We recommend app-specific
+webhooks for most apps", https://shopify.dev/docs/apps/build/webhooks/subscribe). Installs
+made before that subscribed the same topics per shop through ``webhookSubscriptionCreate``,
+so Shopify delivered each event twice; :func:`remove_shop_webhooks` deletes those. The
+``webhookSubscriptions`` query "returns webhook subscriptions created via the API for this
+shop, not including app-scoped subscriptions configured via TOML files"
+(https://shopify.dev/docs/api/admin-graphql/2025-10/queries/webhookSubscriptions), so what it
+lists for our topics is exactly the duplicate, and the TOML's subscriptions cannot be touched.
 
 A 401 means the token expired or was revoked: the token is refreshed once and the call
 repeated (:func:`platforms.shopify.tokens.access_token` with ``force_refresh``).
@@ -28,27 +34,46 @@ from platforms.shopify.tokens import access_token
 
 logger = logging.getLogger(__name__)
 
-API_VERSION = "2025-10"
+API_VERSION = "2026-10"
+"""The one Shopify API version of the app, everywhere: Admin API calls here, ``[webhooks]
+api_version`` in ``shopify.app.toml`` (the payload version of every webhook) and
+``api_version`` of the Web Pixel's ``shopify.extension.toml``; a test checks the TOML files
+say the same. Stable since 2026-10-01; "each stable version is supported for a minimum of 12
+months" (https://shopify.dev/docs/api/usage/versioning), and 2026-10's release notes give it
+until 2027-10-16 15:00 UTC (https://shopify.dev/changelog/release-notes/2026-10). Move to the
+next version before then: the Shopify CLI refuses to deploy a version older than 12 months.
+Reconciliation needs at least 2026-07, which added ``Order.checkoutToken`` and
+``Order.cartToken``."""
 
-WEBHOOK_TOPICS = {
+TOML_TOPICS = {
     "orders/create": "ORDERS_CREATE",
     "orders/paid": "ORDERS_PAID",
     "checkouts/create": "CHECKOUTS_CREATE",
     "checkouts/update": "CHECKOUTS_UPDATE",
     "app/uninstalled": "APP_UNINSTALLED",
 }
-"""The topics the connector needs, as webhook topic -> GraphQL ``WebhookSubscriptionTopic``.
-Compliance topics cannot be subscribed through the API; ``shopify.app.toml`` declares them."""
+"""The topics ``shopify.app.toml`` subscribes for every shop (besides the privacy topics), as
+webhook topic -> GraphQL ``WebhookSubscriptionTopic``: a shop-specific subscription to one of
+them is a duplicate."""
 
-SUBSCRIBE = """
-mutation webhookSubscriptionCreate($topic: WebhookSubscriptionTopic!,
-                                   $webhookSubscription: WebhookSubscriptionInput!) {
-  webhookSubscriptionCreate(topic: $topic, webhookSubscription: $webhookSubscription) {
-    webhookSubscription { id }
+SHOP_WEBHOOKS = """
+query shopWebhooks($after: String) {
+  webhookSubscriptions(first: 100, after: $after) {
+    nodes { id topic }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+DELETE_WEBHOOK = """
+mutation webhookSubscriptionDelete($id: ID!) {
+  webhookSubscriptionDelete(id: $id) {
+    deletedWebhookSubscriptionId
     userErrors { field message }
   }
 }
 """
+"""https://shopify.dev/docs/api/admin-graphql/2026-01/mutations/webhookSubscriptionDelete"""
 
 ACTIVATE_PIXEL = """
 mutation webPixelCreate($webPixel: WebPixelInput!) {
@@ -69,37 +94,64 @@ query shopPrimaryDomain {
 the online store's main domain (the Storefront API documents the same field; Admin API apps
 query it exactly so)."""
 
-ALREADY_TAKEN = "already been taken"
-"""Shopify's userError for a topic already subscribed to that address: a reinstall, fine."""
-
 
 class AdminApiError(Exception):
     """A GraphQL call failed; the message says what to check."""
 
 
-def subscribe_webhooks(
-    services: Services, store_id: str, admin_base: str, webhook_url: str
-) -> dict[str, str]:
-    """Subscribe every :data:`WEBHOOK_TOPICS` topic to ``webhook_url``; topic -> id or
-    ``"existing"``.
+class AccessRevoked(AdminApiError):
+    """Shopify refused the store's token (HTTP 401) even after a refresh: the app was
+    uninstalled, or the custom app's token revoked."""
+
+
+class Throttled(AdminApiError):
+    """Shopify answered ``THROTTLED`` (or HTTP 429): the store's cost bucket is empty.
+
+    ``cost`` is the answer's ``extensions.cost`` when it had one: its ``throttleStatus`` says
+    how long to wait (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits)."""
+
+    def __init__(self, cost: dict[str, Any] | None) -> None:
+        super().__init__("Shopify's Admin API throttled the call")
+        self.cost = cost
+
+
+def remove_shop_webhooks(services: Services, store_id: str, admin_base: str) -> list[str]:
+    """Delete the shop's shop-specific subscriptions to :data:`TOML_TOPICS`, which duplicate
+    the app-specific ones of ``shopify.app.toml``; the topics removed, one per subscription.
 
     Raises:
-        AdminApiError: a topic could not be subscribed (scopes missing, URL refused...).
+        AdminApiError: the subscriptions could not be listed or one could not be deleted.
     """
-    created = {}
-    for topic, enum in WEBHOOK_TOPICS.items():
-        variables = {"topic": enum, "webhookSubscription": {"uri": webhook_url, "format": "JSON"}}
-        data = graphql(services, store_id, admin_base, SUBSCRIBE, variables)
-        result = data["webhookSubscriptionCreate"]
-        errors = [e.get("message", "") for e in result.get("userErrors") or []]
-        if errors and all(ALREADY_TAKEN in message for message in errors):
-            created[topic] = "existing"
-        elif errors:
-            raise AdminApiError(f"Shopify refused the {topic} subscription: {'; '.join(errors)}")
-        else:
-            created[topic] = result["webhookSubscription"]["id"]
-    logger.info("shopify.webhooks-subscribed store=%s topics=%d", store_id, len(created))
-    return created
+    topics_by_enum = {enum: topic for topic, enum in TOML_TOPICS.items()}
+    removed = []
+    for subscription in _shop_webhooks(services, store_id, admin_base):
+        topic = topics_by_enum.get(subscription.get("topic"))
+        if topic is None:
+            continue
+        variables = {"id": subscription["id"]}
+        result = graphql(services, store_id, admin_base, DELETE_WEBHOOK, variables)
+        errors = [e.get("message", "") for e in result["webhookSubscriptionDelete"]["userErrors"]]
+        if errors:
+            raise AdminApiError(f"Shopify refused to delete a {topic} subscription: {errors}")
+        removed.append(topic)
+    if removed:
+        logger.info(
+            "shopify.shop-webhooks-removed store=%s topics=%s", store_id, ",".join(sorted(removed))
+        )
+    return removed
+
+
+def _shop_webhooks(services: Services, store_id: str, admin_base: str) -> list[dict[str, Any]]:
+    """Every shop-specific subscription of the app on the shop (all pages)."""
+    found: list[dict[str, Any]] = []
+    after = None
+    while True:
+        data = graphql(services, store_id, admin_base, SHOP_WEBHOOKS, {"after": after})
+        page = data["webhookSubscriptions"]
+        found.extend(page["nodes"])
+        if not page["pageInfo"]["hasNextPage"]:
+            return found
+        after = page["pageInfo"]["endCursor"]
 
 
 def activate_pixel(services: Services, store_id: str, admin_base: str, collect_url: str) -> str:
@@ -154,21 +206,65 @@ def graphql(
     query: str,
     variables: dict[str, Any],
 ) -> dict[str, Any]:
-    """The ``data`` of one GraphQL call, refreshing the token once on a 401."""
+    """The ``data`` of one GraphQL call, refreshing the token once on a 401.
+
+    Raises:
+        AdminApiError: any error in the answer (:class:`AccessRevoked`, :class:`Throttled`).
+    """
+    body = graphql_answer(services, store_id, admin_base, query, variables)
+    if body.get("errors") or not isinstance(body.get("data"), dict):
+        raise AdminApiError(f"Shopify's Admin API refused the query: {body.get('errors')}")
+    return body["data"]
+
+
+def graphql_answer(
+    services: Services,
+    store_id: str,
+    admin_base: str,
+    query: str,
+    variables: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole JSON answer (``data``, ``errors``, ``extensions``) of one GraphQL call, for
+    callers that read the cost or accept partial data; the token is refreshed once on a 401.
+
+    Shopify throttles with HTTP 200 and an error whose ``extensions.code`` is ``THROTTLED``
+    (a 429 is also treated so); that becomes :class:`Throttled`.
+
+    Raises:
+        AdminApiError: no answer, not JSON, another HTTP status, :class:`AccessRevoked`,
+            :class:`Throttled`.
+    """
     token = access_token(services, store_id, admin_base)
     answer = _post(services, admin_base, token, query, variables)
     if answer.status_code == 401:
         token = access_token(services, store_id, admin_base, force_refresh=True)
         answer = _post(services, admin_base, token, query, variables)
+    if answer.status_code == 401:
+        raise AccessRevoked("Shopify refused the store's access token (HTTP 401)")
+    body = _json_object(answer)
+    if answer.status_code == 429 or _throttled(body):
+        raise Throttled((body.get("extensions") or {}).get("cost"))
     if answer.status_code != 200:
         raise AdminApiError(f"Shopify's Admin API answered HTTP {answer.status_code}")
+    if body is None:
+        raise AdminApiError("Shopify's Admin API answered something that is not a JSON object")
+    return body
+
+
+def _json_object(answer: requests.Response) -> dict[str, Any] | None:
     try:
         body = answer.json()
     except ValueError:
-        raise AdminApiError("Shopify's Admin API answered something that is not JSON") from None
-    if body.get("errors") or not isinstance(body.get("data"), dict):
-        raise AdminApiError(f"Shopify's Admin API refused the query: {body.get('errors')}")
-    return body["data"]
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _throttled(body: dict[str, Any] | None) -> bool:
+    errors = (body or {}).get("errors")
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED"
+        for e in errors
+    )
 
 
 def _post(

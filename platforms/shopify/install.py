@@ -9,19 +9,26 @@ The authorization code grant, as Shopify describes it
    also put in a cookie, so only the browser that started the install can finish it.
 2. Shopify sends the merchant back to ``/shopify/callback?code=...&state=...&hmac=...``. We
    check everything again plus the state, exchange the code for an expiring offline token,
-   store it encrypted, create (or reactivate) the store, and subscribe its webhooks through
-   the GraphQL Admin API to ``APP_URL/webhooks/shopify``.
+   store it encrypted and create (or reactivate) the store.
 
-Embedded apps skip the redirects: Shopify opens ``/shopify/app`` in the admin with an App
+The app is embedded (``shopify.app.toml``: ``embedded = true``, application URL
+``/shopify/app``), with Shopify-managed installation, which Shopify recommends for new apps:
+Shopify grants the TOML's scopes itself, then opens ``/shopify/app`` in the admin with an App
 Bridge session token (``id_token`` on the first document request, ``Authorization: Bearer`` on
 later fetches). The token authenticates the page, and when the store has no access token yet
 it is exchanged for one (token exchange), then the store is set up as above
 (https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/token-exchange).
-Then the merchant pages open with an embedded grant (connector/web/merchant/access.py).
+Then the merchant pages open with an embedded grant (connector/web/merchant/access.py). The
+redirect routes stay for installs started from a link (``/shopify/install?shop=...``), which
+end in the same app.
+
+Webhooks are the TOML's app-specific subscriptions, the same for every shop; an install only
+removes shop-specific duplicates an older version made (:func:`remove_duplicate_webhooks`,
+also run daily by the worker for stores installed before).
 
 Install is disabled (404 with the fix) until ``SHOPIFY_API_KEY`` and ``SHOPIFY_API_SECRET``
-are set. Tests point Shopify's admin at a stand-in with
-``app.config["SHOPIFY_ADMIN_BASE_URL"]`` (see :func:`platforms.shopify.tokens.admin_base_url`).
+are set. Tests point Shopify's admin at a stand-in with ``SHOPIFY_ADMIN_BASE_URL`` (see
+:func:`platforms.shopify.tokens.admin_base_url`).
 """
 
 from __future__ import annotations
@@ -30,12 +37,12 @@ import logging
 import secrets
 from html import escape
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, request, url_for
 from sqlalchemy import select
 
 from connector.config import Settings
 from connector.models import Destination, ShopifyToken, Store, utcnow
-from connector.plugins import EmbeddedHead
+from connector.plugins import EmbeddedHead, PeriodicTask
 from connector.services import Services
 from connector.stores import add_store, find_store
 from connector.web import services
@@ -44,7 +51,7 @@ from platforms.shopify.admin_api import (
     AdminApiError,
     activate_pixel,
     primary_domain,
-    subscribe_webhooks,
+    remove_shop_webhooks,
 )
 from platforms.shopify.compliance import UNINSTALLED_REASON
 from platforms.shopify.oauth import (
@@ -85,7 +92,7 @@ def install() -> Response | tuple[Response, int]:
         return _refused(exc)
     nonce = secrets.token_urlsafe(24)
     target = authorize_url(
-        _admin_base(shop),
+        _admin_base(settings, shop),
         api_key=settings.shopify_api_key or "",
         scopes=settings.shopify_scopes,
         redirect_uri=f"{settings.app_url}/shopify/callback",
@@ -125,7 +132,7 @@ def callback() -> Response | tuple[Response, int]:
             raise OAuthError("Shopify sent no authorization code: start the install again")
     except OAuthError as exc:
         return _refused(exc)
-    admin_base = _admin_base(shop)
+    admin_base = _admin_base(settings, shop)
     try:
         grant = exchange_code(
             svc,
@@ -162,7 +169,7 @@ def embedded_home() -> Response | tuple[Response, int]:
         )
     except OAuthError as exc:
         return jsonify(error=f"{exc}: open the app from the Shopify admin"), 401
-    admin_base = _admin_base(shop)
+    admin_base = _admin_base(settings, shop)
     try:
         store_id = _installed_store(svc, shop)
         if store_id is None:
@@ -200,13 +207,14 @@ def app_bridge_head(svc: Services) -> EmbeddedHead:
 
 
 def _finish_install(svc: Services, shop: str, admin_base: str, grant: TokenGrant) -> str:
-    """Store, token, webhook subscriptions, storefront domain and the click-capture pixel for
-    a shop that just granted access. A pixel that cannot be activated, or a primary domain
-    that cannot be read, does not fail the install: orders still convert (with the
-    landing-page click id), and the log says why."""
+    """Store, token, storefront domain and the click-capture pixel for a shop that just
+    granted access, and no shop-specific webhook left beside the app's. A pixel that cannot
+    be activated, a primary domain that cannot be read or a duplicate that cannot be removed
+    does not fail the install: orders still convert (with the landing-page click id), and the
+    log says why."""
     store_id = _activate_store(svc, shop)
     save_grant(svc, store_id, grant)
-    subscribe_webhooks(svc, store_id, admin_base, f"{svc.settings.app_url}/webhooks/shopify")
+    _remove_duplicates(svc, store_id, admin_base)
     try:
         _save_storefront_domain(svc, store_id, shop, primary_domain(svc, store_id, admin_base))
     except AdminApiError as exc:
@@ -217,6 +225,38 @@ def _finish_install(svc: Services, shop: str, admin_base: str, grant: TokenGrant
         logger.warning("shopify.pixel-not-activated store=%s reason=%s", store_id, exc)
     logger.info("shopify.installed store=%s", store_id)
     return store_id
+
+
+DUPLICATE_WEBHOOKS_EVERY_SECONDS = 24 * 3600.0
+
+
+def remove_duplicate_webhooks(svc: Services) -> None:
+    """Remove the shop-specific webhook subscriptions of every store installed through the
+    app (a token of ours), which older versions made beside the TOML's and which made
+    Shopify deliver each event twice. Custom-app stores are left alone: their webhooks belong
+    to the merchant's own app and are its only ones. Once a store has none, each run costs
+    one query for it."""
+    with svc.db.session() as session:
+        installed = session.execute(
+            select(Store.id, Store.domain)
+            .join(ShopifyToken, ShopifyToken.store_id == Store.id)
+            .where(Store.platform == "shopify", Store.status == "active")
+        ).all()
+    for store_id, shop in installed:
+        _remove_duplicates(svc, store_id, _admin_base(svc.settings, shop))
+
+
+REMOVE_DUPLICATE_WEBHOOKS = PeriodicTask(
+    "shopify-duplicate-webhooks", DUPLICATE_WEBHOOKS_EVERY_SECONDS, remove_duplicate_webhooks
+)
+"""Runs when a worker starts, then daily: upgrading removes the duplicates at once."""
+
+
+def _remove_duplicates(svc: Services, store_id: str, admin_base: str) -> None:
+    try:
+        remove_shop_webhooks(svc, store_id, admin_base)
+    except (TokenError, AdminApiError) as exc:
+        logger.warning("shopify.shop-webhooks-not-removed store=%s reason=%s", store_id, exc)
 
 
 def _save_storefront_domain(svc: Services, store_id: str, shop: str, host: str) -> None:
@@ -264,8 +304,8 @@ def _query() -> dict[str, object]:
     }
 
 
-def _admin_base(shop: str) -> str:
-    return admin_base_url(shop, current_app.config.get("SHOPIFY_ADMIN_BASE_URL"))
+def _admin_base(settings: Settings, shop: str) -> str:
+    return admin_base_url(shop, settings.shopify_admin_base_url)
 
 
 def _disabled(settings: Settings) -> tuple[Response, int] | None:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import requests
 
-from connector.models import ShopifyToken, utcnow
+from connector.models import ShopifyToken, Store, utcnow
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ def admin_base_url(shop: str, override: str | None = None) -> str:
     """The base URL of a shop's admin: ``https://{shop}``.
 
     ``override`` exists for tests and nothing else: a template such as
-    ``http://127.0.0.1:8123/{shop}`` sends every Shopify call to a local stand-in. The web app
-    reads it from ``app.config["SHOPIFY_ADMIN_BASE_URL"]``, which only tests set.
+    ``http://127.0.0.1:8123/{shop}`` sends every Shopify call to a local stand-in. Callers pass
+    ``settings.shopify_admin_base_url`` (``SHOPIFY_ADMIN_BASE_URL``), which only tests set.
     """
     return override.format(shop=shop) if override else f"https://{shop}"
 
@@ -124,11 +124,17 @@ def access_token(
     """A usable access token for the store, refreshed first when it is about to expire.
 
     ``force_refresh`` is for a 401 from the Admin API: the token was revoked or expired early.
+    A store registered with its own custom app (``stores add-shopify``) has a token that never
+    expires and cannot be refreshed: it is used as it is, and a 401 means it was revoked.
 
     Raises:
         TokenError: no token (the app is not installed), or the refresh failed.
     """
-    row = _load(services, store_id)
+    with services.db.session() as session:
+        row = session.get(ShopifyToken, store_id)
+        store = session.get(Store, store_id) if row is None else None
+    if row is None:
+        return _custom_app_token(services, store_id, store, force_refresh=force_refresh)
     if not force_refresh and not _needs_refresh(row):
         return services.cipher.decrypt(row.access_token_encrypted)
     with services.redis.lock(
@@ -138,6 +144,19 @@ def access_token(
         if fresh.updated_at > row.updated_at or (not force_refresh and not _needs_refresh(fresh)):
             return services.cipher.decrypt(fresh.access_token_encrypted)  # another worker did it
         return _refresh(services, store_id, admin_base, fresh)
+
+
+def _custom_app_token(
+    services: Services, store_id: str, store: Store | None, *, force_refresh: bool
+) -> str:
+    if store is None or not store.access_token_encrypted:
+        raise TokenError(f"store {store_id} has no Shopify token: install the app on it")
+    if force_refresh:
+        raise TokenError(
+            "Shopify refused the store's Admin API access token (revoked, or its custom app "
+            "uninstalled): reconnect the store with a new token from its custom app"
+        )
+    return services.cipher.decrypt(store.access_token_encrypted)
 
 
 def _refresh(services: Services, store_id: str, admin_base: str, row: ShopifyToken) -> str:

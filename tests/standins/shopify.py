@@ -14,11 +14,15 @@ Evidence used:
       ``exchange/refresh_token.py``: ``expiring=1`` gives ``expires_in``, ``refresh_token``,
       ``refresh_token_expires_in``; a refresh sends ``grant_type=refresh_token`` and rotates
       the refresh token.
-  S3  GraphQL ``webhookSubscriptionCreate(topic, webhookSubscription: {uri, format})`` from
-      API 2025-10 (``callbackUrl`` deprecated: shopify.dev/changelog/consolidate-webhook-
-      graphql-surfaces); answers ``{webhookSubscription {id}, userErrors {field message}}``.
+  S3  ``webhookSubscriptions(first, after) { nodes { id topic } pageInfo {...} }`` lists only
+      the shop-specific subscriptions the app made through the API, never the app-specific
+      ones of its ``shopify.app.toml``
+      (shopify.dev/docs/api/admin-graphql/2025-10/queries/webhookSubscriptions);
+      ``webhookSubscriptionDelete(id)`` answers ``{deletedWebhookSubscriptionId, userErrors}``
+      (…/2026-01/mutations/webhookSubscriptionDelete).
   S4  Admin API 401 body ``{"errors": "[API] Invalid API key or access token (unrecognized
-      login or wrong password)"}`` (widely quoted from real answers).
+      login or wrong password)"}`` (widely quoted from real answers); it is also the answer
+      to a token revoked by an uninstall.
 
   S5  Token exchange body from shopify-app-python ``exchange/token_exchange.py``:
       grant_type token-exchange, subject_token (the session token), subject_token_type
@@ -31,12 +35,17 @@ Evidence used:
   S7  ``shop { primaryDomain { host } }``: ``Domain.host`` is the host name, like
       ``example.com`` (shopify.dev/docs/api/admin-graphql/latest/objects/Domain).
 
+  S8  API versions: stable versions are named ``YYYY-01|04|07|10``; the stand-in serves from
+      2026-07, the first with ``Order.checkoutToken`` and ``Order.cartToken``
+      (shopify.dev/changelog/new-checkouttoken-field-added-to-the-order-object).
+
+  The orders query, its cost and throttling: :mod:`tests.standins.shopify_admin`.
+
 Decided here, not confirmed by a source: the wording of OAuth error bodies; that the token
 endpoint takes JSON only (Shopify also takes a form body, the connector sends JSON); that a
 rotated refresh token and the access token it replaced stop working at once (Shopify keeps
 the previous refresh token valid until the new one is used: stricter here); the
-"already been taken" userError text for a duplicate subscription; the ``TAKEN`` code for a
-second pixel on one shop; that a shop without a domain of its own answers its
+``TAKEN`` code for a second pixel on one shop; that a shop without a domain of its own answers its
 ``*.myshopify.com`` domain as primary domain; the wording of the error for a query the
 stand-in does not serve (it serves only the exact selections the connector needs).
 """
@@ -51,6 +60,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -58,8 +68,10 @@ import jwt
 from flask import Flask, Response, jsonify, redirect, request
 from werkzeug.serving import make_server
 
+from tests.standins.shopify_admin import AdminGraphQL, Context
+
 SHOP = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
-TOPICS = {"ORDERS_CREATE", "ORDERS_PAID", "CHECKOUTS_CREATE", "CHECKOUTS_UPDATE", "APP_UNINSTALLED"}
+FIRST_VERSION = "2026-07"
 UNAUTHORIZED = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 CODE_KEYS = {"client_id", "client_secret", "code", "expiring"}
 REFRESH_KEYS = {"client_id", "client_secret", "grant_type", "refresh_token"}
@@ -79,6 +91,7 @@ PRIMARY_DOMAIN_QUERY = re.compile(
 class _Token:
     shop: str
     expires_at: float
+    scopes: set[str]
 
 
 @dataclass
@@ -90,14 +103,20 @@ class ShopifyStandIn:
     redirect_uri: str
     scopes: set[str] = field(default_factory=lambda: {"read_orders", "write_pixels"})
     access_token_seconds: int = 3600
-    require_https_webhooks: bool = True
     refreshes: int = 0
     code_exchanges: int = 0
     token_exchanges: int = 0
     subscriptions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """A shop's shop-specific webhook subscriptions ``{id, topic, uri}`` (S3)."""
     pixels: dict[str, dict[str, Any]] = field(default_factory=dict)
     primary_domains: dict[str, str] = field(default_factory=dict)
     """A shop's primary domain host (S7), when it has one of its own."""
+    orders: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """A shop's orders as GraphQL ``Order`` nodes, every field the executor serves."""
+    admin: AdminGraphQL = field(default_factory=AdminGraphQL)
+    """The orders query, its cost bucket and throttling; tune ``admin.bucket_size`` and
+    ``admin.restore_rate`` (Shopify's Standard plan: 100 points a second) before use."""
+    graphql_requests: int = 0
     _codes: dict[str, str] = field(default_factory=dict)
     _access: dict[str, _Token] = field(default_factory=dict)
     _refresh: dict[str, str] = field(default_factory=dict)
@@ -125,6 +144,32 @@ class ShopifyStandIn:
         with self._lock:
             self._codes[code] = shop
         return code
+
+    def issue_custom_app_token(self, shop: str, scopes: set[str]) -> str:
+        """The Admin API token of a custom app the merchant made in their admin: it never
+        expires and cannot be refreshed."""
+        token = "shpat_" + secrets.token_hex(16)
+        with self._lock:
+            self._access[token] = _Token(shop, float("inf"), set(scopes))
+        return token
+
+    def revoke(self, shop: str) -> None:
+        """Every token of the shop stops working, refresh tokens too, as an uninstall does."""
+        with self._lock:
+            for token, held in list(self._access.items()):
+                if held.shop == shop:
+                    del self._access[token]
+            for token, held_shop in list(self._refresh.items()):
+                if held_shop == shop:
+                    del self._refresh[token]
+
+    def add_shop_subscription(self, shop: str, topic: str, uri: str) -> str:
+        """A shop-specific subscription, as an older install made through the API (S3)."""
+        with self._lock:
+            existing = self.subscriptions.setdefault(shop, [])
+            ident = f"gid://shopify/WebhookSubscription/{secrets.randbelow(10**12)}"
+            existing.append({"id": ident, "topic": topic, "uri": uri})
+        return ident
 
     def expire_access_tokens(self) -> None:
         """Make every issued access token expired, as an hour later."""
@@ -232,7 +277,9 @@ class ShopifyStandIn:
 
     def _grant_locked(self, shop: str) -> dict[str, Any]:
         access, refresh = "shpat_" + secrets.token_hex(16), "shprt_" + secrets.token_hex(16)
-        self._access[access] = _Token(shop, time.time() + self.access_token_seconds)
+        self._access[access] = _Token(
+            shop, time.time() + self.access_token_seconds, set(self.scopes)
+        )
         self._refresh[refresh] = shop
         return {
             "access_token": access,
@@ -244,23 +291,44 @@ class ShopifyStandIn:
 
     def _graphql(self, shop: str, version: str) -> Response | tuple[Response, int]:
         with self._lock:
+            self.graphql_requests += 1
             held = self._access.get(request.headers.get("X-Shopify-Access-Token", ""))
             if held is None or held.shop != shop or held.expires_at < time.time():
                 return jsonify(errors=UNAUTHORIZED), 401
-        if not re.fullmatch(r"20\d\d-(01|04|07|10)", version) or version < "2025-10":
-            return jsonify(errors=f"API version {version} has no webhookSubscription uri"), 404
+        if not re.fullmatch(r"20\d\d-(01|04|07|10)", version) or version < FIRST_VERSION:
+            return jsonify(errors=f"API version {version} is not served (S8)"), 404
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or set(body) - {"query", "variables", "operationName"}:
             return jsonify(errors="body must be {query, variables}"), 400
-        query = str(body.get("query"))
+        query, variables = str(body.get("query")), body.get("variables") or {}
         if "webPixelCreate" in query:
-            return jsonify(self._create_pixel(shop, body.get("variables") or {}))
+            return jsonify(self._create_pixel(shop, variables))
         if "primaryDomain" in query:
             return jsonify(self._primary_domain(shop, query))
-        if "webhookSubscriptionCreate" not in query:
-            message = "served: webhookSubscriptionCreate, webPixelCreate, shop.primaryDomain"
-            return jsonify(errors=[{"message": message}]), 200
-        return jsonify(self._subscribe(shop, body.get("variables") or {}))
+        if "webhookSubscriptionDelete" in query:
+            return jsonify(self._delete_subscription(shop, variables))
+        with self._lock:
+            context = Context(
+                orders=list(self.orders.get(shop, [])),
+                subscriptions=list(self.subscriptions.get(shop, [])),
+                scopes=set(held.scopes),
+                now=datetime.now(UTC),
+            )
+        return jsonify(self.admin.answer(shop, query, variables, context))
+
+    def _delete_subscription(self, shop: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """``webhookSubscriptionDelete(id)`` (S3)."""
+        ident = variables.get("id")
+        with self._lock:
+            existing = self.subscriptions.get(shop, [])
+            found = next((s for s in existing if s["id"] == ident), None)
+            if found is not None:
+                existing.remove(found)
+        errors = (
+            [] if found else [{"field": ["id"], "message": "Webhook subscription does not exist"}]
+        )
+        result = {"deletedWebhookSubscriptionId": ident if found else None, "userErrors": errors}
+        return {"data": {"webhookSubscriptionDelete": result}}
 
     def _primary_domain(self, shop: str, query: str) -> dict[str, Any]:
         """``shop { primaryDomain { host } }`` (S7), and no other selection: a field the
@@ -296,55 +364,6 @@ class ShopifyStandIn:
                 self.pixels[shop] = parsed
                 pixel = {"id": f"gid://shopify/WebPixel/{len(self.pixels)}"}
         return {"data": {"webPixelCreate": {"webPixel": pixel, "userErrors": errors}}}
-
-    def _subscribe(self, shop: str, variables: dict[str, Any]) -> dict[str, Any]:
-        topic = variables.get("topic")
-        sub = variables.get("webhookSubscription")
-        if topic not in TOPICS or not isinstance(sub, dict):
-            return {
-                "errors": [{"message": f"Variable $topic or $webhookSubscription invalid: {topic}"}]
-            }
-        if set(sub) - {"uri", "format", "includeFields", "filter"} or sub.get("format") != "JSON":
-            return {
-                "errors": [
-                    {"message": f"webhookSubscription takes uri and format JSON: {sorted(sub)}"}
-                ]
-            }
-        uri = str(sub.get("uri", ""))
-        scheme_ok = uri.startswith("https://") or (
-            not self.require_https_webhooks and uri.startswith("http://")
-        )
-        errors = (
-            []
-            if scheme_ok
-            else [
-                {
-                    "field": ["webhookSubscription", "uri"],
-                    "message": "Address protocol http:// is not supported",
-                }
-            ]
-        )
-        with self._lock:
-            existing = self.subscriptions.setdefault(shop, [])
-            if any(s["topic"] == topic and s["uri"] == uri for s in existing):
-                errors.append(
-                    {
-                        "field": ["webhookSubscription", "uri"],
-                        "message": "Address for this topic has already been taken",
-                    }
-                )
-            subscription = None
-            if not errors:
-                subscription = {"id": f"gid://shopify/WebhookSubscription/{len(existing) + 1}"}
-                existing.append({"topic": topic, "uri": uri, **subscription})
-        return {
-            "data": {
-                "webhookSubscriptionCreate": {
-                    "webhookSubscription": subscription,
-                    "userErrors": errors,
-                }
-            }
-        }
 
 
 def _oauth_error(status: int, description: str) -> tuple[Response, int]:

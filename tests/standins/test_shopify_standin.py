@@ -10,6 +10,7 @@ import jwt
 import pytest
 import requests
 
+from platforms.shopify.admin_api import API_VERSION
 from platforms.shopify.oauth import query_hmac
 from tests.standins.shopify import ShopifyStandIn
 
@@ -44,9 +45,18 @@ def grant(standin: ShopifyStandIn) -> dict:
     return answer.json()
 
 
-def graphql(standin: ShopifyStandIn, access: str, variables: dict, version: str = "2025-10"):  # type: ignore[no-untyped-def]
+SCOPES_QUERY = "{ currentAppInstallation { accessScopes { handle } } }"
+
+
+def graphql(  # type: ignore[no-untyped-def]
+    standin: ShopifyStandIn,
+    access: str,
+    query: str = SCOPES_QUERY,
+    variables: dict | None = None,
+    version: str = API_VERSION,
+):
     url = f"{standin.base_url}/{SHOP}/admin/api/{version}/graphql.json"
-    body = {"query": "mutation { webhookSubscriptionCreate }", "variables": variables}
+    body = {"query": query, "variables": variables or {}}
     return requests.post(url, json=body, headers={"X-Shopify-Access-Token": access}, timeout=5)
 
 
@@ -113,37 +123,51 @@ def test_refresh_rotates_and_the_old_tokens_stop_working(standin):
     assert second.status_code == 200
     assert second.json()["refresh_token"] != first["refresh_token"]
     assert token(standin, {**body, "refresh_token": first["refresh_token"]}).status_code == 400
-    variables = {
-        "topic": "ORDERS_CREATE",
-        "webhookSubscription": {"uri": "https://a.example/w", "format": "JSON"},
-    }
-    assert graphql(standin, first["access_token"], variables).status_code == 401
-    assert graphql(standin, second.json()["access_token"], variables).status_code == 200
+    assert graphql(standin, first["access_token"]).status_code == 401
+    assert graphql(standin, second.json()["access_token"]).status_code == 200
 
 
-def subscribe_errors(
-    standin: ShopifyStandIn, access: str, subscription: dict, topic: str = "ORDERS_PAID"
-):  # type: ignore[no-untyped-def]
-    answer = graphql(standin, access, {"topic": topic, "webhookSubscription": subscription})
-    assert answer.status_code == 200
-    body = answer.json()
-    if "errors" in body:
-        return [e["message"] for e in body["errors"]]
-    return [e["message"] for e in body["data"]["webhookSubscriptionCreate"]["userErrors"]]
-
-
-def test_graphql_subscription_rules(standin):
+def test_graphql_needs_a_known_token_and_a_served_version(standin):
     access = grant(standin)["access_token"]
-    good = {"uri": "https://app.example/webhooks/shopify", "format": "JSON"}
-    assert subscribe_errors(standin, access, good) == []
-    assert "already been taken" in subscribe_errors(standin, access, good)[0]
-    assert subscribe_errors(standin, access, {"callbackUrl": good["uri"], "format": "JSON"})
-    assert (
-        "protocol" in subscribe_errors(standin, access, {**good, "uri": "http://app.example/w"})[0]
-    )
-    assert subscribe_errors(standin, access, good, topic="ORDERS_EATEN")
-    assert graphql(standin, "shpat_unknown", {}).status_code == 401
-    assert graphql(standin, access, {}, version="2024-10").status_code == 404
+    assert graphql(standin, "shpat_unknown").status_code == 401
+    assert graphql(standin, access, version="2025-10").status_code == 404  # no checkoutToken
+    assert graphql(standin, access).json()["data"]["currentAppInstallation"] == {
+        "accessScopes": [{"handle": "read_orders"}, {"handle": "write_pixels"}]
+    }
+
+
+def test_a_revoked_shop_answers_401_and_refuses_its_refresh_token(standin):
+    granted = grant(standin)
+    standin.revoke(SHOP)
+    assert graphql(standin, granted["access_token"]).status_code == 401
+    body = {"client_id": KEY, "client_secret": SECRET, "grant_type": "refresh_token"}
+    assert token(standin, {**body, "refresh_token": granted["refresh_token"]}).status_code == 400
+
+
+LIST_SUBSCRIPTIONS = """
+query list($after: String) {
+  webhookSubscriptions(first: 2, after: $after) {
+    nodes { id topic } pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+DELETE = "mutation d($id: ID!) { webhookSubscriptionDelete(id: $id) { deletedWebhookSubscriptionId userErrors { field message } } }"  # noqa: E501
+
+
+def test_shop_subscriptions_are_listed_by_page_and_deleted(standin):
+    access = grant(standin)["access_token"]
+    made = [standin.add_shop_subscription(SHOP, t, "https://a.example/w") for t in ("A", "B", "C")]
+    first = graphql(standin, access, LIST_SUBSCRIPTIONS).json()["data"]["webhookSubscriptions"]
+    assert [n["id"] for n in first["nodes"]] == sorted(made)[:2]
+    assert first["pageInfo"]["hasNextPage"] is True
+    after = {"after": first["pageInfo"]["endCursor"]}
+    rest = graphql(standin, access, LIST_SUBSCRIPTIONS, after).json()["data"]
+    assert [n["id"] for n in rest["webhookSubscriptions"]["nodes"]] == sorted(made)[2:]
+    deleted = graphql(standin, access, DELETE, {"id": made[0]}).json()["data"]
+    assert deleted["webhookSubscriptionDelete"]["deletedWebhookSubscriptionId"] == made[0]
+    again = graphql(standin, access, DELETE, {"id": made[0]}).json()["data"]
+    assert again["webhookSubscriptionDelete"]["userErrors"]
+    assert len(standin.subscriptions[SHOP]) == 2
 
 
 def test_token_exchange_needs_a_valid_session_token_for_the_shop(standin):

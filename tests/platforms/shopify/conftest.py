@@ -23,8 +23,9 @@ def shopify(request: pytest.FixtureRequest) -> Iterator[ShopifyStandIn]:
 
 
 @pytest.fixture
-def app_services(settings) -> Iterator[Services]:  # type: ignore[no-untyped-def]
-    """Services of a connector configured as a Shopify app, its new tables emptied.
+def app_services(settings, shopify) -> Iterator[Services]:  # type: ignore[no-untyped-def]
+    """Services of a connector configured as a Shopify app whose Shopify is the stand-in,
+    its new tables emptied.
 
     The shared fixture empties the stores with foreign keys off (SQLite), so their click
     records and tokens would outlive them; they are cleared here.
@@ -34,6 +35,7 @@ def app_services(settings) -> Iterator[Services]:  # type: ignore[no-untyped-def
             shopify_api_key=API_KEY,
             shopify_api_secret=API_SECRET,
             shopify_scopes="read_orders,write_pixels",
+            shopify_admin_base_url=shopify.admin_base_template,
             app_url=APP_URL,
         )
     )
@@ -46,9 +48,9 @@ def app_services(settings) -> Iterator[Services]:  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def shopify_app(app_services, shopify):  # type: ignore[no-untyped-def]
+def shopify_app(app_services):  # type: ignore[no-untyped-def]
     application = create_app(services=app_services)
-    application.config.update(TESTING=True, SHOPIFY_ADMIN_BASE_URL=shopify.admin_base_template)
+    application.config.update(TESTING=True)
     return application
 
 

@@ -12,26 +12,43 @@ import pytest
 
 from connector.models import ClickRecord
 from connector.stores import add_store
-from platforms.shopify.admin_api import WEBHOOK_TOPICS
+from platforms.shopify.admin_api import API_VERSION, TOML_TOPICS
 from platforms.shopify.webhooks import PRIVACY_TOPICS
 from tests.support import ROOT
 
 PIXEL_SOURCE = ROOT / "extensions" / "tiktok-click-capture" / "src" / "index.js"
+APP_TOML = tomllib.loads((ROOT / "shopify.app.toml").read_text())
+EXTENSION_TOML = tomllib.loads((PIXEL_SOURCE.parent.parent / "shopify.extension.toml").read_text())
+EXAMPLE_APP_URL = "https://connector.example.com"
 
 
 def test_app_toml_declares_the_subscribed_and_privacy_topics_on_the_webhook_route():
-    config = tomllib.loads((ROOT / "shopify.app.toml").read_text())
-    topics, privacy = config["webhooks"]["subscriptions"]
-    assert set(topics["topics"]) == set(WEBHOOK_TOPICS)
+    topics, privacy = APP_TOML["webhooks"]["subscriptions"]
+    assert set(topics["topics"]) == set(TOML_TOPICS)
     assert set(privacy["compliance_topics"]) == PRIVACY_TOPICS
-    assert {topics["uri"], privacy["uri"]} == {"https://connector.example.com/webhooks/shopify"}
-    assert config["auth"]["redirect_urls"] == ["https://connector.example.com/shopify/callback"]
-    assert config["webhooks"]["api_version"] == "2025-10"
+    assert {topics["uri"], privacy["uri"]} == {f"{EXAMPLE_APP_URL}/webhooks/shopify"}
+
+
+def test_every_shopify_api_version_is_the_one_the_admin_api_calls_use():
+    assert APP_TOML["webhooks"]["api_version"] == API_VERSION
+    assert EXTENSION_TOML["api_version"] == API_VERSION
+
+
+def test_the_app_is_embedded_and_its_urls_are_routes_of_the_connector(client):
+    assert APP_TOML["embedded"] is True
+    assert APP_TOML["application_url"] == f"{EXAMPLE_APP_URL}/shopify/app"
+    assert APP_TOML["auth"]["redirect_urls"] == [f"{EXAMPLE_APP_URL}/shopify/callback"]
+    paths = [APP_TOML["application_url"], *APP_TOML["auth"]["redirect_urls"]]
+    paths += [subscription["uri"] for subscription in APP_TOML["webhooks"]["subscriptions"]]
+    routes = client.application.url_map.bind("connector.example.com")
+    for url in paths:
+        path = url.removeprefix(EXAMPLE_APP_URL)
+        method = "POST" if path.startswith("/webhooks/") else "GET"
+        routes.match(path, method=method)  # raises NotFound or MethodNotAllowed if it is not one
 
 
 def test_extension_toml_is_a_strict_web_pixel_with_the_collect_url_setting():
-    path = PIXEL_SOURCE.parent.parent / "shopify.extension.toml"
-    config = tomllib.loads(path.read_text())
+    config = EXTENSION_TOML
     assert (config["type"], config["runtime_context"]) == ("web_pixel_extension", "strict")
     assert "collectUrl" in config["settings"]["fields"]
 

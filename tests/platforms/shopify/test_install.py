@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -12,8 +13,10 @@ from sqlalchemy import select, update
 
 from connector.models import Destination, ShopifyToken, Store, utcnow
 from connector.stores import add_store
-from platforms.shopify.admin_api import subscribe_webhooks
+from connector.worker import periodic_tasks
+from platforms.shopify.admin_api import TOML_TOPICS, remove_shop_webhooks
 from platforms.shopify.compliance import UNINSTALLED_REASON
+from platforms.shopify.install import REMOVE_DUPLICATE_WEBHOOKS, remove_duplicate_webhooks
 from platforms.shopify.tokens import TokenError, access_token, admin_base_url
 from tests.platforms.shopify.helpers import (
     API_KEY,
@@ -27,8 +30,6 @@ from tests.platforms.shopify.helpers import (
 from tests.support import PIXEL_CODE, connect_tiktok, fixture_bytes
 
 pytestmark = pytest.mark.postgres
-
-TOPICS = {"ORDERS_CREATE", "ORDERS_PAID", "CHECKOUTS_CREATE", "CHECKOUTS_UPDATE", "APP_UNINSTALLED"}
 
 
 def token_row(services) -> ShopifyToken:
@@ -63,7 +64,7 @@ def test_install_redirects_to_the_consent_screen_with_a_browser_bound_state(brow
     assert query["state"] and query["state"] not in cookie  # the nonce alone is not the state
 
 
-def test_full_install_stores_an_encrypted_expiring_token_and_subscribes_webhooks(
+def test_full_install_stores_an_encrypted_expiring_token_and_subscribes_nothing_itself(
     browser, shopify, app_services
 ):
     answer = install(browser, shopify)
@@ -82,21 +83,21 @@ def test_full_install_stores_an_encrypted_expiring_token_and_subscribes_webhooks
     assert app_services.cipher.decrypt(row.refresh_token_encrypted).startswith("shprt_")
     assert timedelta(minutes=59) < row.expires_at - utcnow() <= timedelta(hours=1)
     assert row.refresh_expires_at > utcnow() + timedelta(days=80)
-    subscribed = shopify.subscriptions[INSTALL_SHOP]
-    assert {s["topic"] for s in subscribed} == TOPICS
-    assert {s["uri"] for s in subscribed} == {f"{APP_URL}/webhooks/shopify"}
+    assert shopify.subscriptions.get(INSTALL_SHOP, []) == []  # shopify.app.toml's only
     assert "shopify_oauth_nonce=;" in answer.headers["Set-Cookie"]  # the nonce is spent
     assert shopify.pixels[INSTALL_SHOP] == {"collectUrl": f"{APP_URL}/collect"}
 
 
-def test_install_finishes_when_the_pixel_cannot_be_activated(browser, shopify, caplog):
+def test_install_finishes_when_the_pixel_cannot_be_activated(
+    browser, shopify, app_services, caplog
+):
     refusal = {"code": "INVALID_CONFIGURATION", "field": None, "message": "no extension"}
     shopify._create_pixel = lambda _shop, _variables: {  # the extension was never deployed
         "data": {"webPixelCreate": {"webPixel": None, "userErrors": [refusal]}}
     }
     answer = install(browser, shopify)
     assert answer.status_code == 200
-    assert len(shopify.subscriptions[INSTALL_SHOP]) == 5
+    assert token_row(app_services) is not None
     assert "shopify.pixel-not-activated" in caplog.text and "no extension" in caplog.text
 
 
@@ -128,9 +129,8 @@ def test_token_is_refreshed_before_it_expires_and_the_refresh_token_rotates(
     assert fresh != app_services.cipher.decrypt(before.access_token_encrypted)
     assert after.refresh_token_encrypted != before.refresh_token_encrypted
     assert after.expires_at > utcnow() + timedelta(minutes=59)
-    # The new token works: a second subscription round finds every topic already there.
-    result = subscribe_webhooks(app_services, store_id, admin, f"{APP_URL}/webhooks/shopify")
-    assert set(result.values()) == {"existing"}
+    # The new token works.
+    assert remove_shop_webhooks(app_services, store_id, admin) == []
 
 
 def test_a_401_refreshes_the_token_once_and_retries(browser, shopify, app_services):
@@ -138,8 +138,7 @@ def test_a_401_refreshes_the_token_once_and_retries(browser, shopify, app_servic
     store_id = token_row(app_services).store_id
     shopify.expire_access_tokens()  # Shopify says expired although our clock says fresh
     admin = admin_base_url(INSTALL_SHOP, shopify.admin_base_template)
-    result = subscribe_webhooks(app_services, store_id, admin, f"{APP_URL}/webhooks/shopify")
-    assert set(result.values()) == {"existing"}
+    assert remove_shop_webhooks(app_services, store_id, admin) == []
     assert shopify.refreshes == 1
 
 
@@ -249,3 +248,65 @@ def test_reinstall_resumes_only_what_the_uninstall_paused(browser, shopify, app_
         assert destination.paused_reason is None and destination.pixel_code == PIXEL_CODE
         assert session.get(Store, store_id).status == "active"
         assert session.get(ShopifyToken, store_id) is not None
+
+
+# -- one subscription per topic: shopify.app.toml's ----------------------------------------------
+
+OLD_VERSION_URI = f"{APP_URL}/webhooks/shopify"
+
+
+def subscribe_as_an_older_version(shopify, shop: str = INSTALL_SHOP) -> None:  # type: ignore[no-untyped-def]
+    """The shop-specific subscriptions versions before the TOML made at every install, plus
+    one of another topic, which is not a duplicate of anything."""
+    for enum in TOML_TOPICS.values():
+        shopify.add_shop_subscription(shop, enum, OLD_VERSION_URI)
+    shopify.add_shop_subscription(shop, "PRODUCTS_UPDATE", OLD_VERSION_URI)
+
+
+def test_a_reinstall_removes_the_shop_webhooks_an_older_version_made(
+    browser, shopify, app_services, caplog
+):
+    caplog.set_level(logging.INFO)
+    install(browser, shopify)
+    subscribe_as_an_older_version(shopify)
+    assert install(browser, shopify).status_code == 200
+    assert [s["topic"] for s in shopify.subscriptions[INSTALL_SHOP]] == ["PRODUCTS_UPDATE"]
+    assert "shopify.shop-webhooks-removed" in caplog.text
+
+
+def test_the_worker_removes_duplicates_of_installed_stores_and_leaves_custom_apps_alone(
+    browser, shopify, app_services, caplog
+):
+    caplog.set_level(logging.INFO)
+    install(browser, shopify)
+    subscribe_as_an_older_version(shopify)
+    custom_shop = "own-app.myshopify.com"
+    token = shopify.issue_custom_app_token(custom_shop, {"read_orders"})
+    add_store(
+        app_services,
+        platform="shopify",
+        domain=custom_shop,
+        webhook_secret="custom-app-secret",
+        access_token=token,
+    )
+    subscribe_as_an_older_version(shopify, custom_shop)  # the merchant's own app made these
+    assert REMOVE_DUPLICATE_WEBHOOKS in periodic_tasks(app_services)
+    remove_duplicate_webhooks(app_services)
+    assert [s["topic"] for s in shopify.subscriptions[INSTALL_SHOP]] == ["PRODUCTS_UPDATE"]
+    assert len(shopify.subscriptions[custom_shop]) == len(TOML_TOPICS) + 1
+    remove_duplicate_webhooks(app_services)  # nothing left to do: one listing, no deletion
+    assert caplog.text.count("shopify.shop-webhooks-removed") == 1
+
+
+def test_a_store_that_cannot_be_cleaned_does_not_stop_the_others(
+    browser, shopify, app_services, caplog
+):
+    install(browser, shopify)
+    install(browser, shopify, shop="second-shop.myshopify.com")
+    subscribe_as_an_older_version(shopify)
+    subscribe_as_an_older_version(shopify, "second-shop.myshopify.com")
+    shopify.revoke(INSTALL_SHOP)
+    remove_duplicate_webhooks(app_services)
+    assert "shopify.shop-webhooks-not-removed" in caplog.text
+    remaining = shopify.subscriptions["second-shop.myshopify.com"]
+    assert [s["topic"] for s in remaining] == ["PRODUCTS_UPDATE"]

@@ -75,7 +75,7 @@ def test_a_primary_domain_that_is_not_a_host_is_not_kept(
     assert install(browser, shopify).status_code == 200  # orders still convert
     assert stored_store(app_services).storefront_domains is None
     assert "shopify.storefront-domain-unknown" in caplog.text
-    assert len(shopify.subscriptions[INSTALL_SHOP]) == 5
+    assert INSTALL_SHOP in shopify.pixels  # the install went on past the domain
 
 
 def test_the_stand_in_serves_only_the_selection_the_connector_sends(browser, shopify, app_services):
