@@ -139,7 +139,8 @@ def parse_checkout(payload: dict[str, Any]) -> Checkout:
     """A ``checkouts/create`` or ``checkouts/update`` body as a :class:`Checkout`.
 
     ``occurred_at`` is ``created_at`` for both topics: the event is "checkout started", sent
-    once per token, so later updates must not move its time. ``page_url`` stays None because
+    once per token, so later updates must not move its time (``updated_at`` stands in, with
+    a note, only when ``created_at`` cannot be read). ``page_url`` stays None because
     the only URL in the body, ``abandoned_checkout_url``, carries a key that reopens the
     checkout with the shopper's details.
 
@@ -177,14 +178,15 @@ def _basket_fields(
     subtotal = pricing.amount(body, "subtotal_price", notes)
     if subtotal is None:
         notes.append("'subtotal_price' is missing or unusable: the total is used as subtotal")
+    click_candidates = _click_candidates(body)
     return {
         "currency": pricing.currency,
         "total": total,
         "subtotal": total if subtotal is None else subtotal,
         "items": _line_items(body.get("line_items"), pricing, notes),
         "shopper": _shopper(body),
-        "clicks": resolve_click_ids(*_click_candidates(body)),
-        "click_candidates": _click_candidates(body),
+        "clicks": resolve_click_ids(*click_candidates),
+        "click_candidates": click_candidates,
         "referrer": text(body.get("referring_site")),
     }
 

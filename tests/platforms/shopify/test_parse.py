@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from connector.events import Checkout, ClickIds, LineItem, Order, Shopper, UnreadablePayload
 from connector.mapping import EventOptions, build_event, plan_event
+from connector.models import Event
 from platforms.shopify.parse import parse_checkout, parse_order, read_webhook
 from tests.platforms.mutations import LEAKABLE, mutations
+from tests.support import fixture_bytes, shopify_headers
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -778,3 +781,51 @@ def assert_reads_or_is_unreadable(topic: str, body: Any, change: str) -> None:
     planned = plan_event(source, EventOptions(order_trigger=trigger), test_mode=True)
     assert planned is not None, change
     json.dumps(planned.event.to_json(), allow_nan=False)
+
+
+def stored_notes(services: Any) -> dict[str, str | None]:
+    with services.db.session() as session:
+        return {e.event_id: e.parse_notes for e in session.scalars(select(Event))}
+
+
+@pytest.mark.postgres
+def test_a_leniently_read_webhook_is_accepted_with_its_notes_on_the_event(
+    client: Any, services: Any, shopify_store: str
+) -> None:
+    for name in (
+        "orders_create__processed_at_without_offset.json",
+        "orders_create__presentment_partial.json",
+        "orders_create__line_without_price.json",
+    ):
+        body = fixture_bytes("shopify", name)
+        answer = client.post(
+            "/webhooks/shopify", data=body, headers=shopify_headers("orders/create", body)
+        )
+        assert (answer.status_code, answer.json["status"]) == (200, "accepted"), answer.json
+
+    assert stored_notes(services) == {
+        "820982911946154609": "'processed_at' is not an ISO 8601 date-time with a UTC offset:"
+        " the time is 'created_at'",
+        "820982911946154610": "an amount without 'presentment_money' was converted from the shop"
+        " currency at the order's own rate (total_price_set)",
+        "820982911946154612": "a line item without a usable 'price' was left out of contents",
+    }
+
+
+@pytest.mark.postgres
+def test_control_characters_in_free_text_do_not_stop_the_order_being_stored(
+    client: Any, services: Any, shopify_store: str
+) -> None:
+    payload = load("orders_create.json")
+    payload["line_items"][0]["title"] = "IPod\x00Nano"
+    payload["client_details"]["user_agent"] = "Mozilla/5.0\x00\x1b[31m"
+    payload["referring_site"] = "https://www.tiktok.com/\x00"
+    payload["billing_address"]["first_name"] = "Jon\x00"
+    body = json.dumps(payload).encode()
+
+    answer = client.post(
+        "/webhooks/shopify", data=body, headers=shopify_headers("orders/create", body)
+    )
+
+    assert (answer.status_code, answer.json["status"]) == (200, "accepted"), answer.json
+    assert stored_notes(services) == {"820982911946154508": None}

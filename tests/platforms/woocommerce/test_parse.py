@@ -10,11 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from sqlalchemy import select
 
 from connector.events import ClickIds, LineItem, Order, Shopper, UnreadablePayload
 from connector.mapping import EventOptions, plan_event
+from connector.models import Event
 from platforms.woocommerce.parse import PAID_STATUSES, is_paid, parse_order, read_webhook
 from tests.platforms.mutations import LEAKABLE, mutations
+from tests.support import fixture_bytes, woocommerce_headers
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -537,3 +540,36 @@ def assert_reads_or_is_unreadable(body: Any, change: str) -> None:
     planned = plan_event(order, EventOptions(), test_mode=True)
     assert planned is not None, change
     json.dumps(planned.event.to_json(), allow_nan=False)
+
+
+@pytest.mark.postgres
+def test_webhooks_read_leniently_are_accepted_with_their_notes_and_unpaid_ones_ignored(
+    client: Any, services: Any, woocommerce_store: tuple[str, str]
+) -> None:
+    store_id, secret = woocommerce_store
+    answers = {}
+    for name in (
+        "order_created__quantity_string.json",
+        "order_created__decimal_quantity.json",
+        "order_created__pending_unreadable_money.json",
+    ):
+        body = fixture_bytes("woocommerce", name)
+        answer = client.post(
+            f"/webhooks/woocommerce/{store_id}",
+            data=body,
+            headers=woocommerce_headers("order.created", body, secret),
+        )
+        answers[name] = (answer.status_code, answer.json["status"])
+
+    assert answers == {
+        "order_created__quantity_string.json": (200, "accepted"),
+        "order_created__decimal_quantity.json": (200, "accepted"),
+        "order_created__pending_unreadable_money.json": (200, "ignored"),
+    }
+    with services.db.session() as session:
+        stored = {e.event_id: e.parse_notes for e in session.scalars(select(Event))}
+    assert stored == {
+        "1192": None,
+        "1193": "a line item whose 'quantity' is not a whole number from 0 was left out of"
+        " contents",
+    }
