@@ -30,7 +30,8 @@ MIN_AMOUNT = Decimal("1e-9")
 a rate derived from two amounts (Shopify's shop and presentment totals) within range."""
 
 MAX_QUANTITY = 2**31 - 1
-"""Quantities must fit a 32-bit signed integer, the widest TikTok's ``quantity`` is sure to take."""
+"""Quantities must fit a 32-bit signed integer: a wider one is no real order, and an ad
+platform's integer field need not take it."""
 
 MAX_ID_CHARS = 64
 """An order id longer than this cannot be stored with the click records it used."""
@@ -46,6 +47,8 @@ def amount(value: object) -> Decimal | None:
     ``"1e30"``, ``-1``, ``true``, a list)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         return None
+    if isinstance(value, int) and not 0 <= value < MAX_AMOUNT:
+        return None  # before str(), which refuses integers of over 4300 digits
     text = str(value).strip()
     if not text.isascii():
         return None
@@ -88,7 +91,7 @@ def identifier(value: object, max_chars: int = MAX_TOKEN_CHARS) -> str | None:
     ``max_chars`` characters. Floats are refused: a 64-bit id that went through a float has
     lost its last digits."""
     if isinstance(value, int) and not isinstance(value, bool):
-        ident = str(value) if value >= 0 else None
+        ident = str(value) if 0 <= value < 10**max_chars else None
     else:
         ident = text(value)
     if ident is None or len(ident) > max_chars or not ident.isprintable():
