@@ -224,7 +224,7 @@ def _problem(what: str, todo: str, status: int) -> tuple[str, int]:
 
 
 def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=STATE_SALT)
+    return URLSafeTimedSerializer(settings.signing_keys, salt=STATE_SALT)
 
 
 def _destination(store_id: str) -> Destination | None:

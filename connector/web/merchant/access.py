@@ -63,9 +63,10 @@ def login_token(secret_key: str, store_id: str) -> str:
     return serializer.dumps({"store": store_id, "nonce": secrets.token_urlsafe(16)})
 
 
-def read_login_token(secret_key: str, token: str) -> tuple[str, str]:
-    """The store id and nonce of a valid, unexpired token."""
-    serializer = URLSafeTimedSerializer(secret_key, salt=LOGIN_SALT)
+def read_login_token(signing_keys: list[str], token: str) -> tuple[str, str]:
+    """The store id and nonce of a valid, unexpired token, signed with any of the keys
+    (``Settings.signing_keys``: a link made before a key change still works)."""
+    serializer = URLSafeTimedSerializer(signing_keys, salt=LOGIN_SALT)
     try:
         data = serializer.loads(token, max_age=LOGIN_LINK_MINUTES * 60)
     except SignatureExpired:
@@ -103,7 +104,7 @@ def embedded_grant(store_id: str, frame_ancestors: tuple[str, ...], platform: st
     """A short-lived grant for pages shown inside ``platform``'s admin, which may frame them
     from ``frame_ancestors`` only. The platform calls this after verifying its own session
     token."""
-    serializer = URLSafeTimedSerializer(services().settings.secret_key, salt=EMBEDDED_SALT)
+    serializer = URLSafeTimedSerializer(services().settings.signing_keys, salt=EMBEDDED_SALT)
     return serializer.dumps(
         {
             "store": store_id,
@@ -118,7 +119,7 @@ def _embedded_from_request() -> Grant | None:
     token = request.args.get(EMBEDDED_PARAM) or request.form.get(EMBEDDED_PARAM)
     if not token:
         return None
-    serializer = URLSafeTimedSerializer(services().settings.secret_key, salt=EMBEDDED_SALT)
+    serializer = URLSafeTimedSerializer(services().settings.signing_keys, salt=EMBEDDED_SALT)
     try:
         data = serializer.loads(token, max_age=EMBEDDED_GRANT_SECONDS)
     except BadSignature:
@@ -173,17 +174,24 @@ def csrf_token() -> str:
     grant = current_grant()
     if grant is None:
         return ""
-    key = services().settings.secret_key.encode()
-    return hmac.new(key, f"csrf:{grant.session_id}".encode(), hashlib.sha256).hexdigest()
+    return _csrf_digest(services().settings.secret_key, grant.session_id)
+
+
+def _csrf_digest(key: str, session_id: str) -> str:
+    return hmac.new(key.encode(), f"csrf:{session_id}".encode(), hashlib.sha256).hexdigest()
 
 
 def check_csrf() -> None:
-    """400 for a state-changing request without this session's token."""
+    """400 for a state-changing request without this session's token (made with the current
+    key, or a fallback one for a form shown before a key change)."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     sent = request.form.get("csrf_token", "")
-    expected = csrf_token()
-    if not expected or not hmac.compare_digest(sent, expected):
+    grant = current_grant()
+    keys = services().settings.signing_keys
+    if grant is None or not any(
+        hmac.compare_digest(sent, _csrf_digest(key, grant.session_id)) for key in keys
+    ):
         abort(400, "the form expired or came from another site: reload the page and try again")
 
 

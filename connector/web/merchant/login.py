@@ -29,7 +29,7 @@ blueprint.after_request(security_headers)
 def confirm(token: str) -> str | tuple[str, int]:
     """The page behind a login link, with the button that spends it."""
     try:
-        read_login_token(services().settings.secret_key, token)
+        read_login_token(services().settings.signing_keys, token)
     except LoginLinkError as exc:
         return render_template("merchant/login.html", error=str(exc)), 400
     return render_template("merchant/login.html", token=token)
@@ -39,7 +39,7 @@ def confirm(token: str) -> str | tuple[str, int]:
 def log_in(token: str) -> Response | tuple[str, int]:
     """Spend the link and start a session for its store."""
     try:
-        store_id, nonce = read_login_token(services().settings.secret_key, token)
+        store_id, nonce = read_login_token(services().settings.signing_keys, token)
         spent = spend_login_nonce(nonce)
     except LoginLinkError as exc:
         return render_template("merchant/login.html", error=str(exc)), 400
