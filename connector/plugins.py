@@ -128,6 +128,10 @@ class StorePlatform:
     commands: tuple[click.Command, ...] = ()
     periodic: tuple[PeriodicTask, ...] = ()
     settings_panel: Callable[[Services, str], str] | None = None
+    status_notices: Callable[[Services, str], list[str]] | None = None
+    """(services, store id) -> sentences the Status page shows as warnings, from what is on
+    file (the Status page must not wait on the store): things the merchant or operator must
+    know about the store's connection."""
     embedded_head: Callable[[Services], EmbeddedHead] | None = None
     signal_advice: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Signal name (:data:`connector.signals.SIGNALS`) -> what a merchant of this platform

@@ -2,7 +2,8 @@
 
 ``add-woocommerce`` is the manual path: the merchant pastes the printed URL and secret into
 WooCommerce's webhook screen. ``connect-woocommerce`` does that through the store's REST API
-with its keys, and ``check`` reads the webhooks back and repairs them (see
+with its keys, and records the address it used (from ``APP_URL``) as the store's; ``check``
+reads the webhooks back and repairs them toward that recorded address (see
 :mod:`platforms.woocommerce.connect` for what counts as a problem). Every error is one line on
 stderr with exit status 1; ``check`` also exits 1 while a problem remains.
 """
@@ -58,14 +59,16 @@ def add_woocommerce(ctx: click.Context, url: str, secret: str | None) -> None:
 @click.option(
     "--allow-http",
     is_flag=True,
-    help="Accept an http:// store address (local test stores only: keys travel in clear).",
+    help="Accept an http:// store address or APP_URL (local test stores only: keys, secret"
+    " and orders travel in clear).",
 )
 @click.pass_context
 def connect_woocommerce(
     ctx: click.Context, url: str, consumer_key: str, consumer_secret: str, allow_http: bool
 ) -> None:
     """Connect a store with its REST API keys (Read/Write): creates or repairs its order
-    webhooks and keeps the keys, encrypted, for the periodic check. Prints JSON."""
+    webhooks, delivering to APP_URL, and keeps the keys, encrypted, for the periodic check,
+    which repairs them toward that address only. Prints JSON."""
     services = services_from(ctx)
     try:
         address = StoreAddress.parse(url)
@@ -77,6 +80,14 @@ def connect_woocommerce(
             " secret would travel in clear text; use the store's https:// address"
             " (--allow-http is for local test stores)"
         )
+    app_url = services.settings.app_url
+    if not app_url.startswith("https://") and not allow_http:
+        raise click.ClickException(
+            f"refusing APP_URL {app_url}: the store's orders would be sent to it over plain"
+            " http://, and it would become the address the webhooks are kept at (is APP_URL"
+            " set?); set APP_URL to the connector's public https:// address (--allow-http is"
+            " for local test stores)"
+        )
     try:
         emit(connect_store(services, address, consumer_key, consumer_secret))
     except (RestError, StoreError) as exc:
@@ -85,12 +96,13 @@ def connect_woocommerce(
 
 @click.command("check")
 @click.argument("store_id")
-@click.option("--repair", is_flag=True, help="Re-activate, re-point or recreate what is wrong.")
+@click.option("--repair", is_flag=True, help="Recreate what is wrong, toward the recorded address.")
 @click.pass_context
 def check(ctx: click.Context, store_id: str, repair: bool) -> None:
     """Read a connected WooCommerce store's webhooks back and report (or repair) ours that
-    are disabled, paused, missing, on the wrong topic or pointing elsewhere. Prints JSON;
-    exits 1 while a problem remains."""
+    are disabled, paused, missing, on the wrong topic or pointing away from the address
+    recorded when the store was connected; also reports an APP_URL that disagrees with that
+    address (and repairs nothing toward it). Prints JSON; exits 1 while a problem remains."""
     try:
         report = check_store(services_from(ctx), store_id, repair=repair)
     except (RestError, StoreError) as exc:

@@ -32,6 +32,7 @@ from platforms.woocommerce.connect import (
     PLATFORM,
     WEBHOOK_TOPICS,
     TopicState,
+    app_url_disagreements,
     assess_webhooks,
     delivery_url,
     load_keys,
@@ -117,6 +118,12 @@ REPAIR_OUTCOMES = {
         "warn",
         "The repair is still waiting for your store to answer; it goes on without this page. "
         "Reload in a minute to see the result.",
+    ),
+    "address-unknown": (
+        "bad",
+        "The connector changed nothing: it has no record of the address your webhooks must "
+        "deliver to, and they do not agree on one. Ask whoever set up the connector to connect "
+        "the store again (connector stores connect-woocommerce).",
     ),
     **{
         reason: ("bad", f"The repair did not finish. {advice}")
@@ -213,7 +220,7 @@ def read_webhooks(services: Services, store: Store) -> tuple[list[WebhookRow], s
     webhooks = finish_within(
         LIVE_READ_SECONDS, keys.client().list_webhooks, name="woocommerce-panel-read"
     )
-    url = delivery_url(services, store.id)
+    url = store.webhook_url or delivery_url(services, store.id)
     states = assess_webhooks(webhooks, store_id=store.id, url=url)
     return [WebhookRow.of(state, url) for state in states], keys.url
 
@@ -241,6 +248,31 @@ def settings_panel(services: Services, store_id: str) -> str:
         **manual_setup(services, store_id),
         plugin_version=plugin_version(),
     )
+
+
+def status_notices(services: Services, store_id: str) -> list[str]:
+    """What the Status page must say about where a connected store's webhooks deliver, from
+    what is on file (the Status page never waits on the store)."""
+    with services.db.session() as session:
+        store = session.get(Store, store_id)
+    if store is None or store.platform != PLATFORM or not store.access_token_encrypted:
+        return []
+    if store.webhook_url is None:
+        return [
+            "The connector has no record yet of the address your WooCommerce webhooks deliver "
+            "to, and repairs nothing until it has. Its next check (every "
+            f"{CHECK_EVERY_SECONDS // 60} minutes) records it if your webhooks agree on one; "
+            "if this message stays, ask whoever set up the connector to run "
+            f"`connector stores check {store_id}` and do what it says."
+        ]
+    return [
+        f"A connector process is set up with another address: it would have your webhooks "
+        f"deliver to {other}, but they were set up to deliver to {store.webhook_url}. They keep "
+        f"delivering to {store.webhook_url}: nothing was changed. If the connector has moved, "
+        "whoever set it up should connect the store again (connector stores "
+        "connect-woocommerce) with the new APP_URL; otherwise correct APP_URL."
+        for other in app_url_disagreements(services, store)
+    ]
 
 
 def manual_setup(services: Services, store_id: str) -> dict[str, Any]:

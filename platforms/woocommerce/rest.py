@@ -3,8 +3,9 @@ list reconciliation reads (:mod:`platforms.woocommerce.reconcile`).
 
 What it relies on, from WooCommerce's own code and docs:
 
-* Endpoints ``GET/POST /wp-json/wc/v3/webhooks`` and ``GET/PUT /wp-json/wc/v3/webhooks/<id>``
-  (woocommerce/woocommerce-rest-api-docs, ``source/includes/wp-api-v3/_webhooks.md``). A webhook
+* Endpoints ``GET/POST /wp-json/wc/v3/webhooks`` and ``GET/PUT/DELETE
+  /wp-json/wc/v3/webhooks/<id>`` (woocommerce/woocommerce-rest-api-docs,
+  ``source/includes/wp-api-v3/_webhooks.md``). A webhook
   made through ``wc/v3`` gets ``api_version`` ``wp_api_v3`` (``WC_REST_Webhooks_Controller::
   get_default_api_version``); the field is not part of the REST body either way.
 * Authentication (``class-wc-rest-authentication.php``): over HTTPS the consumer key and secret
@@ -44,6 +45,7 @@ UNRESOLVED_HOST_MARKERS = (
     "nodename nor servname",
     "getaddrinfo failed",
 )
+INVALID_ID_CODE = "woocommerce_rest_shop_webhook_invalid_id"
 AUTH_ERROR_CODES = frozenset(
     {
         "woocommerce_rest_authentication_error",
@@ -59,9 +61,10 @@ class RestError(Exception):
     ``reason`` a stable key for logs (``unreachable``, ``redirect``, ``not-woocommerce``,
     ``keys-refused``, ``refused``, ``server-error``, ``too-many-webhooks``)."""
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str, code: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.code = code  # WordPress's error code, when WooCommerce gave one
 
 
 class WooCommerceClient:
@@ -96,6 +99,20 @@ class WooCommerceClient:
     def update_webhook(self, webhook_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         """``PUT /webhooks/<id>``: WooCommerce changes the fields given, keeps the others."""
         return self._object(self._call("PUT", f"/webhooks/{int(webhook_id)}", json=fields))
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        """``DELETE /webhooks/<id>?force=true``; one already gone counts as deleted.
+
+        Webhooks cannot be trashed: without ``force`` WooCommerce answers 501
+        ``woocommerce_rest_trash_not_supported``, and an unknown id is 404
+        ``woocommerce_rest_shop_webhook_invalid_id`` (``WC_REST_Webhooks_V1_Controller::
+        delete_item``). The latter is what a repair running at the same time leaves behind.
+        """
+        try:
+            self._call("DELETE", f"/webhooks/{int(webhook_id)}", params={"force": "true"})
+        except RestError as exc:
+            if exc.code != INVALID_ID_CODE:
+                raise
 
     def orders_page(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """One page of ``GET /orders`` with ``params``, and the number of pages there are."""
@@ -166,7 +183,9 @@ class WooCommerceClient:
                 "keys-refused",
             )
         return RestError(
-            f"WooCommerce answered HTTP {response.status_code} ({code}: {message})", "refused"
+            f"WooCommerce answered HTTP {response.status_code} ({code}: {message})",
+            "refused",
+            code,
         )
 
     def _plain_http_hint(self) -> str:

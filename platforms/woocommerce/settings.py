@@ -106,7 +106,9 @@ def repair_outcome(services: Services, store_id: str) -> str:
     except Exception:  # the merchant gets a page that says to try again, the log the cause
         logger.exception("woocommerce.webhook.repair-failed store=%s", store_id)
         return "failed"
-    if not report["ok"]:
+    if any(p["problem"] == "webhook_url_unknown" for p in report["problems"]):
+        return "address-unknown"
+    if any(w["problems"] for w in report["webhooks"]):
         return "incomplete"
     return "repaired" if any(w["fixed"] for w in report["webhooks"]) else "healthy"
 

@@ -241,9 +241,37 @@ def test_update_validates_like_create(store, receiver):
     assert store.webhook(created["id"]).delivery_url == receiver.url
 
 
+def test_delete_needs_force_and_an_existing_id(store, receiver):
+    created = create(store, receiver.url)
+    path = f"/webhooks/{created['id']}"
+    not_forced = call(store, "DELETE", path)
+    assert error_of(not_forced) == (501, "woocommerce_rest_trash_not_supported")
+    assert not_forced.json()["message"] == "Webhooks do not support trashing."
+    assert error_of(call(store, "DELETE", path, params={"force": "maybe"})) == (
+        400,
+        "rest_invalid_param",
+    )
+    assert error_of(call(store, "DELETE", path, auth=(READ_KEY, "cs_r"), params={"force": 1}))[
+        1
+    ] == ("woocommerce_rest_authentication_error")
+    assert error_of(call(store, "DELETE", path, auth=None, params={"force": "true"})) == (
+        401,
+        "woocommerce_rest_cannot_delete",
+    )
+    assert len(store.webhooks()) == 1
+
+    deleted = call(store, "DELETE", path, params={"force": "true"})
+    assert deleted.status_code == 200 and deleted.json()["id"] == created["id"]
+    assert store.webhooks() == []
+    assert error_of(call(store, "DELETE", path, params={"force": "true"})) == (
+        404,
+        "woocommerce_rest_shop_webhook_invalid_id",
+    )
+
+
 def test_unknown_routes_and_an_inactive_woocommerce_are_rest_no_route(store):
-    assert error_of(call(store, "GET", "/orders")) == (404, "rest_no_route")
-    assert error_of(call(store, "DELETE", "/webhooks/1")) == (404, "rest_no_route")
+    assert error_of(call(store, "GET", "/coupons")) == (404, "rest_no_route")
+    assert error_of(call(store, "DELETE", "/webhooks")) == (404, "rest_no_route")
     store.woocommerce_active = False
     assert error_of(call(store, "GET")) == (404, "rest_no_route")
 
@@ -275,6 +303,25 @@ def test_the_seventh_failure_in_a_row_disables_the_webhook(store, receiver):
     store.trigger("order.created", {"id": 1})
     assert store.webhook(created["id"]).status == "disabled"
     assert store.trigger("order.created", {"id": 1}) == []  # disabled: nothing is sent
+
+
+def test_reactivating_over_rest_keeps_the_failure_count(store, receiver):
+    """Why a repair must recreate a disabled webhook: the REST API cannot reset the count."""
+    created = create(store, receiver.url)
+    receiver.status = 500
+    for _ in range(7):
+        store.trigger("order.created", {"id": 1})
+    assert (store.webhook(created["id"]).status, store.webhook(created["id"]).failure_count) == (
+        "disabled",
+        6,
+    )
+    receiver.status = 200
+    call(store, "PUT", f"/webhooks/{created['id']}", json={"status": "active"})
+    assert store.webhook(created["id"]).failure_count == 6
+    receiver.status = 500
+    [failed] = store.trigger("order.created", {"id": 1})
+    assert not failed.succeeded
+    assert store.webhook(created["id"]).status == "disabled"  # at its first failure
 
 
 def test_a_success_resets_the_failure_count_and_redirects_count_as_success(store, receiver):

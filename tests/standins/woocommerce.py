@@ -19,7 +19,9 @@ Evidence used (W# tags are cited in comments below):
       invalid_topic / _invalid_delivery_url, 400), always saves status active ('publish'), a
       secret of wp_generate_password(50) when none is given, answers 201 with Location and
       pings before returning; update_item: "ID is invalid." 400, then topic, delivery_url,
-      secret, status, name; the response never contains the secret.
+      secret, status, name; the response never contains the secret; delete_item: ``force``
+      (a boolean) must be true, else 501 woocommerce_rest_trash_not_supported "Webhooks do not
+      support trashing.", then "Invalid ID." 404 for an unknown id, else 200 with the webhook.
   W3  Version2/class-wc-rest-webhooks-v2-controller.php (response fields with *_gmt dates) and
       Version3/class-wc-rest-webhooks-controller.php (api_version wp_api_v3 for wc/v3).
   W4  includes/class-wc-rest-authentication.php: Basic credentials or consumer_key /
@@ -88,6 +90,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 API = "/wp-json/wc/v3"
 STATUSES = ("active", "paused", "disabled")  # W1
+WEBHOOK_METHODS = ("GET", "POST", "PUT", "DELETE")  # W2 register_routes
 RESOURCES = ("coupon", "customer", "order", "product")  # W6
 EVENTS = ("created", "updated", "deleted", "restored")  # W6
 MAX_FAILURES = 5  # W5: disabled when failures > 5, i.e. on the 7th failure in a row
@@ -224,6 +227,7 @@ class WooCommerceStandIn:
         self._next_id = 140
         self.deliveries: list[Delivery] = []
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, key used
+        self._list_gate: tuple[threading.Barrier, list[int]] | None = None
         self.woocommerce_active = True
         self._orders: dict[int, dict[str, Any]] = {}
         self.site_offset = timedelta(0)
@@ -269,6 +273,7 @@ class WooCommerceStandIn:
             self._orders.clear()
             self.site_offset = timedelta(0)
             self.on_orders_page = None
+            self._list_gate = None
 
     # -- what tests set and read -----------------------------------------------------------
 
@@ -307,6 +312,12 @@ class WooCommerceStandIn:
             for name, value in fields.items():
                 setattr(webhook, name, value)
             return webhook.id
+
+    def hold_lists(self, parties: int) -> None:
+        """The next ``parties`` webhook lists are answered only once all of them have arrived,
+        so callers listing at the same time see the same webhooks (two repairs racing)."""
+        with self._lock:
+            self._list_gate = (threading.Barrier(parties, timeout=10), [parties])
 
     def revoke(self, consumer_key: str) -> None:
         """The merchant deleted the key in WooCommerce → Settings → Advanced → REST API."""
@@ -480,7 +491,7 @@ class WooCommerceStandIn:
             return self._list_orders(caller)
         match = re.fullmatch(r"/wc/v3/webhooks(?:/(\d+))?", route)
         method = request.method
-        if not self.woocommerce_active or match is None or method not in ("GET", "POST", "PUT"):
+        if not self.woocommerce_active or match is None or method not in WEBHOOK_METHODS:
             raise _no_route()
         webhook_id = int(match.group(1)) if match.group(1) else None
         if webhook_id is None and method == "GET":
@@ -491,6 +502,8 @@ class WooCommerceStandIn:
             return self._get(caller, webhook_id)
         if webhook_id is not None and method == "PUT":
             return self._update(caller, webhook_id)
+        if webhook_id is not None and method == "DELETE":
+            return self._delete(caller, webhook_id)
         raise _no_route()
 
     def _authenticate(self) -> _Caller:
@@ -534,6 +547,7 @@ class WooCommerceStandIn:
                 "status", "status is not one of all, active, paused, and disabled."
             )
         _require_caller(caller, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+        self._wait_at_list_gate()
         with self._lock:
             chosen = [w for w in self._webhooks.values() if status in ("all", w.status)]
             chosen.sort(key=lambda w: (w.created, w.id), reverse=True)  # W1: date, desc
@@ -543,6 +557,17 @@ class WooCommerceStandIn:
         response.headers["X-WP-Total"] = str(len(chosen))
         response.headers["X-WP-TotalPages"] = str(math.ceil(len(chosen) / per_page))
         return response
+
+    def _wait_at_list_gate(self) -> None:
+        """See :meth:`hold_lists`."""
+        with self._lock:
+            gate = self._list_gate
+            if gate is not None:
+                gate[1][0] -= 1
+                if gate[1][0] == 0:
+                    self._list_gate = None
+        if gate is not None:
+            gate[0].wait()
 
     def _get(self, caller: _Caller, webhook_id: int) -> Response:
         _require_caller(
@@ -631,6 +656,26 @@ class WooCommerceStandIn:
         if changed.status == "active" and changed.pending_delivery:  # W7
             self._ping(changed)
         return _json_response(body, 200)
+
+    def _delete(self, caller: _Caller, webhook_id: int) -> Response:
+        """W2 delete_item: parameters are validated before permissions, as WordPress does."""
+        force = _bool_param(_params(), "force", default=False)
+        _require_caller(
+            caller,
+            "woocommerce_rest_cannot_delete",
+            "Sorry, you are not allowed to delete this resource.",
+        )
+        if not force:
+            raise _WordPressError(
+                "woocommerce_rest_trash_not_supported", "Webhooks do not support trashing.", 501
+            )
+        with self._lock:
+            webhook = self._webhooks.pop(webhook_id, None)
+            if webhook is None:
+                raise _WordPressError(
+                    "woocommerce_rest_shop_webhook_invalid_id", "Invalid ID.", 404
+                )
+            return _json_response(self._represent(webhook), 200)
 
     def _new_webhook(self, *, name: str, topic: str, delivery_url: str, secret: str) -> Webhook:
         """Call with the lock held."""

@@ -68,6 +68,7 @@ def status(store_id: str) -> str:
         status=_store_status(store_id),
         reconciliation=_reconciliation(store_id),
         reconcile_every=services().settings.reconcile_interval_seconds,
+        platform_notices=_platform_notices(store_id),
     )
 
 
@@ -193,6 +194,14 @@ def _connect_url(store_id: str) -> str | None:
     if not (settings.tiktok_app_id and settings.tiktok_app_secret):
         return None
     return url_for(endpoint, store_id=store_id)
+
+
+def _platform_notices(store_id: str) -> list[str]:
+    """What the store's platform says the merchant must know (plain sentences)."""
+    platform = current_app.extensions[PLATFORMS_KEY].get(g.store.platform)
+    if platform is None or platform.status_notices is None:
+        return []
+    return platform.status_notices(services(), store_id)
 
 
 def _platform_panel(store_id: str) -> Markup | None:

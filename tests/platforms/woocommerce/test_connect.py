@@ -15,6 +15,7 @@ from werkzeug.wrappers import Request, Response
 
 from connector.embedded_redis import free_port
 from connector.models import Store
+from platforms.woocommerce.connect import StoreAddress, connect_store
 from tests.platforms.woocommerce.helpers import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -60,6 +61,7 @@ def test_connect_creates_working_webhooks(connector, woo, live_server, services)
     assert {key for _method, _path, key in woo.requests} == {CONSUMER_KEY}  # Basic auth
     [store] = stores(services)
     assert (store.platform, store.domain) == ("woocommerce", woo.base_url.removeprefix("http://"))
+    assert store.webhook_url == hook_url  # the address repairs will keep them at
     assert json.loads(services.cipher.decrypt(store.access_token_encrypted)) == {
         "consumer_key": CONSUMER_KEY,
         "consumer_secret": CONSUMER_SECRET,
@@ -95,6 +97,54 @@ def test_connect_adopts_a_store_and_webhook_made_by_hand(connector, woo, live_se
     assert len(woo.webhooks()) == 2
     assert woo.webhook(by_hand).secret == added["secret"]  # the pasted secret still signs
     assert added["store_id"] in woo.webhook(by_hand).name
+
+
+def test_a_plain_http_app_url_is_refused_without_allow_http(connector, woo, services):
+    args = ["stores", "connect-woocommerce", "--url", "https://shop.example",
+            "--consumer-key", CONSUMER_KEY, "--consumer-secret", CONSUMER_SECRET]  # fmt: skip
+    line = error_line(connector(*args, APP_URL=""))
+    assert line == (
+        "Error: refusing APP_URL http://localhost:8000: the store's orders would be sent to it"
+        " over plain http://, and it would become the address the webhooks are kept at (is"
+        " APP_URL set?); set APP_URL to the connector's public https:// address (--allow-http"
+        " is for local test stores)"
+    )
+    assert woo.requests == [] and stores(services) == []
+
+
+def test_connecting_with_a_new_app_url_moves_the_store(
+    connector, woo, live_server, live_services, services
+):
+    address = StoreAddress.parse(woo.base_url)
+    first = connect_store(live_services, address, CONSUMER_KEY, CONSUMER_SECRET)
+    store_id = first["store_id"]
+    moved_to = live_server.replace("127.0.0.1", "localhost")  # the same app, another address
+    new_url = f"{moved_to}/webhooks/woocommerce/{store_id}"
+
+    # A check run with the new APP_URL reports it and moves nothing.
+    found = output(connector("stores", "check", store_id, "--repair", app_url=moved_to), status=1)
+    assert found["problems"] == [
+        {
+            "problem": "app_url_mismatch",
+            "webhook_url": first["webhook_url"],
+            "app_url_webhook_url": new_url,
+            "message": (
+                f"APP_URL gives {new_url}, but the store's webhooks were set up for"
+                f" {first['webhook_url']}: repairs keep them delivering there. If the connector"
+                " has moved, run `connector stores connect-woocommerce` with the new APP_URL;"
+                " otherwise set APP_URL to match in every process"
+            ),
+        }
+    ]
+    assert {w.delivery_url for w in woo.webhooks()} == {first["webhook_url"]}
+
+    # Connecting again with it is the deliberate move.
+    moved = output(connector(*connect_args(woo.base_url), app_url=moved_to))
+    assert (moved["webhook_url"], moved["ok"]) == (new_url, True)
+    assert {w.delivery_url for w in woo.webhooks()} == {new_url}
+    assert len(woo.webhooks()) == 2
+    [store] = stores(services)
+    assert store.webhook_url == new_url
 
 
 def test_plain_http_is_refused_without_allow_http(connector, woo, services):
@@ -219,14 +269,15 @@ def test_check_finds_a_disabled_webhook_and_repair_fixes_it(connector, woo, live
     repaired = output(connector("stores", "check", store_id, "--repair", app_url=live_server))
     assert repaired["ok"] is True
     entry = repaired["webhooks"][1]
-    assert (entry["id"], entry["status"], entry["fixed"], entry["action"]) == (
+    assert (entry["replaced"], entry["status"], entry["fixed"], entry["action"]) == (
         updated,
         "active",
         ["disabled"],
-        "updated",
+        "recreated",
     )
-    assert woo.webhook(updated).status == "active"
-    assert woo.webhook(updated).secret == secret_of(services, store_id)
+    webhook = woo.webhook(entry["id"])
+    assert (webhook.status, webhook.failure_count) == ("active", 0)
+    assert webhook.secret == secret_of(services, store_id)
     assert output(connector("stores", "check", store_id, app_url=live_server))["ok"] is True
 
 
@@ -245,6 +296,6 @@ def test_check_refuses_stores_it_cannot_check(connector, shopify_store):
 def test_check_after_the_encryption_key_changed_is_a_clear_error(connector, woo, live_server):
     out = output(connector(*connect_args(woo.base_url), app_url=live_server))
     result = connector("stores", "check", out["store_id"], SECRET_KEY="another-secret-key")
-    assert error_line(result) == (
+    assert error_line(result).startswith(
         "Error: a stored secret cannot be decrypted: TOKEN_ENCRYPTION_KEY or SECRET_KEY changed"
     )

@@ -1,6 +1,7 @@
 """The WooCommerce panel of the Settings page, through Flask's test client: webhook health read
 live from the store stand-in, the Repair button, an unreachable or silent store, a store added
-by hand (steps, secret on request), the plugin download, and who may use them.
+by hand (steps, secret on request), the plugin download, and who may use them; and what the
+Status page says when a process's APP_URL disagrees with a store's recorded webhook address.
 
 The client's app has ``APP_URL`` set to the live server (``live_services``), so the delivery
 URL the panel expects is where the stand-in's pings really arrive.
@@ -20,8 +21,15 @@ import pytest
 from app import create_app
 from connector.embedded_redis import free_port
 from connector.models import Store
+from connector.services import build_services
 from connector.stores import add_store
-from platforms.woocommerce.connect import StoreAddress, StoreKeys, connect_store, save_keys
+from platforms.woocommerce.connect import (
+    StoreAddress,
+    StoreKeys,
+    check_store,
+    connect_store,
+    save_keys,
+)
 from platforms.woocommerce.panel import LIVE_READ_SECONDS
 from tests.platforms.woocommerce.helpers import CONSUMER_KEY, CONSUMER_SECRET
 from tests.support import csrf_of, log_in
@@ -67,6 +75,12 @@ def silent_store() -> Iterator[str]:
 
 def settings_page(client, store_id: str, **query: str) -> str:  # type: ignore[no-untyped-def]
     answer = client.get(f"/settings/{store_id}/settings", query_string=query)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return answer.get_data(as_text=True)
+
+
+def status_page(client, store_id: str) -> str:  # type: ignore[no-untyped-def]
+    answer = client.get(f"/settings/{store_id}/")
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer.get_data(as_text=True)
 
@@ -135,7 +149,8 @@ def test_a_disabled_webhook_is_shown_and_the_repair_button_fixes_it(
     assert answer.headers["Location"].endswith(
         f"/settings/{store_id}/settings?woocommerce_repair=repaired#woocommerce-webhooks"
     )
-    webhook = woo.webhook(updated)
+    [webhook] = [w for w in woo.webhooks() if w.topic == "order.updated"]
+    assert webhook.id != updated  # made anew, so WooCommerce counts its failures from zero
     assert (webhook.status, webhook.delivery_url) == ("active", connected["webhook_url"])
     assert webhook.secret == secret_of(live_services, store_id)
     page = settings_page(web, store_id, woocommerce_repair="repaired")
@@ -191,6 +206,53 @@ def test_a_store_that_never_answers_does_not_hold_the_page(
     assert LIVE_READ_SECONDS <= took < LIVE_READ_SECONDS + 20
     assert f"did not answer within {LIVE_READ_SECONDS:.0f} seconds" in page
     assert "reload it to try again" in page
+
+
+def test_without_a_recorded_address_the_repair_button_changes_nothing(
+    web, live_services, connected, woo
+):
+    store_id = connected["store_id"]
+    _created, updated = ids(connected)
+    with live_services.db.session() as session:
+        session.get(Store, store_id).webhook_url = None  # connected before addresses were kept
+        session.commit()
+    woo.disable(updated)  # and the webhooks deliver over plain http: nothing to adopt
+    log_in(web, live_services, store_id)
+    page = status_page(web, store_id)
+    assert "has no record yet of the address your WooCommerce webhooks deliver to" in page
+
+    token = csrf_of(settings_page(web, store_id))
+    answer = web.post(f"/settings/{store_id}/woocommerce/repair", data={"csrf_token": token})
+
+    assert "woocommerce_repair=address-unknown" in answer.headers["Location"]
+    assert writes(woo) == [] and woo.webhook(updated).status == "disabled"
+    page = settings_page(web, store_id, woocommerce_repair="address-unknown")
+    assert "The connector changed nothing: it has no record of the address" in page
+
+
+def test_the_status_page_says_when_an_app_url_disagrees(
+    web, live_services, settings, connected, woo
+):
+    store_id = connected["store_id"]
+    log_in(web, live_services, store_id)
+    assert 'class="notice warn platform-notice"' not in status_page(web, store_id)
+
+    # A worker started without APP_URL checks the store: the web process hears of it.
+    default = build_services(settings.with_overrides(app_url="http://localhost:8000"))
+    try:
+        check_store(default, store_id, repair=True)
+    finally:
+        default.db.dispose()
+
+    page = status_page(web, store_id)
+    [notice] = re.findall(r'<div class="notice warn platform-notice">(.*?)</div>', page, re.S)
+    assert (
+        "A connector process is set up with another address: it would have your webhooks"
+        f" deliver to http://localhost:8000/webhooks/woocommerce/{store_id}, but they were set"
+        f" up to deliver to {connected['webhook_url']}. They keep delivering to"
+        f" {connected['webhook_url']}: nothing was changed."
+    ) in " ".join(notice.split())
+    assert {w.delivery_url for w in woo.webhooks()} == {connected["webhook_url"]}
 
 
 def test_an_unknown_repair_outcome_in_the_link_shows_nothing(web, live_services, connected):
