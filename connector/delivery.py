@@ -12,7 +12,7 @@ import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -175,13 +175,10 @@ def _send_batch(
     report: RunReport,
     pace: Pace,
 ) -> None:
-    """Send a claimed batch; a rejected batch is split so that only the bad events fail.
+    """Send a claimed batch, and again whatever part of it an answer leaves unsettled.
 
-    When the platform names the bad event (TikTok's message gives its ``data.<i>`` path), it
-    fails alone and the rest is sent again at once; otherwise the batch is halved until the
-    bad events stand alone (a handful of requests even for one bad event in 1,000). Every
-    outcome is committed before the next request: a token renewal during a send writes from
-    its own session, which must not wait for ours.
+    Every outcome is committed before the next request: a token renewal during a send writes
+    from its own session, which must not wait for ours.
     """
     now = int(time.time())
     sendable: list[Claimed] = []
@@ -201,16 +198,7 @@ def _send_batch(
         part = pending.pop(0)
         pace.wait()
         result = _send(session, row, destination, config, http, part, services, report)
-        if result.outcome is Outcome.REJECTED and len(part) > 1:
-            bad = result.bad_index
-            if bad is not None and 0 <= bad < len(part):
-                _record(session, row, [part[bad]], result, services, report)
-                pending.insert(0, part[:bad] + part[bad + 1 :])
-            else:
-                middle = len(part) // 2
-                pending[:0] = [part[:middle], part[middle:]]
-        else:
-            _record(session, row, part, result, services, report)
+        pending[:0] = _settle(session, row, part, result, services, report)
         session.commit()
     unsent = [claimed.id for part in pending for claimed in part]
     if unsent:  # the destination paused or asked to slow down: free them for later
@@ -264,6 +252,53 @@ def _send(
     return result
 
 
+def _settle(
+    session: Session,
+    row: DestinationRow,
+    part: list[Claimed],
+    result: SendResult,
+    services: Services,
+    report: RunReport,
+) -> list[list[Claimed]]:
+    """Record what one answer settles; return the parts of the batch to send again.
+
+    A rejected batch (nothing was taken) or a partly accepted one (some events were) fails
+    only the events the platform names, with its words for each: the rest of a rejected batch
+    is sent again at once, the rest of a partial one is delivered. When it names none, the
+    batch is halved until the refused events stand alone (a handful of requests even for one
+    bad event in 1,000), and a lone event refused without a name fails with the message.
+    Sending again events a partial answer took is safe: ad platforms drop an ``event_id``
+    they already have (TikTok's window is 48 hours).
+    """
+    if result.outcome not in (Outcome.REJECTED, Outcome.PARTIAL):
+        _record(session, row, part, result, services, report)
+        return []
+    refused = {i: words for i, words in result.refused.items() if 0 <= i < len(part)}
+    if not refused:
+        if len(part) > 1:
+            middle = len(part) // 2
+            return [part[:middle], part[middle:]]
+        refused = {0: result.message}  # a lone event: it is the one refused
+    _fail_refused(session, [(part[i], words) for i, words in refused.items()], result, report)
+    rest = [claimed for i, claimed in enumerate(part) if i not in refused]
+    if rest and result.outcome is Outcome.PARTIAL:
+        _record(session, row, rest, replace(result, outcome=Outcome.DELIVERED), services, report)
+        return []
+    return [rest] if rest else []
+
+
+def _fail_refused(
+    session: Session, refused: list[tuple[Claimed, str]], result: SendResult, report: RunReport
+) -> None:
+    """Fail each refused event with what the platform said about it."""
+    by_words: dict[str, list[int]] = {}
+    for claimed, words in refused:
+        by_words.setdefault(words, []).append(claimed.id)
+    for words, ids in by_words.items():
+        _finish(session, ids, EventStatus.FAILED, words, result.code, result.request_id)
+    report.failed += len(refused)
+
+
 def _record(
     session: Session,
     row: DestinationRow,
@@ -272,7 +307,7 @@ def _record(
     services: Services,
     report: RunReport,
 ) -> None:
-    """Write the outcome of one request onto its events (and the destination, if paused)."""
+    """Write a delivered, pause or retry outcome onto its events (and the destination)."""
     ids = [claimed.id for claimed in part]
     code, request_id = result.code, result.request_id
     if result.outcome is Outcome.DELIVERED:
@@ -283,9 +318,6 @@ def _record(
             latency.observe((now - claimed.received_at).total_seconds())
         row.last_success_at = now
         report.delivered += len(part)
-    elif result.outcome is Outcome.REJECTED:
-        _finish(session, ids, EventStatus.FAILED, result.message, code, request_id)
-        report.failed += len(part)
     elif result.outcome is Outcome.PAUSE:
         row.paused_reason = _pause_reason(result)
         row.paused_at = utcnow()

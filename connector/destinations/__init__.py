@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +33,7 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"  # transient: rate limit, outage, timeout; back off and send again
     REJECTED = "rejected"  # the payload is wrong; isolate the bad event, fail it, send the rest
+    PARTIAL = "partial"  # some events were taken: fail the refused ones, the rest is delivered
     PAUSE = "pause"  # token, permission or address is wrong; pause the destination, keep events
 
 
@@ -47,7 +48,9 @@ class SendResult:
     request_id: str | None = None
     retry_after: float | None = None
     fix: str | None = None  # with PAUSE: what the merchant must do, shown with the pause
-    bad_index: int | None = None  # with REJECTED: the position of the event at fault, if known
+    # With REJECTED or PARTIAL: the events the platform names as refused, by their position in
+    # the batch, each with the platform's words about it; empty when it names none.
+    refused: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

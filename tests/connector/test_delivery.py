@@ -129,6 +129,42 @@ def test_an_unnamed_bad_event_is_found_by_halving(services, shopify_store, desti
     assert report.requests <= 1 + 2 * 2 * 4, "halving, not one request per event"
 
 
+def test_events_a_partial_success_names_fail_with_tiktoks_words_and_the_rest_are_delivered(
+    services, shopify_store, destination_id, tiktok
+):
+    record_orders(services, shopify_store, 9)
+    tiktok.drop_event_ids({"1002", "1006"})
+    report = deliver_pending(services, destination_id)
+    assert (report.requests, report.delivered, report.failed) == (1, 7, 2)
+    kept = {str(1000 + i) for i in range(9)} - {"1002", "1006"}
+    assert set(tiktok.accepted_event_ids()) == kept
+    with services.db.session() as session:
+        events = {e.event_id: e for e in session.scalars(select(Event))}
+    assert events["1002"].status == events["1006"].status == "failed"
+    assert events["1002"].last_error == "data.2.event_id: Invalid value '1002'."
+    assert events["1006"].last_error == "data.6.event_id: Invalid value '1006'."
+    assert {events[i].status for i in kept} == {"delivered"}
+    assert {e.last_code for e in events.values()} == {20001}
+
+
+def test_a_partial_success_naming_nothing_is_halved_until_the_dropped_events_stand_alone(
+    services, shopify_store, destination_id, tiktok
+):
+    """Nothing is counted as delivered on trust; resending what TikTok kept counts nothing
+    twice there (it deduplicates event_id), and the stand-in keeps every copy it was sent."""
+    record_orders(services, shopify_store, 16)
+    tiktok.drop_event_ids({"1005", "1011"}, name_path=False)
+    report = deliver_pending(services, destination_id)
+    assert (report.delivered, report.failed) == (14, 2)
+    assert report.requests <= 1 + 2 * 2 * 4, "halving, not one request per event"
+    assert statuses(services)["1005"] == statuses(services)["1011"] == "failed"
+    kept = {str(1000 + i) for i in range(16)} - {"1005", "1011"}
+    assert set(tiktok.accepted_event_ids()) == kept
+    with services.db.session() as session:
+        dropped = session.scalar(select(Event).where(Event.event_id == "1005"))
+    assert (dropped.last_code, dropped.last_error) == (20001, "Partial success.")
+
+
 def test_token_error_pauses_the_destination_and_keeps_events(
     services, shopify_store, destination_id, tiktok
 ):

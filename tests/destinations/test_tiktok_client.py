@@ -182,12 +182,34 @@ def test_checkout_event_has_no_order_id():
 # -- classify: TikTok's envelope -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", [0, 20001])
-def test_success_codes_are_delivered(code):
-    result = classify(tiktok_answer(code, "OK"))
+def test_code_0_is_delivered():
+    result = classify(tiktok_answer(0, "OK"))
     assert result.outcome is Outcome.DELIVERED
-    assert (result.code, result.message, result.http_status) == (code, "OK", 200)
+    assert (result.code, result.message, result.http_status) == (0, "OK", 200)
     assert result.request_id == "20240101000000ABCDEF"
+
+
+def test_partial_success_names_each_refused_event_with_its_words():
+    message = (
+        "Partial success. data.1.event_id: Invalid value 'b'.; "
+        "data.4.properties.value: Not a valid number.; data.4.user.email: PII is not hashed."
+    )
+    result = classify(tiktok_answer(20001, message))
+    assert (result.outcome, result.code, result.message) == (Outcome.PARTIAL, 20001, message)
+    assert result.refused == {
+        1: "data.1.event_id: Invalid value 'b'.",
+        4: "data.4.properties.value: Not a valid number.; data.4.user.email: PII is not hashed.",
+    }
+
+
+def test_partial_success_that_names_nothing_is_not_delivered():
+    result = classify(tiktok_answer(20001, "Partial success."))
+    assert (result.outcome, result.refused) == (Outcome.PARTIAL, {})
+
+
+def test_partial_success_keeps_what_tiktok_puts_in_data():
+    body = {"code": 20001, "message": "Partial success.", "data": {"failed": 2}}
+    assert classify(response(200, body)).message == 'Partial success. {"failed":2}'
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(400, Outcome.REJECTED), (403, Outcome.PAUSE)])
@@ -363,7 +385,12 @@ def test_destination_identity():
 )
 def test_a_rejection_names_the_bad_event_when_tiktok_does(message, index):
     result = classify(tiktok_answer(40002, message))
-    assert (result.outcome, result.bad_index) == (Outcome.REJECTED, index)
+    named = {} if index is None else {index: message}
+    assert (result.outcome, result.refused) == (Outcome.REJECTED, named)
+
+
+def test_a_path_inside_another_word_names_no_event():
+    assert classify(tiktok_answer(40002, "metadata.2.x: Unknown field.")).refused == {}
 
 
 def test_a_refused_pixel_code_pauses_instead_of_failing_every_event():

@@ -559,6 +559,31 @@ def test_reject_event_ids_with_another_code(standin: TikTokStandIn) -> None:
     assert_answer(response, 40062, "data.0.event_id: Invalid value 'order_bad'.")
 
 
+def test_drop_event_ids_answers_partial_success_naming_the_dropped(
+    standin: TikTokStandIn,
+) -> None:
+    standin.drop_event_ids({"order_b", "order_d"})
+    body = make_body(*(make_event(f"order_{letter}") for letter in "abcd"))
+    assert_answer(
+        post(standin, body),
+        20001,
+        "Partial success. data.1.event_id: Invalid value 'order_b'.; "
+        "data.3.event_id: Invalid value 'order_d'.",
+    )
+    assert standin.accepted_event_ids() == ["order_a", "order_c"]
+
+
+def test_drop_event_ids_without_naming_them(standin: TikTokStandIn) -> None:
+    standin.drop_event_ids({"order_b"}, name_path=False)
+    assert_answer(
+        post(standin, make_body(make_event("order_a"), make_event("order_b"))),
+        20001,
+        "Partial success.",
+    )
+    assert_answer(post(standin, make_body(make_event("order_c"))), 0, "OK")
+    assert standin.accepted_event_ids() == ["order_a", "order_c"]
+
+
 def test_go_down_refuses_then_come_up_accepts_on_same_port(standin: TikTokStandIn) -> None:
     url = standin.base_url
     assert_answer(post(standin, make_body(make_event("order_before"))), 0, "OK")
@@ -611,6 +636,7 @@ def test_reset_clears_batches_and_faults(standin: TikTokStandIn) -> None:
     post(standin, make_body())
     standin.fail_next(5)
     standin.reject_event_ids({"order_1001"})
+    standin.drop_event_ids({"order_1001"})
     standin.delay_seconds = 3
     standin.reset()
     assert standin.batches == []

@@ -11,7 +11,7 @@ pixel lists (`stand_in.oauth`, see the O# evidence further down).
 
 Evidence used (S# tags are cited in comments below):
   S1  tiktok/tiktok-business-api-sdk, python_sdk/business_api_client/tiktok_business/
-      tiktok_code.py: numeric codes 0 OK, 40001 permission, 40002 param error,
+      tiktok_code.py: numeric codes 0 OK, 20001 PARTIAL_OK, 40001 permission, 40002 param error,
       40061 INVALID_BATCH_SIZE, 40062 PII_NOT_HASHED, 40100 REQUEST_TOO_FREQUENT,
       40104 EMPTY_ACCESS_TOKEN, 40105 INVALID_ACCESS_TOKEN, 50000 SYS_ERROR.
       event_callback_api.py sends the token as the `Access-Token` header.
@@ -57,6 +57,10 @@ Decided here, not confirmed by any source found:
   - Events API 1.0 names (`timestamp`, `context`, `user.phone_number`) are rejected so a
     mix-up between the two API versions fails loudly.
   - Wording of 40104/40105/50000 messages and of the 404 body.
+  - What a 20001 (partial success, S1) answer says: no public source shows one. Here the
+    batch is kept but for the dropped events, which the message names by their `data.<i>`
+    path as 40002 messages do (`Partial success. data.1.event_id: ...; data.4.event_id: ...`),
+    or, with `name_path=False`, not at all (`Partial success.`); `data` stays `{}`.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 TRACK_PATH = "/open_api/v1.3/event/track/"
 
 CODE_OK = 0
+CODE_PARTIAL_OK = 20001
 CODE_PERMISSION = 40001
 CODE_PARAM_ERROR = 40002
 CODE_INVALID_BATCH_SIZE = 40061
@@ -147,6 +152,7 @@ class ReceivedBatch:
     headers: dict[str, str]
     answer: dict
     http_status: int
+    dropped: frozenset[str] = frozenset()  # event_ids a 20001 answer did not keep
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,12 @@ def new_request_id() -> str:
 
 def envelope(code: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message, "request_id": new_request_id(), "data": {}}
+
+
+def _partial_message(dropped: dict[str, str | None]) -> str:
+    """A 20001 message naming each dropped event by its path, when the path is to be named."""
+    named = [f"{path}: Invalid value {event_id!r}." for event_id, path in dropped.items() if path]
+    return " ".join(["Partial success.", "; ".join(named)]).strip()
 
 
 # ---------------------------------------------------------------------------------------
@@ -840,6 +852,7 @@ class TikTokStandIn:
         self._rate_limit_share = 0.0
         self._http_500_share = 0.0
         self._rejected_ids: dict[str, tuple[int, bool]] = {}
+        self._dropped_ids: dict[str, bool] = {}
         self._generation = 0  # bumped by reset(); requests begun before it are not recorded
         self._in_flight = 0
         self.oauth = TikTokOAuth(self._lock)
@@ -966,6 +979,16 @@ class TikTokStandIn:
         with self._lock:
             self._rejected_ids.update(dict.fromkeys(ids, (code, name_path)))
 
+    def drop_event_ids(self, ids: set[str], *, name_path: bool = True) -> None:
+        """Answer 20001 (partial success) to a batch holding one of these event_ids: keep the
+        other events, drop these.
+
+        ``name_path=False`` says only "Partial success.", so a client cannot tell which events
+        were dropped (and must find them another way).
+        """
+        with self._lock:
+            self._dropped_ids.update(dict.fromkeys(ids, name_path))
+
     def reset(self) -> None:
         """Forget batches and faults, set the delay to 0, and come up if down.
 
@@ -978,6 +1001,7 @@ class TikTokStandIn:
             self._random = None
             self._rate_limit_share = self._http_500_share = 0.0
             self._rejected_ids.clear()
+            self._dropped_ids.clear()
             self.delay_seconds = 0.0
             self.oauth.clear()
         if self._down:
@@ -1006,8 +1030,9 @@ class TikTokStandIn:
     def _accepted_events_locked(self) -> list[dict]:
         events: list[dict] = []
         for batch in self.batches:
-            if batch.http_status == 200 and batch.answer.get("code") == CODE_OK:
-                events.extend(batch.body.get("data", []))
+            if batch.http_status == 200 and batch.answer.get("code") in (CODE_OK, CODE_PARTIAL_OK):
+                kept = (e for e in batch.body.get("data", []) if e["event_id"] not in batch.dropped)
+                events.extend(kept)
         return events
 
     def _summary_locked(self, n: int, timeout: float) -> str:
@@ -1065,30 +1090,37 @@ class TikTokStandIn:
         raw = request.get_data()
         body = self._body_for_record(raw)
         fault = self._take_fault()
+        dropped: frozenset[str] = frozenset()
         if fault is not None:
             answer, status = envelope(fault.code, fault.message), fault.http_status
         else:
-            answer, status = self._answer(raw, request.mimetype), 200
-        self._record(ReceivedBatch(body, dict(request.headers), answer, status), generation)
+            (answer, dropped), status = self._answer(raw, request.mimetype), 200
+        received = ReceivedBatch(body, dict(request.headers), answer, status, dropped)
+        self._record(received, generation)
         response = Response(json.dumps(answer), status=status, mimetype="application/json")
         if fault is not None and fault.retry_after is not None:
             response.headers["Retry-After"] = str(fault.retry_after)
         return response
 
-    def _answer(self, raw: bytes, mimetype: str) -> dict[str, Any]:
+    def _answer(self, raw: bytes, mimetype: str) -> tuple[dict[str, Any], frozenset[str]]:
+        """TikTok's answer, and the event_ids of the batch it did not keep."""
         try:
-            self._check_request(raw, mimetype)
+            dropped = self._check_request(raw, mimetype)
         except _Reject as reject:
-            return envelope(reject.code, reject.message)
-        return envelope(CODE_OK, "OK")
+            return envelope(reject.code, reject.message), frozenset()
+        if dropped:
+            return envelope(CODE_PARTIAL_OK, _partial_message(dropped)), frozenset(dropped)
+        return envelope(CODE_OK, "OK"), frozenset()
 
-    def _check_request(self, raw: bytes, mimetype: str) -> None:
+    def _check_request(self, raw: bytes, mimetype: str) -> dict[str, str | None]:
+        """Raise the first problem; return the dropped events' ids with their paths."""
         token = request.headers.get("Access-Token", "").strip()
         if not token:
             raise _Reject(CODE_EMPTY_ACCESS_TOKEN, DEFAULT_MESSAGES[CODE_EMPTY_ACCESS_TOKEN])
         with self._lock:
             pixels = set(self._tokens[token]) if token in self._tokens else None
             rejected = dict(self._rejected_ids)
+            droppable = dict(self._dropped_ids)
         if pixels is None:
             pixels = self.oauth.pixels_for(token)  # tokens of "Connect with TikTok"
         if pixels is None:
@@ -1103,6 +1135,11 @@ class TikTokStandIn:
             )
         check_batch(body)
         self._check_rejected_ids(body["data"], rejected)
+        return {
+            event["event_id"]: f"data.{index}.event_id" if droppable[event["event_id"]] else None
+            for index, event in enumerate(body["data"])
+            if event["event_id"] in droppable
+        }
 
     @staticmethod
     def _check_rejected_ids(data: list[dict], rejected: dict[str, tuple[int, bool]]) -> None:

@@ -11,6 +11,7 @@ TikTok's SDK, ``business_api_client/tiktok_business/tiktok_code.py``.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 TRACK_PATH = "/open_api/v1.3/event/track/"
 MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
 
-SUCCESS_CODES = frozenset({0, 20001})
+OK_CODE = 0
+# "Partial success" (ERROR_CODE_PARTIAL_OK in TikTok's SDK, tiktok_code.py): see classify.
+PARTIAL_CODE = 20001
 # Throttling (40100 REQUEST_TOO_FREQUENT, 40132 frequency limited, 61000 blacklisted for too
 # many requests) and TikTok-side faults (5xxxx system, RPC and database errors; 60001
 # maintenance) pass with time.
@@ -41,7 +44,7 @@ RETRYABLE_CODES = frozenset({40100, 40132, 61000, 60001})
 # Permission on the pixel, and every token problem: sending again cannot help until the
 # merchant reconnects, so the destination pauses instead of hammering TikTok.
 AUTH_CODES = frozenset({40001, 40003, 40102, 40103, 40104, 40105, 40107, 40130})
-BAD_EVENT_PATH = re.compile(r"(?:data|Batch)\.(\d+)\.")
+BAD_EVENT_PATH = re.compile(r"\b(?:data|Batch)\.(\d+)\.")
 TOKEN_FIX = (
     "Connect with TikTok again on the Settings page, or generate a new Events API access token "
     "in TikTok Events Manager (pixel settings, by an admin or operator of the ad account) and "
@@ -134,7 +137,21 @@ def event_data(event: ConversionEvent) -> dict[str, Any]:
 
 
 def classify(response: requests.Response) -> SendResult:
-    """Turn TikTok's answer into an outcome, keeping its code, message and request id."""
+    """Turn TikTok's answer into an outcome, keeping its code, message and request id.
+
+    ``20001`` is TikTok's "partial success" (``ERROR_CODE_PARTIAL_OK`` in TikTok's SDK,
+    tiktok/tiktok-business-api-sdk ``business_api_client/tiktok_business/tiktok_code.py``).
+    Neither the SDK nor any public TikTok page we found says how such an answer tells which
+    events were not accepted (RudderStack's ``tiktok_ads/networkHandler.js`` counts it as a
+    success without looking). So no event of it is counted as delivered on trust: events the
+    message names by their path (``data.<i>.``, the form of TikTok's 40002 messages) are
+    refused with TikTok's words for them and the rest delivered; when it names none, the
+    delivery loop sends the batch again in halves until each refused event stands alone, and a
+    lone event answered 20001 fails with TikTok's message. Sending an accepted event again
+    counts nothing twice: TikTok deduplicates an ``event`` and ``event_id`` it received in the
+    last 48 hours (https://ads.tiktok.com/help/article/event-deduplication). The answer's
+    ``data``, where TikTok would say more, is kept with the message.
+    """
     status = response.status_code
     retry_after = _retry_after(response)
     try:
@@ -146,15 +163,20 @@ def classify(response: requests.Response) -> SendResult:
     code = envelope["code"]
     message = str(envelope.get("message") or "")
     request_id = envelope.get("request_id")
+    if code == PARTIAL_CODE and envelope.get("data"):
+        message = f"{message} {json.dumps(envelope['data'], separators=(',', ':'))}"
 
     def result(outcome: Outcome, fix: str | None = None) -> SendResult:
-        bad = _bad_index(message) if outcome is Outcome.REJECTED else None
-        return SendResult(outcome, message, status, code, request_id, retry_after, fix, bad)
+        named = outcome in (Outcome.REJECTED, Outcome.PARTIAL)
+        refused = _refused(message) if named else {}
+        return SendResult(outcome, message, status, code, request_id, retry_after, fix, refused)
 
     if status >= 500 or status == 429:
         return result(Outcome.RETRY)
-    if code in SUCCESS_CODES and status < 300:
+    if code == OK_CODE and status < 300:
         return result(Outcome.DELIVERED)
+    if code == PARTIAL_CODE and status < 300:
+        return result(Outcome.PARTIAL)
     if code in RETRYABLE_CODES or code >= 50000:
         return result(Outcome.RETRY)
     if code in AUTH_CODES or status in (401, 403):
@@ -210,15 +232,21 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value not in (None, "", [])}
 
 
-def _bad_index(message: str) -> int | None:
-    """The event a 40002 message names, as in ``data.3.properties.value: Not a valid number``.
+def _refused(message: str) -> dict[int, str]:
+    """The events a message names, as in ``data.3.properties.value: Not a valid number``,
+    each with the part of the message about it (up to the next path).
 
     TikTok names the failing field by its path (RudderStack's mocks show
     ``Batch.0.properties.contents.0.content_id: Not a valid string``); a message that names
-    no event gives None and the delivery loop bisects instead.
+    no event gives nothing, and the delivery loop bisects instead.
     """
-    match = BAD_EVENT_PATH.match(message)
-    return int(match.group(1)) if match else None
+    paths = list(BAD_EVENT_PATH.finditer(message))
+    bounds = [path.start() for path in paths] + [len(message)]
+    refused: dict[int, str] = {}
+    for path, end in zip(paths, bounds[1:], strict=True):
+        index, words = int(path.group(1)), message[path.start() : end].strip(" ;,")
+        refused[index] = f"{refused[index]}; {words}" if index in refused else words
+    return refused
 
 
 def _retry_after(response: requests.Response) -> float | None:
