@@ -125,7 +125,10 @@ class ShopifyStandIn:
     def start(self) -> ShopifyStandIn:
         self._server = make_server("127.0.0.1", 0, self._build_app(), threaded=True)
         self.base_url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll, so stop() (every test that uses the stand-in) does not wait 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

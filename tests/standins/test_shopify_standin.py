@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import jwt
@@ -13,6 +14,7 @@ import requests
 from platforms.shopify.admin_api import API_VERSION
 from platforms.shopify.oauth import query_hmac
 from tests.standins.shopify import ShopifyStandIn
+from tests.standins.shopify_admin import AdminGraphQL
 
 KEY, SECRET = "key", "secret-that-is-long-enough-for-hs256"
 CALLBACK = "https://app.example/shopify/callback"
@@ -192,3 +194,120 @@ def test_token_exchange_needs_a_valid_session_token_for_the_shop(standin):
         "requested_token_type": "urn:shopify:params:oauth:token-type:online-access-token",
     }
     assert token(standin, {**online, "subject_token": good}).status_code == 400
+
+
+# -- the orders query (tests/standins/shopify_admin.py) -----------------------------------------
+
+ORDERS_QUERY = """
+query o($first: Int!, $after: String, $query: String!) {
+  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {
+    pageInfo { hasNextPage endCursor }
+    nodes { legacyResourceId updatedAt %s }
+  }
+}
+"""
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def order(number: int, updated: datetime, created: datetime | None = None) -> dict:
+    return {
+        "id": f"gid://shopify/Order/{number}",
+        "legacyResourceId": str(number),
+        "createdAt": iso(created or updated),
+        "updatedAt": iso(updated),
+        "customer": {"legacyResourceId": "7"},
+        "lineItems": [{"sku": f"S{i}", "quantity": 1} for i in range(3)],
+    }
+
+
+def orders_answer(standin, access, since: str, *, first=2, after=None, extra="", **changes):  # type: ignore[no-untyped-def]
+    variables = {"first": first, "after": after, "query": f"updated_at:>='{since}'", **changes}
+    return graphql(standin, access, ORDERS_QUERY % extra, variables).json()
+
+
+@pytest.fixture
+def shop_orders(standin: ShopifyStandIn) -> list[dict]:
+    standin.admin = AdminGraphQL(bucket_size=2000, restore_rate=1000)
+    made = [order(n, NOW - timedelta(minutes=10 - n)) for n in range(1, 6)]
+    made.append(order(9, NOW - timedelta(minutes=7)))  # the same change time as order 3
+    standin.orders[SHOP] = list(reversed(made))
+    return made
+
+
+def test_orders_are_paged_by_cursor_oldest_change_first(standin, shop_orders):
+    access = grant(standin)["access_token"]
+    since, seen, after = iso(NOW - timedelta(minutes=7)), [], None
+    while True:
+        answer = orders_answer(standin, access, since, after=after)
+        page = answer["data"]["orders"]
+        seen += [node["legacyResourceId"] for node in page["nodes"]]
+        assert answer["extensions"]["cost"]["requestedQueryCost"] == 2 + 2 * 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == ["3", "9", "4", "5"]  # from the checkpoint itself (>=), ties by id
+    strictly = orders_answer(standin, access, since, first=10)
+    assert strictly["data"]["orders"]["nodes"][0]["legacyResourceId"] == "3"
+    later = orders_answer(standin, access, since, first=10, query=f"updated_at:>'{since}'")
+    assert [n["legacyResourceId"] for n in later["data"]["orders"]["nodes"]] == ["4", "5"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "extra", "error"),
+    [
+        ({"first": 251}, "", "first cannot exceed 250"),
+        ({"query": f"updated_at:>{iso(NOW)}"}, "", "Invalid search query"),  # date not quoted
+        ({"query": f"created_at:>'{iso(NOW)}'"}, "", "Invalid search query"),
+        ({"after": "not-a-cursor"}, "", "Invalid cursor"),
+        ({}, "browserIp", "Field 'browserIp' doesn't exist on type 'Order'"),
+        ({}, "customer { legacyResourceId }", "Required access: `read_customers`"),
+        ({}, "lineItems(first: 5) { nodes { variant { id } } }", "`read_products`"),
+        ({"first": 250}, "lineItems(first: 250) { nodes { sku } }", "exceeds the single query"),
+    ],
+)
+def test_an_orders_query_shopify_would_refuse_is_refused(
+    standin, shop_orders, changes, extra, error
+):
+    access = grant(standin)["access_token"]
+    answer = orders_answer(standin, access, iso(NOW - timedelta(hours=1)), extra=extra, **changes)
+    assert "data" not in answer
+    assert error in answer["errors"][0]["message"]
+
+
+def test_a_granted_scope_opens_its_fields(standin, shop_orders):
+    access = standin.issue_custom_app_token(SHOP, {"read_orders", "read_customers"})
+    extra = "customer { legacyResourceId } lineItems(first: 2) { nodes { sku } }"
+    answer = orders_answer(standin, access, iso(NOW - timedelta(hours=1)), first=1, extra=extra)
+    node = answer["data"]["orders"]["nodes"][0]
+    assert node["customer"] == {"legacyResourceId": "7"}
+    assert [line["sku"] for line in node["lineItems"]["nodes"]] == ["S0", "S1"]
+
+
+def test_only_the_last_60_days_without_read_all_orders(standin, shop_orders):
+    standin.orders[SHOP].append(order(50, NOW, created=NOW - timedelta(days=61)))
+    since = iso(NOW - timedelta(minutes=1))
+    recent_only = standin.issue_custom_app_token(SHOP, {"read_orders"})
+    everything = standin.issue_custom_app_token(SHOP, {"read_orders", "read_all_orders"})
+    assert orders_answer(standin, recent_only, since)["data"]["orders"]["nodes"] == []
+    found = orders_answer(standin, everything, since)["data"]["orders"]["nodes"]
+    assert [n["legacyResourceId"] for n in found] == ["50"]
+
+
+def test_every_call_is_charged_to_a_bucket_that_throttles_when_short(standin, shop_orders):
+    standin.admin = AdminGraphQL(bucket_size=30, restore_rate=1)
+    access = grant(standin)["access_token"]
+    extra = "lineItems(first: 5) { nodes { sku } }"
+    since = iso(NOW - timedelta(hours=1))
+    first = orders_answer(standin, access, since, extra=extra)
+    cost = first["extensions"]["cost"]
+    assert cost["requestedQueryCost"] == 2 + 2 * (1 + 2 + 5)  # 18
+    assert cost["actualQueryCost"] == 2 + 2 * (1 + 2 + 3)  # three lines each: 14, refunded
+    assert cost["throttleStatus"]["currentlyAvailable"] == 30 - 14
+    throttled = orders_answer(standin, access, since, extra=extra)
+    assert throttled["errors"] == [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]
+    assert throttled["extensions"]["cost"]["actualQueryCost"] is None
+    assert standin.admin.throttled == 1
