@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -40,7 +39,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from connector.models import Store, utcnow
-from connector.plugins import PeriodicTask
+from connector.plugins import PeriodicTask, in_own_thread
 from connector.services import Services
 from connector.stores import StoreError, add_store, find_store
 from platforms.woocommerce.rest import RestError, WooCommerceClient
@@ -49,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 PLATFORM = "woocommerce"
 WEBHOOK_TOPICS = ("order.created", "order.updated")
+MADE = ("created", "recreated")  # the repairs that leave a new webhook
 CHECK_EVERY_SECONDS = 15 * 60
 MISMATCH_KEY = "woocommerce:app-url-mismatch:{}"
 """Redis hash per store: webhook address a process's APP_URL gives -> when it last checked."""
@@ -303,13 +303,14 @@ def reconcile(
     return done
 
 
-MADE = ("created", "recreated")
-
-
 def _remake(
     client: WooCommerceClient, state: TopicState, fields: dict[str, Any], *, store_id: str
 ) -> TopicState:
-    """Delete the webhook (if any) and create it anew: same topic, address and secret."""
+    """Delete the webhook (if any) and create it anew: same topic, address and secret.
+
+    Deleting first loses nothing: a broken webhook delivers nothing here, and if the creation
+    then fails the topic is ``missing``, which the next check creates.
+    """
     replaced = state.webhook["id"] if state.webhook is not None else None
     if replaced is not None:
         client.delete_webhook(replaced)
@@ -649,27 +650,10 @@ def _record_webhook_url(
 
 # -- the worker's periodic check ---------------------------------------------------------------
 
-_round_running = threading.Lock()
-
-
-def start_periodic_check(services: Services) -> None:
-    """Run :func:`check_connected_stores` in its own thread and return at once.
-
-    The worker runs periodic tasks one after another in one thread, and a slow or unreachable
-    WordPress host can take the full REST timeouts per call: inline, that would hold up the
-    sweep that re-queues due events. A round still running when the next one is due is left
-    to finish (the next is skipped).
-    """
-    if not _round_running.acquire(blocking=False):
-        return
-
-    def run() -> None:
-        try:
-            check_connected_stores(services)
-        finally:
-            _round_running.release()
-
-    threading.Thread(target=run, name="woocommerce-webhook-check", daemon=True).start()
-
-
-PERIODIC_CHECK = PeriodicTask("woocommerce-webhooks", CHECK_EVERY_SECONDS, start_periodic_check)
+PERIODIC_CHECK = PeriodicTask(
+    "woocommerce-webhooks",
+    CHECK_EVERY_SECONDS,
+    # A slow or unreachable WordPress host can take the full REST timeouts per call: in the
+    # worker's periodic thread that would hold up the sweep that re-queues due events.
+    in_own_thread("woocommerce-webhook-check", check_connected_stores),
+)

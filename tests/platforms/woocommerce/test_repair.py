@@ -31,7 +31,6 @@ from platforms.woocommerce.connect import (
     check_store,
     connect_store,
     save_keys,
-    start_periodic_check,
 )
 from platforms.woocommerce.rest import RestError
 from tests.platforms.woocommerce.helpers import CONSUMER_KEY, CONSUMER_SECRET, order
@@ -401,20 +400,3 @@ def test_the_worker_runs_the_check_every_15_minutes_without_waiting_for_it(
     for thread in threading.enumerate():
         if thread.name == "woocommerce-webhook-check":
             thread.join(timeout=15)  # before live_services is disposed
-
-
-def test_a_round_still_running_is_not_started_twice(live_services, monkeypatch):
-    calls = []
-
-    def slow_round(_services) -> None:  # type: ignore[no-untyped-def]
-        calls.append(time.monotonic())
-        time.sleep(0.5)
-
-    monkeypatch.setattr("platforms.woocommerce.connect.check_connected_stores", slow_round)
-    start_periodic_check(live_services)
-    start_periodic_check(live_services)
-    time.sleep(0.8)
-    start_periodic_check(live_services)
-    wait_until(lambda: len(calls) == 2, timeout=5)
-    time.sleep(0.6)
-    assert len(calls) == 2
