@@ -469,7 +469,7 @@ def _secrets_report(reports: list[ColumnReport], *, older: str) -> dict[str, obj
     columns = {
         report.column: {
             "current": report.current,
-            older: report.older,
+            older: report.fallback,
             "undecryptable": report.undecryptable,
             "stores": report.stores,
         }

@@ -61,7 +61,8 @@ class TokenCipher:
     ) -> None:
         current, *older = fernet_keys(token_encryption_key, secret_key, secret_key_fallbacks)
         self._current = Fernet(current)
-        self._fernet = MultiFernet([self._current, *(Fernet(key) for key in older)])
+        self._older = [Fernet(key) for key in older]
+        self._fernet = MultiFernet([self._current, *self._older])
 
     def encrypt(self, plaintext: str) -> str:
         """Ciphertext as text, safe for a database column."""
@@ -89,14 +90,20 @@ class TokenCipher:
         except InvalidToken:
             raise UndecryptableSecret(UNDECRYPTABLE_MESSAGE) from None
 
-    def is_current(self, ciphertext: str) -> bool:
-        """Whether the current key wrote it (nothing to rotate)."""
-        return _signed_by(self._current, ciphertext)
+    def key_of(self, ciphertext: str) -> str | None:
+        """Which key wrote it: ``CURRENT``, ``FALLBACK`` (to rotate), or None (no configured
+        key). Checks the signature without decrypting, which is what makes checking every
+        stored secret at start-up cheap."""
+        token = ciphertext.encode()
+        if _signed_by(self._current, token):
+            return CURRENT
+        if any(_signed_by(fernet, token) for fernet in self._older):
+            return FALLBACK
+        return None
 
-    def is_readable(self, ciphertext: str) -> bool:
-        """Whether some configured key wrote it. Checks the signature without decrypting,
-        which is what makes checking every stored secret at start-up cheap."""
-        return _signed_by(self._fernet, ciphertext)
+
+CURRENT = "current"
+FALLBACK = "fallback"
 
 
 UNDECRYPTABLE_MESSAGE = (
@@ -105,9 +112,9 @@ UNDECRYPTABLE_MESSAGE = (
 )
 
 
-def _signed_by(fernet: Fernet | MultiFernet, ciphertext: str) -> bool:
+def _signed_by(fernet: Fernet, token: bytes) -> bool:
     try:
-        fernet.extract_timestamp(ciphertext.encode())
+        fernet.extract_timestamp(token)
     except InvalidToken:
         return False
     return True

@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from connector.config import ConfigError, load_settings, normalise_database_url
-from connector.crypto import TokenCipher, UndecryptableSecret, key_weakness
+from connector.crypto import CURRENT, FALLBACK, TokenCipher, UndecryptableSecret, key_weakness
 
 STRONG_KEY = "JGOMJmscFlo8i6-8VL_r1thmEEsQRi-LMszriITVeY_Huk7C7RvY3PBzX6ub-521"
 OLD_KEY = "oIAbnC0xUtuXgwbxXvY1Ua2cMt9-wWPyuKk3EE0ndr4OYRN6QKx3tn8xoELPJyLS"
@@ -158,11 +158,12 @@ def test_a_fallback_key_decrypts_and_the_current_key_encrypts():
     old = TokenCipher(None, OLD_KEY).encrypt("shpss_old")
     rotated = TokenCipher(None, STRONG_KEY, [OLD_KEY])
     assert rotated.decrypt(old) == "shpss_old"
-    assert rotated.is_readable(old) and not rotated.is_current(old)
+    assert rotated.key_of(old) == FALLBACK
     fresh = rotated.encrypt("shpss_new")
     assert TokenCipher(None, STRONG_KEY).decrypt(fresh) == "shpss_new"  # no fallback needed
     again = rotated.rotate(old)
-    assert rotated.is_current(again)
+    assert rotated.key_of(again) == CURRENT
+    assert TokenCipher(None, "a-third-key", [OLD_KEY]).key_of(again) is None
     assert TokenCipher(None, STRONG_KEY).decrypt(again) == "shpss_old"
     with pytest.raises(UndecryptableSecret):
         TokenCipher(None, STRONG_KEY).decrypt(old)

@@ -11,6 +11,7 @@ would have.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ from app import create_app
 from connector.crypto import TokenCipher
 from connector.models import Store, UnreadableWebhook
 from connector.services import Services, build_services
-from connector.stored_secrets import rotate_secrets
+from connector.stored_secrets import check_secrets, rotate_secrets
 from connector.stores import add_store
 from connector.web.merchant.access import login_token
 from tests.support import (
@@ -42,6 +43,7 @@ NEW_KEY = "JGOMJmscFlo8i6-8VL_r1thmEEsQRi-LMszriITVeY_Huk7C7RvY3PBzX6ub-521"
 WOO_SECRET = "woo-webhook-secret"
 WOO_DOMAIN = "shop.example"
 ROTATE = ("secrets", "rotate")
+TOKENS = "destinations.access_token_encrypted"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def test_a_changed_key_with_the_old_one_as_fallback_loses_no_webhook(settings, t
     assert report["columns"]["destinations.access_token_encrypted"]["rotated"] == 2
     assert report["columns"]["unreadable_webhooks.body_encrypted"]["rotated"] == 1
     again = rotate_secrets(with_keys(settings, NEW_KEY, OLD_KEY))
-    assert sum(column.older for column in again) == 0  # running it again changes nothing
+    assert sum(column.fallback for column in again) == 0  # running it again changes nothing
     assert sum(column.current for column in again) == 5
 
     check = connector(settings, "secrets", "check", SECRET_KEY=NEW_KEY)  # no fallback now
@@ -241,6 +243,26 @@ def test_a_weak_or_missing_key_in_production_refuses_to_start(settings, command,
     assert why in line
     assert 'python -c "import secrets; print(secrets.token_urlsafe(48))"' in line
     assert env["SECRET_KEY"] == "" or env["SECRET_KEY"] not in line
+
+
+@pytest.mark.postgres
+def test_the_start_up_sample_meets_a_key_that_wrote_only_some_rows(settings):
+    """Three keys in turn wrote the TikTok tokens; the middle one was never listed as a
+    fallback. A sample of 5 of 30 rows finds it, as the full check does."""
+    forgotten = "a-key-between-the-old-and-the-new-one-" * 2
+    for key in (OLD_KEY, forgotten, NEW_KEY):
+        writer = with_keys(settings, key)
+        for _ in range(10):
+            domain = f"{secrets.token_hex(4)}.example"
+            store = add_store(writer, platform="woocommerce", domain=domain, webhook_secret=None)
+            connect_tiktok(writer, store.id)
+    configured = with_keys(settings, NEW_KEY, OLD_KEY)
+
+    [sampled] = [r for r in check_secrets(configured, sample=5) if r.column == TOKENS]
+    assert sampled.current + sampled.fallback + sampled.undecryptable <= 6
+    assert sampled.undecryptable >= 1
+    [full] = [r for r in check_secrets(configured) if r.column == TOKENS]
+    assert (full.current, full.fallback, full.undecryptable) == (10, 10, 10)
 
 
 # -- rotate --------------------------------------------------------------------------------------
