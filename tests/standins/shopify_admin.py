@@ -54,6 +54,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 MAX_QUERY_COST = 1000
@@ -427,8 +428,8 @@ def _by_id(subscription: dict[str, Any]) -> str:
     return subscription["id"]
 
 
-def _by_change(order: dict[str, Any]) -> tuple[str, int]:
-    return _instant(order["updatedAt"]).isoformat(), int(order["legacyResourceId"])
+def _by_change(order: dict[str, Any]) -> tuple[float, int]:
+    return _epoch(order["updatedAt"]), int(order["legacyResourceId"])
 
 
 def _order(item: Field, context: Context) -> dict[str, Any] | None:
@@ -493,6 +494,12 @@ def _position(items: list[Any]) -> Any:
     return lambda entry: next(i for i, candidate in enumerate(items) if candidate is entry)
 
 
+@lru_cache(maxsize=65536)
+def _epoch(value: str) -> float:
+    return _instant(value).timestamp()
+
+
+@lru_cache(maxsize=65536)
 def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
