@@ -8,6 +8,7 @@ from platforms.shopify.commands import add_shopify, shopify_pixel
 from platforms.shopify.custom_pixel import custom_pixel_panel
 from platforms.shopify.install import REMOVE_DUPLICATE_WEBHOOKS, app_bridge_head
 from platforms.shopify.install import blueprint as install_blueprint
+from platforms.shopify.reconcile import fetch_orders
 from platforms.shopify.webhooks import blueprint, read_kept_webhook
 
 # Nested, so the install pages keep their own blueprint name and are not counted as webhooks.
@@ -27,4 +28,5 @@ PLATFORM = StorePlatform(
     click_source_labels=CLICK_SOURCE_LABELS,
     read_webhook=read_kept_webhook,
     capture_sources=frozenset({"note_attributes"}),
+    fetch_orders=fetch_orders,
 )
