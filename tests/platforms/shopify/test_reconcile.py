@@ -283,3 +283,18 @@ def test_a_revoked_store_keeps_its_checkpoint_and_says_why(browser, shopify, app
     with app_services.db.session() as session:
         row = session.get(Store, store.id)
         assert (row.reconciled_until, row.reconcile_error) == (None, summary.error)
+
+
+def test_an_order_older_than_tiktok_accepts_is_recorded_skipped_not_sent(
+    browser, shopify, app_services
+):
+    store = installed(browser, shopify, app_services)
+    connect_tiktok(app_services, store.id)
+    node, body = dated(minutes_ago=8 * 24 * 60)  # placed 8 days ago...
+    node["updatedAt"] = _z(NOW - timedelta(minutes=5))  # ...and changed (fulfilled) just now
+    shopify.orders[INSTALL_SHOP] = [node]
+    summary = reconcile_store(app_services, store.id, since=SINCE)
+    assert (summary.inserted, summary.skipped) == (0, 1)
+    [event] = events(app_services, store.id)
+    assert (event.event_id, event.status) == (str(body["id"]), "skipped")
+    assert "older than 7 days" in (event.last_error or "")
