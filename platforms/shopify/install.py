@@ -42,7 +42,7 @@ from sqlalchemy import select
 
 from connector.config import Settings
 from connector.models import Destination, ShopifyToken, Store, utcnow
-from connector.plugins import EmbeddedHead, PeriodicTask
+from connector.plugins import EmbeddedHead, PeriodicTask, in_own_thread
 from connector.services import Services
 from connector.stores import add_store, find_store
 from connector.web import services
@@ -247,9 +247,12 @@ def remove_duplicate_webhooks(svc: Services) -> None:
 
 
 REMOVE_DUPLICATE_WEBHOOKS = PeriodicTask(
-    "shopify-duplicate-webhooks", DUPLICATE_WEBHOOKS_EVERY_SECONDS, remove_duplicate_webhooks
+    "shopify-duplicate-webhooks",
+    DUPLICATE_WEBHOOKS_EVERY_SECONDS,
+    in_own_thread("shopify-duplicate-webhooks", remove_duplicate_webhooks),
 )
-"""Runs when a worker starts, then daily: upgrading removes the duplicates at once."""
+"""Runs when a worker starts, then daily: upgrading removes the duplicates at once. In a
+thread of its own, so stores that answer slowly never hold up the sweep."""
 
 
 def _remove_duplicates(svc: Services, store_id: str, admin_base: str) -> None:
