@@ -382,16 +382,17 @@ class WooCommerceStandIn:
         before = _date_param(params, "modified_before")
         _require_caller(caller, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
         column = "date_modified_gmt" if gmt else "date_modified"
+        start = (page - 1) * per_page
         with self._lock:
             chosen = [
-                deepcopy(o)
+                o
                 for o in self._orders.values()
                 if (after is None or _order_date(o, column) > after)
                 and (before is None or _order_date(o, column) < before)
             ]
-        chosen.sort(key=ORDER_SORT_KEYS[orderby], reverse=order == "desc")
-        start = (page - 1) * per_page
-        response = _json_response(chosen[start : start + per_page], 200)
+            chosen.sort(key=ORDER_SORT_KEYS[orderby], reverse=order == "desc")
+            body = wp_json_encode(chosen[start : start + per_page])
+        response = Response(body, status=200, mimetype="application/json")
         response.headers["X-WP-Total"] = str(len(chosen))
         response.headers["X-WP-TotalPages"] = str(math.ceil(len(chosen) / per_page))
         if self.on_orders_page is not None:
