@@ -2,8 +2,10 @@
 
 The webhooks are made by hand (``stores add-woocommerce``) or through the store's REST API
 (``stores connect-woocommerce``); the worker checks the latter every 15 minutes and repairs
-what WooCommerce disabled. The Settings page shows the webhooks' health with a Repair button
-(or, for a store added by hand, how to make them) and the click-capture plugin to download.
+what WooCommerce disabled, and reads back with their keys the orders whose webhook never came
+(``fetch_orders``, :mod:`platforms.woocommerce.reconcile`). The Settings page shows the
+webhooks' health with a Repair button (or, for a store added by hand, how to make them) and
+the click-capture plugin to download.
 """
 
 from connector.plugins import StorePlatform
