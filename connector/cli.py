@@ -35,6 +35,7 @@ from connector.services import Services
 from connector.stored_secrets import (
     ColumnReport,
     check_secrets,
+    forget_undecryptable,
     rotate_secrets,
     startup_refusal,
     undecryptable_summary,
@@ -464,6 +465,23 @@ def rotate_stored_secrets(ctx: click.Context) -> None:
     _fail_on_undecryptable(reports)
 
 
+@secrets_group.command("forget")
+@click.option("--yes", is_flag=True, help="Confirm: this cannot be undone.")
+@click.pass_context
+def forget_stored_secrets(ctx: click.Context, yes: bool) -> None:
+    """Remove the stored values no configured key decrypts, when the key that wrote them is
+    lost for good; the stores it names need their secrets, keys or tokens entered again."""
+    if not yes:
+        raise click.UsageError(
+            "this empties the webhook secrets and API keys, and deletes the TikTok settings, "
+            "Shopify tokens and kept webhooks, that no configured key decrypts (see `connector "
+            "secrets check`); if the old key can be found, put it in SECRET_KEY_FALLBACKS "
+            "instead. Run again with --yes to go ahead"
+        )
+    report = _secrets_report(forget_undecryptable(services_from(ctx)), older="fallback")
+    emit({**report, "forgotten": report.pop("undecryptable")})
+
+
 def _secrets_report(reports: list[ColumnReport], *, older: str) -> dict[str, object]:
     """Totals, then each column's counts, with ``older`` naming the values of fallback keys."""
     columns = {
@@ -484,7 +502,8 @@ def _fail_on_undecryptable(reports: list[ColumnReport]) -> None:
     if summary := undecryptable_summary(reports):
         raise click.ClickException(
             f"not decryptable with any configured key: {summary}; put the key they were "
-            "written with in SECRET_KEY_FALLBACKS, or enter those secrets again"
+            "written with in SECRET_KEY_FALLBACKS, or enter those secrets again (`connector "
+            "secrets forget` removes them, when the key is lost for good)"
         )
 
 

@@ -15,11 +15,23 @@ old key can leave SECRET_KEY_FALLBACKS.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, Update, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Executable,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.crypto import CURRENT, FALLBACK, TokenCipher
@@ -91,22 +103,52 @@ def rotate_secrets(services: Services) -> list[ColumnReport]:
     token refreshed) is left as the app wrote it, with the current key. Undecryptable values
     are counted and left alone.
     """
-    return [_rotate_column(services, column) for column in encrypted_columns()]
+
+    def rotated(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "new": services.cipher.rotate(row["old"])}
+
+    return [
+        _change_column(services, column, FALLBACK, _rewrite(column), rotated)
+        for column in encrypted_columns()
+    ]
 
 
-def _rotate_column(services: Services, column: Column[Any]) -> ColumnReport:
+def forget_undecryptable(services: Services) -> list[ColumnReport]:
+    """Remove what no configured key decrypts: the way out when a key is lost for good.
+
+    A column that may be empty is emptied (a store's webhook secret or API keys); a row that
+    means nothing without its value is deleted (a destination and its delivery log, a
+    Shopify token, a kept webhook body). The processes can then start, and each store named
+    in the report needs its secret, keys or token entered again. Values a configured key
+    reads are never touched.
+    """
+    return [
+        _change_column(services, column, None, _forget(column)) for column in encrypted_columns()
+    ]
+
+
+def _change_column(
+    services: Services,
+    column: Column[Any],
+    written_with: str | None,
+    statement: Executable,
+    parameters: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+) -> ColumnReport:
+    """Run ``statement`` for each value of the column that the key ``written_with``
+    (CURRENT, FALLBACK, or None: no key) wrote, with ``parameters`` of ``{"row": primary
+    key, "old": value}``; counts every value, one transaction per batch."""
     report = ColumnReport(_name(column))
     after = None
     while True:
         with services.db.engine.begin() as connection:
             rows = _rows(connection, column, after)
-            changes = []
-            for key, owner, ciphertext in rows:
-                if _classify(services.cipher, report, owner, ciphertext) == FALLBACK:
-                    new = services.cipher.rotate(ciphertext)
-                    changes.append({"row": key, "old": ciphertext, "new": new})
-            if changes:
-                connection.execute(_rewrite(column), changes)
+            chosen = [
+                parameters({"row": key, "old": ciphertext})
+                for key, owner, ciphertext in rows
+                if _classify(services.cipher, report, owner, ciphertext) == written_with
+            ]
+            if chosen:
+                connection.execute(statement, chosen)
         if not rows:
             return report
         after = rows[-1][0]
@@ -135,6 +177,16 @@ def _classify(cipher: TokenCipher, report: ColumnReport, owner: str, ciphertext:
         if owner not in report.stores:
             report.stores.append(owner)
     return written_with
+
+
+def _forget(column: Column[Any]) -> Executable:
+    """Empty the value, or delete its row when the column cannot be empty; unless the row
+    changed since it was read."""
+    [primary] = column.table.primary_key.columns
+    unchanged = (primary == bindparam("row"), column == bindparam("old"))
+    if column.nullable:
+        return update(column.table).where(*unchanged).values({column.name: None})
+    return delete(column.table).where(*unchanged)
 
 
 def _rewrite(column: Column[Any]) -> Update:
@@ -220,6 +272,6 @@ def startup_refusal(services: Services) -> str | None:
     return (
         "stored secrets do not decrypt with SECRET_KEY, TOKEN_ENCRYPTION_KEY or "
         f"SECRET_KEY_FALLBACKS: {summary}. Put the key they were written with in "
-        "SECRET_KEY_FALLBACKS, or enter those secrets again (`connector secrets check` lists "
-        "them)"
+        "SECRET_KEY_FALLBACKS; if it is lost for good, `connector secrets forget --yes` removes "
+        "them, and those stores need their secrets entered again"
     )

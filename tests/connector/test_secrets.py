@@ -20,15 +20,16 @@ from sqlalchemy import select, update
 
 from app import create_app
 from connector.crypto import TokenCipher
-from connector.models import Store, UnreadableWebhook
+from connector.models import Destination, Store, UnreadableWebhook
 from connector.services import Services, build_services
-from connector.stored_secrets import check_secrets, rotate_secrets
-from connector.stores import add_store
+from connector.stored_secrets import check_secrets, rotate_secrets, startup_refusal
+from connector.stores import add_store, find_destination
 from connector.web.merchant.access import login_token
 from tests.support import (
     ROOT,
     SHOP_DOMAIN,
     SHOPIFY_SECRET,
+    TIKTOK_TOKEN,
     connect_tiktok,
     csrf_of,
     fixture_bytes,
@@ -109,11 +110,19 @@ def stores_with_secrets(services: Services) -> tuple[str, str]:
 
 
 def write_with_unknown_key(services: Services, store_id: str) -> None:
-    """The store's webhook secret as a process with some other key would have written it."""
-    foreign = TokenCipher(None, "a-key-nobody-configured-" * 3).encrypt(WOO_SECRET)
+    """The store's webhook secret and TikTok token as a process with some other key would
+    have written them."""
+    foreign = TokenCipher(None, "a-key-nobody-configured-" * 3)
     with services.db.session() as session:
         session.execute(
-            update(Store).where(Store.id == store_id).values(webhook_secret_encrypted=foreign)
+            update(Store)
+            .where(Store.id == store_id)
+            .values(webhook_secret_encrypted=foreign.encrypt(WOO_SECRET))
+        )
+        session.execute(
+            update(Destination)
+            .where(Destination.store_id == store_id)
+            .values(access_token_encrypted=foreign.encrypt(TIKTOK_TOKEN))
         )
         session.commit()
 
@@ -269,7 +278,7 @@ def test_the_start_up_sample_meets_a_key_that_wrote_only_some_rows(settings):
 
 
 @pytest.mark.postgres
-def test_rotate_reports_what_no_key_decrypts_and_rotates_the_rest(settings):
+def test_rotate_reports_what_no_key_decrypts_and_forget_is_the_way_out(settings):
     before = with_keys(settings, OLD_KEY)
     shop, woo = stores_with_secrets(before)
     write_with_unknown_key(before, woo)
@@ -277,13 +286,27 @@ def test_rotate_reports_what_no_key_decrypts_and_rotates_the_rest(settings):
     result = connector(settings, *ROTATE, SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=OLD_KEY)
     assert result.returncode == 1
     report = json.loads(result.stdout)
-    assert (report["rotated"], report["undecryptable"]) == (3, 1)
+    assert (report["rotated"], report["undecryptable"]) == (2, 2)  # the rest still rotated
     assert report["columns"]["stores.webhook_secret_encrypted"]["stores"] == [woo]
     assert errors(result) == [
-        f"Error: not decryptable with any configured key: stores.webhook_secret_encrypted "
-        f"(1; stores {woo}); put the key they were written with in SECRET_KEY_FALLBACKS, or "
-        "enter those secrets again"
+        "Error: not decryptable with any configured key: stores.webhook_secret_encrypted "
+        f"(1; stores {woo}); destinations.access_token_encrypted (1; stores {woo}); put the "
+        "key they were written with in SECRET_KEY_FALLBACKS, or enter those secrets again "
+        "(`connector secrets forget` removes them, when the key is lost for good)"
     ]
-    after = create_app(services=with_keys(settings, NEW_KEY)).test_client()
-    assert accepted(post_shopify(after, 1005))
-    assert post_woocommerce(after, woo, 2003).status_code == 503
+    after = with_keys(settings, NEW_KEY)
+    client = create_app(services=after).test_client()
+    assert accepted(post_shopify(client, 1005))
+    assert post_woocommerce(client, woo, 2003).status_code == 503
+    assert startup_refusal(after) is not None
+
+    # The key is lost for good: forget what it wrote, and enter the store's secrets again.
+    forgot = connector(settings, "secrets", "forget", "--yes", SECRET_KEY=NEW_KEY)
+    assert forgot.returncode == 0, forgot.stderr
+    assert json.loads(forgot.stdout)["forgotten"] == 2
+    assert startup_refusal(after) is None
+    with after.db.session() as session:
+        assert session.get(Store, woo).webhook_secret_encrypted is None
+        assert find_destination(session, woo, "tiktok") is None
+        assert find_destination(session, shop, "tiktok") is not None  # readable: untouched
+    connect_tiktok(after, woo)
