@@ -107,7 +107,7 @@ def reconcile_store(
     Raises StoreError for an unknown store or a platform that cannot be read back.
     """
     store, fetch = _store_and_fetcher(services, store_id)
-    summary = ReconcileSummary(store.id, store.platform, since or first_since(store))
+    summary = ReconcileSummary(store.id, store.platform, since or _default_since(store))
     latest: datetime | None = None
     try:
         with services.db.engine.connect() as connection:
@@ -156,7 +156,7 @@ def reconcile_task(services: Services) -> PeriodicTask:
     )
 
 
-def first_since(store: Store) -> datetime:
+def _default_since(store: Store) -> datetime:
     """Where a run starts: the checkpoint, else the first lookback (never before the store
     was added, less the overlap for a clock a little off)."""
     if store.reconciled_until is not None:
