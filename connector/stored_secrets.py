@@ -1,4 +1,4 @@
-"""Every value the connector keeps encrypted, checked and re-encrypted as a whole.
+"""Every value the connector keeps encrypted, checked, re-encrypted or forgotten as a whole.
 
 The columns are every ``*_encrypted`` column of the schema (:mod:`connector.models`): store
 webhook secrets and API keys, destination tokens, Shopify tokens, kept unreadable webhook
@@ -9,7 +9,8 @@ to keep up to date.
 (:func:`startup_refusal`: a changed SECRET_KEY must not look like a working connector that
 answers every webhook 503); ``connector secrets check`` checks every value, and ``connector
 secrets rotate`` (:func:`rotate_secrets`) moves them all to the current key, after which the
-old key can leave SECRET_KEY_FALLBACKS.
+old key can leave SECRET_KEY_FALLBACKS; ``connector secrets forget`` is for a key lost for
+good.
 """
 
 from __future__ import annotations
