@@ -57,6 +57,7 @@ class Settings:
     retry_base_seconds: float = 5.0
     max_requests_per_second: float = 20.0
     retention_days: int = 30
+    unreadable_retention_days: int = 14
     log_format: str = "text"
     proxy_hops: int = 0
     log_level: str = "INFO"
@@ -113,6 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_int(env, "LEASE_SECONDS", 120),
         max_requests_per_second=_float(env, "DESTINATION_MAX_QPS", 20.0),
         retention_days=_int(env, "EVENT_RETENTION_DAYS", 30),
+        unreadable_retention_days=_int(env, "UNREADABLE_RETENTION_DAYS", 14),
         proxy_hops=_int(env, "PROXY_HOPS", 0),
         log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
         log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
