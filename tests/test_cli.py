@@ -245,6 +245,9 @@ def test_add_shopify_twice_is_an_error(settings, shopify_store):
 # -- stores list and tiktok set ------------------------------------------------------------
 
 
+NOT_RECONCILED = {"reconciled_until": None, "reconciled_at": None, "reconcile_error": None}
+
+
 def test_stores_list_is_json_lines_with_destinations(settings, services, shopify_store):
     woo = one_json(
         connector(settings, "stores", "add-woocommerce", "--url", "https://shop.example")
@@ -267,6 +270,7 @@ def test_stores_list_is_json_lines_with_destinations(settings, services, shopify
                     "options": ALL_OPTIONS,
                 }
             ],
+            **NOT_RECONCILED,
         },
         {
             "store_id": woo["store_id"],
@@ -274,6 +278,7 @@ def test_stores_list_is_json_lines_with_destinations(settings, services, shopify
             "domain": "shop.example",
             "status": "active",
             "destinations": [],
+            **NOT_RECONCILED,
         },
     ]
 
