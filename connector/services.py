@@ -58,12 +58,17 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def connect_redis(url: str | None) -> Redis:
-    """A client for ``url``; Heroku's ``rediss://`` URLs carry a self-signed certificate."""
+def connect_redis(url: str | None, *, socket_timeout: float | None = 5.0) -> Redis:
+    """A client for ``url``; Heroku's ``rediss://`` URLs carry a self-signed certificate.
+
+    ``socket_timeout`` bounds the wait for each reply, so a Redis outage cannot stall a webhook
+    or the periodic work; None leaves it to a caller whose commands block on purpose (the
+    worker's dequeue, :func:`connector.worker.delivery_worker`).
+    """
     if not url:
         # A connection error, so callers treat it like any Redis outage (events stay stored).
         raise RedisConnectionError("REDIS_URL is not set: `connector run` starts an embedded Redis")
-    options: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    options: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": socket_timeout}
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = None
     return Redis.from_url(url, **options)
