@@ -56,6 +56,7 @@ def test_a_lone_order_after_an_idle_gap_leaves_at_once_on_every_start(
             )
         finally:
             worker.stop()
+    print("seconds from order to TikTok, per start:", [round(s, 3) for s in latencies])
     assert PROBLEM_LINE.findall(worker.log()) == [], worker.log()
     assert max(latencies) < PROMPT_SECONDS, latencies
 
