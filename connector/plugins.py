@@ -84,13 +84,16 @@ class FetchedOrder:
     ``order`` is None for an order that means nothing to send (not paid yet: its webhook
     would have been ignored too) or that cannot be read; ``unreadable`` then says why,
     naming the field and the order id, never a value. Yielding those as well lets the
-    checkpoint move past them and the run count them.
+    checkpoint move past them and the run count them. ``body`` is then what was handed to
+    the platform's ``read_webhook`` (the webhook's shape), which reconciliation keeps like an
+    unreadable webhook, so ``events reprocess`` recovers it once the code is fixed.
     """
 
     topic: str
     order: Order | None
     updated_at: datetime
     unreadable: str | None = None
+    body: dict[str, Any] | None = None
 
 
 class FetchError(Exception):

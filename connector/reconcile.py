@@ -20,6 +20,7 @@ show; it is logged once per store and run, and never stops the other stores.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from connector.plugins import (
 )
 from connector.services import Services
 from connector.stores import StoreError
+from connector.unreadable import KeptWebhook, keep_unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -186,12 +188,7 @@ def _record(
     if fetched.order is None:
         if fetched.unreadable:
             summary.unreadable += 1
-            logger.warning(
-                "reconcile.unreadable store=%s platform=%s reason=%s",
-                summary.store_id,
-                summary.platform,
-                fetched.unreadable,
-            )
+            _keep(services, connection, summary, fetched)
         return None
     return record_events(
         services,
@@ -201,6 +198,30 @@ def _record(
         connection=connection,
         origin=EventSource.RECONCILED,
     )
+
+
+def _keep(
+    services: Services, connection: Connection, summary: ReconcileSummary, fetched: FetchedOrder
+) -> None:
+    """An order read back that cannot be read is kept like its webhook would have been
+    (listed with its reason, recovered by ``events reprocess``); without a body, logged."""
+    if fetched.body is None:
+        logger.warning(
+            "reconcile.unreadable store=%s platform=%s reason=%s",
+            summary.store_id,
+            summary.platform,
+            fetched.unreadable,
+        )
+        return
+    resource = fetched.body.get("id")
+    kept = KeptWebhook(
+        store_id=summary.store_id,
+        platform=summary.platform,
+        topic=fetched.topic,
+        reason=fetched.unreadable or "could not be read",
+        resource_id=str(resource)[:255] if isinstance(resource, int | str) else None,
+    )
+    keep_unreadable(services, connection, kept, json.dumps(fetched.body).encode())
 
 
 def _save_checkpoint(services: Services, store_id: str, summary: ReconcileSummary) -> None:

@@ -217,7 +217,9 @@ def _fetched(node: dict[str, Any]) -> Iterator[FetchedOrder]:
             order = read_webhook(topic, rest)
         except UnreadablePayload as exc:
             reason = f"order {exc.resource_id or '?'}: {exc.reason}"
-            yield FetchedOrder(topic=topic, order=None, updated_at=updated_at, unreadable=reason)
+            yield FetchedOrder(
+                topic=topic, order=None, updated_at=updated_at, unreadable=reason, body=rest
+            )
             return
         if isinstance(order, Order):
             yield FetchedOrder(topic=topic, order=order, updated_at=updated_at)

@@ -92,7 +92,9 @@ def _fetched(body: dict[str, Any], since: datetime) -> FetchedOrder:
         order = read_webhook(TOPIC, body)
     except Exception as exc:  # the webhook reader's contract: any error means unreadable
         reason = getattr(exc, "reason", type(exc).__name__)
-        return FetchedOrder(TOPIC, None, updated_at, unreadable=f"order {_id(body)}: {reason}")
+        return FetchedOrder(
+            TOPIC, None, updated_at, unreadable=f"order {_id(body)}: {reason}", body=body
+        )
     return FetchedOrder(TOPIC, order, updated_at)
 
 

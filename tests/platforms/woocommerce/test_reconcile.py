@@ -20,6 +20,7 @@ from connector.models import Event, Store, utcnow
 from connector.pipeline import record_events
 from connector.reconcile import CHECKPOINT_OVERLAP, NO_API_ACCESS, reconcile_all, reconcile_store
 from connector.stores import add_store
+from connector.unreadable import unreadable_records
 from platforms.woocommerce.connect import StoreKeys, save_keys
 from platforms.woocommerce.parse import read_webhook
 from tests.platforms.woocommerce.helpers import (
@@ -165,7 +166,7 @@ def test_a_webhook_for_an_old_order_is_still_left_to_delivery(services, store_id
     assert (event.status, event.source) == ("pending", "webhook")
 
 
-def test_unpaid_orders_add_nothing_and_an_unreadable_one_is_counted(
+def test_unpaid_orders_add_nothing_and_an_unreadable_one_is_kept_for_reprocessing(
     services, woo, store_id, caplog
 ):
     woo.put_order(paid(1187, status="pending", date_paid=None, date_paid_gmt=None))
@@ -177,13 +178,19 @@ def test_unpaid_orders_add_nothing_and_an_unreadable_one_is_counted(
 
     assert (summary.orders_seen, summary.inserted, summary.unreadable) == (3, 1, 1)
     assert [e.event_id for e in events(services, store_id)] == ["1189"]
+    [kept] = unreadable_records(services, store_id=store_id)
+    assert (kept.topic, kept.resource_id) == ("order.updated", "1188")
+    assert "currency" in kept.reason
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.getMessage().startswith(
-        f"reconcile.unreadable store={store_id} platform=woocommerce reason=order 1188: "
+        f"webhook.unreadable platform=woocommerce store={store_id}"
     )
-    assert "currency" in warning.getMessage()
     assert EMAIL not in caplog.text
     assert store_row(services, store_id).reconcile_error is None
+
+    # Kept as the store listed it (a webhook's shape), for `events reprocess` to read again.
+    body = json.loads(services.cipher.decrypt(kept.body_encrypted))
+    assert body["id"] == 1188 and body["currency"] is None
 
 
 # -- reading the store ------------------------------------------------------------------------
