@@ -122,7 +122,7 @@ def callback() -> Response | tuple[Response, int]:
     try:
         shop = verify_query(settings.shopify_api_secret or "", params)
         check_state(
-            settings.secret_key,
+            settings.signing_keys,
             params.get("state"),
             shop=shop,
             browser_nonce=request.cookies.get(NONCE_COOKIE),

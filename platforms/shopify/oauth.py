@@ -128,7 +128,7 @@ def new_state(secret_key: str, shop: str, nonce: str) -> str:
 
 
 def check_state(
-    secret_key: str,
+    secret_keys: str | list[str],
     state: object,
     *,
     shop: str,
@@ -137,13 +137,15 @@ def check_state(
 ) -> None:
     """Refuse a callback whose ``state`` we did not sign, that expired, names another shop,
     or was issued to another browser (its nonce is in a cookie only that browser has).
+    ``secret_keys`` may list former keys first (``Settings.signing_keys``), so an install
+    under way when ``SECRET_KEY`` changed still finishes.
 
     Raises:
         StateError: with what the merchant should do.
     """
     if not isinstance(state, str) or not browser_nonce:
         raise StateError("the install was not started from this browser: start it again")
-    serializer = URLSafeTimedSerializer(secret_key, salt=_STATE_SALT)
+    serializer = URLSafeTimedSerializer(secret_keys, salt=_STATE_SALT)
     try:
         data = serializer.loads(state, max_age=max_age)
     except SignatureExpired:

@@ -138,6 +138,10 @@ def test_authorize_url_names_the_app_scopes_callback_and_state() -> None:
 def test_state_round_trip_for_the_same_browser_and_shop() -> None:
     state = new_state("k", "a.myshopify.com", "nonce-1")
     check_state("k", state, shop="a.myshopify.com", browser_nonce="nonce-1")
+    # Started before SECRET_KEY changed: the former key, listed first, still checks it.
+    check_state(["k", "new-k"], state, shop="a.myshopify.com", browser_nonce="nonce-1")
+    with pytest.raises(StateError):
+        check_state("new-k", state, shop="a.myshopify.com", browser_nonce="nonce-1")
 
 
 @pytest.mark.parametrize(
