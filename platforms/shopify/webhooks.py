@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from connector.events import Checkout, Order, UnreadablePayload
 from connector.models import Store
@@ -131,8 +132,14 @@ def _handle_store_topic(
             "a custom-app store: the connector's app is not installed there",
             platform=PLATFORM,
         )
+    try:
+        outcome = handler(services(), _full_store(store.id), payload)
+    except SQLAlchemyError:
+        raise  # the app answers 503 and Shopify sends the request again
+    except Exception as exc:  # a request we could not carry out is kept for a person, never a 500
+        return keep(connection, store, topic, body, exc)
     g.webhook_result, g.webhook_topic = "accepted", topic
-    return jsonify(handler(services(), _full_store(store.id), payload)), 200
+    return jsonify(outcome), 200
 
 
 def read_kept_webhook(topic: str, payload: dict[str, Any]) -> Order | Checkout | None:
