@@ -174,6 +174,8 @@ def test_the_delivery_log_shows_kept_webhooks_and_reads_them_again(client, servi
     page = client.get(f"/settings/{shopify_store}/log?status=unreadable").get_data(as_text=True)
     assert "&#39;total_price&#39; is not an amount" in page
     assert 'id="unreadable-webhooks"' in page
+    status = client.get(f"/settings/{shopify_store}/").get_data(as_text=True)
+    assert "1 webhook from your store could not be read" in status
 
     answer = client.post(
         f"/settings/{shopify_store}/log/reprocess", data={"csrf_token": csrf_of(page)}
@@ -182,6 +184,7 @@ def test_the_delivery_log_shows_kept_webhooks_and_reads_them_again(client, servi
     assert kept(services) == [] and len(events(services)) == 1
     diagnostics = client.get(f"/settings/{shopify_store}/diagnostics").get_data(as_text=True)
     assert 'id="unreadable" data-count="0"' in diagnostics
+    assert 'id="unreadable"' not in client.get(f"/settings/{shopify_store}/").get_data(as_text=True)
 
 
 def test_kept_bodies_are_encrypted_and_purged_after_their_retention(

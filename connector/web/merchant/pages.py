@@ -27,7 +27,7 @@ from connector.reconcile import ReconcileStatus, reconciliation_status
 from connector.replay import REPLAYABLE, replay_events
 from connector.stores import StoreError, find_destination, set_destination
 from connector.testevent import send_test_event
-from connector.unreadable import reprocess, unreadable_records
+from connector.unreadable import count_unreadable, reprocess, unreadable_records
 from connector.web import PLATFORMS_KEY, services
 from connector.web.merchant import blueprint, render_merchant
 
@@ -69,6 +69,7 @@ def status(store_id: str) -> str:
         reconciliation=_reconciliation(store_id),
         reconcile_every=services().settings.reconcile_interval_seconds,
         platform_notices=_platform_notices(store_id),
+        unreadable=count_unreadable(services(), store_id),
     )
 
 
