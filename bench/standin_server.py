@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import PIXEL, TOKEN  # noqa: E402
 
-from tests.standins.tiktok import TikTokStandIn  # noqa: E402
+from connector.standins.tiktok import TikTokStandIn  # noqa: E402
 
 OK_BODY = b'{"code":0,"message":"OK","request_id":"%d","data":{}}'
 

@@ -31,8 +31,8 @@ from connector.models import (
     UnreadableWebhook,
 )
 from connector.services import Services, build_services
+from connector.standins.tiktok import TikTokStandIn
 from connector.stores import add_store
-from tests.standins.tiktok import TikTokStandIn
 from tests.support import (
     PIXEL_CODE,
     SHOP_DOMAIN,

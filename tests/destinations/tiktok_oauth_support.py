@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from connector.config import Settings
-from tests.standins.tiktok import TikTokStandIn
+from connector.standins.tiktok import TikTokStandIn
 
 APP_ID = "7100000000000000001"
 APP_SECRET = "tiktok-app-secret"

@@ -23,7 +23,7 @@ import requests
 
 from connector.config import Settings
 from connector.embedded_redis import EmbeddedRedis, free_port, start_redis
-from tests.standins.tiktok import TikTokStandIn
+from connector.standins.tiktok import TikTokStandIn
 from tests.support import (
     FIXTURES,
     ROOT,

@@ -17,8 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from .test_tiktok_standin import make_body, make_event
-from .tiktok import (
+from connector.standins.tiktok import (
     ADVERTISERS_PATH,
     PIXEL_LIST_PATH,
     REFRESH_PATH,
@@ -26,6 +25,8 @@ from .tiktok import (
     TRACK_PATH,
     TikTokStandIn,
 )
+
+from .test_tiktok_standin import make_body, make_event
 
 APP_ID = "7100000000000000001"
 SECRET = "app-secret"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from .tiktok import TRACK_PATH, TikTokStandIn, check_event_time, new_request_id
+from connector.standins.tiktok import TRACK_PATH, TikTokStandIn, check_event_time, new_request_id
 
 TOKEN = "tok-good"
 PIXEL = "CPIXEL123"
