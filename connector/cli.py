@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from connector.clitools import LazyServices, emit, services_from
 from connector.config import load_settings
 from connector.db import upgrade_database
+from connector.demo import demo
 from connector.embedded_redis import start_redis
 from connector.jobs import request_delivery
 from connector.logs import configure_logging
@@ -184,6 +185,9 @@ def upgrade(ctx: click.Context) -> None:
     """Apply pending migrations (the Procfile's ``release``)."""
     services_from(ctx).db.upgrade()
     click.echo("database is up to date", err=True)
+
+
+main.add_command(demo)
 
 
 # -- stores ------------------------------------------------------------------------------------
