@@ -74,7 +74,9 @@ def request_delivery(
             )
         return True
     except RedisError as exc:
-        logger.warning("queue.unavailable destination=%s error=%s", destination_id, type(exc))
+        logger.warning(
+            "queue.unavailable destination=%s error=%s", destination_id, type(exc).__name__
+        )
         return False
 
 

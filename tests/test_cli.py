@@ -233,12 +233,12 @@ def test_add_shopify_falls_back_to_the_app_secret(settings, services):
         assert session.get(Store, out["store_id"]).webhook_secret_encrypted is None
 
 
-def test_add_shopify_twice_is_an_error(settings, shopify_store):
+def test_add_shopify_twice_is_an_error_that_names_the_store(settings, shopify_store):
     args = ("--shop", SHOP_DOMAIN, "--access-token", "t", "--webhook-secret", "s")
     result = connector(settings, "stores", "add-shopify", *args)
     assert result.returncode == 1
     assert error_lines(result) == [
-        f"Error: a shopify store for {SHOP_DOMAIN} is already registered"
+        f"Error: a shopify store for {SHOP_DOMAIN} is already registered as {shopify_store}"
     ]
 
 

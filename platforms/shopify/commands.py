@@ -8,7 +8,8 @@ import re
 import click
 
 from connector.clitools import emit, services_from
-from connector.stores import StoreError, add_store
+from connector.services import Services
+from connector.stores import StoreError, add_store, find_store
 from platforms.shopify.custom_pixel import CustomPixelError, store_custom_pixel_code
 
 # Shopify's own anchored pattern; an unanchored one is the WEAK_SHOP_VALIDATION finding
@@ -43,7 +44,7 @@ def add_shopify(ctx: click.Context, shop: str, access_token: str, webhook_secret
             access_token=access_token,
         )
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(_with_registered_id(services, shop, str(exc))) from None
     emit(
         {
             "store_id": store.id,
@@ -51,6 +52,14 @@ def add_shopify(ctx: click.Context, shop: str, access_token: str, webhook_secret
             "webhook_url": f"{services.settings.app_url}/webhooks/shopify",
         }
     )
+
+
+def _with_registered_id(services: Services, shop: str, refusal: str) -> str:
+    """The refusal, naming the store already registered: every next command needs its id."""
+    with services.db.session() as session:
+        existing = find_store(session, platform="shopify", domain=shop)
+        store_id = existing.id if existing is not None else None
+    return f"{refusal} as {store_id}" if store_id else refusal
 
 
 @click.command("shopify-pixel")

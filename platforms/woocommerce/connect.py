@@ -317,14 +317,22 @@ def _remake(
     webhook = client.create_webhook(fields)
     left = problems_of(webhook, state.topic, fields["delivery_url"])
     fixed = tuple(p for p in state.problems if p not in left)
-    logger.info(
-        "woocommerce.webhook.repaired store=%s topic=%s webhook=%s replaced=%s problems=%s",
-        store_id,
-        state.topic,
-        webhook.get("id"),
-        replaced or "-",
-        ",".join(fixed) or "-",
-    )
+    if replaced is None:  # nothing was there to repair: the first connection, or one deleted
+        logger.info(
+            "woocommerce.webhook.created store=%s topic=%s webhook=%s",
+            store_id,
+            state.topic,
+            webhook.get("id"),
+        )
+    else:
+        logger.info(
+            "woocommerce.webhook.repaired store=%s topic=%s webhook=%s replaced=%s problems=%s",
+            store_id,
+            state.topic,
+            webhook.get("id"),
+            replaced,
+            ",".join(fixed) or "-",
+        )
     action = "recreated" if replaced is not None else "created"
     return TopicState(state.topic, webhook, left, fixed, action, replaced)
 
