@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import requests
 
 CONNECTOR = Path(sys.executable).with_name("connector")
+README = Path(__file__).resolve().parent.parent / "README.md"
 # What the demo's caller must not inherit: the demo runs on embedded defaults.
 UNSET = ("REDIS_URL", "DATABASE_URL", "CONNECTOR_INSTANCE_PATH", "TIKTOK_API_BASE", "PORT")
 
@@ -30,9 +32,21 @@ def demo_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in UNSET}
 
 
+def try_it_locally() -> list[str]:
+    """The shell blocks of the README's "Try it locally": the demo, then sending by hand."""
+    section = README.read_text().split("\n## Try it locally\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
+
+
+def documented_demo_command() -> list[str]:
+    program, *args = shlex.split(try_it_locally()[0])
+    assert Path(program).name == "connector"
+    return [str(CONNECTOR), *args]
+
+
 def start_demo(folder: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(CONNECTOR), "demo", *args],
+        [*documented_demo_command(), *args],
         cwd=folder,
         env=demo_environment(),
         stdout=subprocess.PIPE,
@@ -75,7 +89,7 @@ def delivered_rows(summary: dict) -> list[tuple[str, str, str | None]]:
 
 
 def test_the_demo_delivers_to_the_stand_in_and_its_login_link_opens_the_status_page(
-    running_demo: tuple[subprocess.Popen[str], dict],
+    running_demo: tuple[subprocess.Popen[str], dict], tmp_path: Path
 ) -> None:
     process, summary = running_demo
 
@@ -96,13 +110,16 @@ def test_the_demo_delivers_to_the_stand_in_and_its_login_link_opens_the_status_p
     assert "All good." in page.text and summary["tiktok_pixel"] in page.text
     assert "1 webhook from your store could not be read." in page.text
 
-    sent = subprocess.run(["bash", "-c", summary["curl"]], capture_output=True, text=True)
+    by_hand = try_it_locally()[1].replace("127.0.0.1:PORT", summary["connector_url"][7:])
+    sent = subprocess.run(["bash", "-c", by_hand], cwd=tmp_path, capture_output=True)
     assert json.loads(sent.stdout) == {
         "status": "accepted",
         "events": 1,
         "duplicates": 0,
         "skipped": 0,
     }
+    sent = subprocess.run(["bash", "-c", summary["curl"]], capture_output=True)  # the same order
+    assert json.loads(sent.stdout)["duplicates"] == 1
 
     process.send_signal(signal.SIGINT)  # Ctrl-C
     assert process.wait(timeout=30) == 0
