@@ -16,11 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from dotenv import find_dotenv, load_dotenv
+from sqlalchemy import make_url, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from connector.clitools import LazyServices, emit, services_from
-from connector.config import load_settings
+from connector.config import Settings, load_settings
 from connector.db import upgrade_database
 from connector.demo import demo
 from connector.embedded_redis import start_redis
@@ -32,6 +33,7 @@ from connector.models import Destination, Event, EventStatus, Store
 from connector.plugins import load_store_platforms
 from connector.reconcile import parse_since, reconcile_store
 from connector.replay import replay_events
+from connector.runtime import Runtime, remove_runtime, running_connector, write_runtime
 from connector.services import Services
 from connector.stored_secrets import (
     ColumnReport,
@@ -57,17 +59,35 @@ class ConnectorGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except OperationalError as exc:
-            raise click.ClickException(
-                f"database error ({str(exc.orig).splitlines()[0]}); "
-                "if this is a new database, run `connector db upgrade`"
-            ) from None
+        except (OperationalError, ProgrammingError) as exc:
+            settings = ctx.ensure_object(LazyServices).settings()
+            raise click.ClickException(_database_advice(str(exc.orig), settings)) from None
+
+
+def _database_advice(error: str, settings: Settings) -> str:
+    """Name the database that was opened: a missing table most often means the wrong folder."""
+    problem = error.splitlines()[0]
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    if "no such table" not in problem and "does not exist" not in problem:
+        return f"database error ({problem}) in {database}"
+    return (
+        f"{database} has no connector tables ({problem}): it is a new database, or not the "
+        f"connector's. The instance folder is {settings.instance_path} (CONNECTOR_INSTANCE_PATH, "
+        "else `instance` in the current folder): cd to the folder where `connector run` was "
+        "started or set CONNECTOR_INSTANCE_PATH (or DATABASE_URL); for a new install, run "
+        "`connector db upgrade`"
+    )
 
 
 @click.group(cls=ConnectorGroup)
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """Server-side conversions from store webhooks to the TikTok Events API."""
+    """Server-side conversions from store webhooks to the TikTok Events API.
+
+    Reads a .env file (in the current folder or the nearest parent that has one) without
+    overriding variables already set.
+    """
+    load_dotenv(find_dotenv(usecwd=True), override=False)
     services = ctx.ensure_object(LazyServices)
     settings = services.settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -76,13 +96,27 @@ def main(ctx: click.Context) -> None:
 # -- processes ---------------------------------------------------------------------------------
 
 
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
+
+
 @main.command()
 @click.option("--port", type=int, help="Port of the web server (default: $PORT, else 8000).")
+@click.option(
+    "--host",
+    help=f"Address to listen on (default: $HOST, else {LOOPBACK}: this machine only).",
+)
 @click.pass_context
-def run(ctx: click.Context, port: int | None) -> None:
-    """Everything on one machine: migrations, Redis if needed, the web server and a worker."""
+def run(ctx: click.Context, port: int | None, host: str | None) -> None:
+    """Everything on one machine: migrations, Redis if needed, the web server and a worker.
+
+    Records its Redis and address in the instance folder's runtime.json, so commands run from
+    another terminal queue their deliveries on the same Redis.
+    """
     settings = load_settings()
+    _refuse_second_run(settings.instance_path)
     port = port or settings.port
+    host = host or settings.host or LOOPBACK
     app_url = os.environ.get("APP_URL") or f"http://localhost:{port}"
     env = dict(os.environ, PORT=str(port), APP_URL=app_url)
     env[MULTIPROCESS_ENV] = _fresh_metrics_folder(settings.instance_path / "metrics")
@@ -94,16 +128,19 @@ def run(ctx: click.Context, port: int | None) -> None:
         redis = start_redis(settings.instance_path / "redis")
         env["REDIS_URL"] = redis.url
         click.echo(f"embedded Redis on 127.0.0.1:{redis.port}", err=True)
+    web_command = ["web", "--port", str(port), "--host", host]
     children = [
         subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env),
-        subprocess.Popen(
-            [sys.executable, "-m", "connector.cli", "web", "--port", str(port)], env=env
-        ),
+        subprocess.Popen([sys.executable, "-m", "connector.cli", *web_command], env=env),
     ]
-    click.echo(f"connector listening on http://localhost:{port}", err=True)
+    web_url = f"http://{host}:{port}"
+    runtime = Runtime(os.getpid(), redis_url=redis.url if redis else None, web_url=web_url)
+    write_runtime(settings.instance_path, runtime)
+    click.echo(f"connector listening on {web_url}", err=True)
     try:
         _supervise(children)
     finally:
+        remove_runtime(settings.instance_path, runtime.pid)
         for child in children:
             if child.poll() is None:
                 child.terminate()
@@ -111,6 +148,16 @@ def run(ctx: click.Context, port: int | None) -> None:
             child.wait()
         if redis is not None:
             redis.stop()
+
+
+def _refuse_second_run(instance: Path) -> None:
+    """One ``connector run`` per instance folder: a second would share its database and files."""
+    running = running_connector(instance)
+    if running is not None:
+        raise click.ClickException(
+            f"`connector run` is already running for {instance} (pid {running.pid}, "
+            f"{running.web_url}); stop it first, or set CONNECTOR_INSTANCE_PATH to another folder"
+        )
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
@@ -128,19 +175,26 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
 
 @main.command()
 @click.option("--port", type=int, help="Port to listen on (default: $PORT, else 8000).")
+@click.option(
+    "--host",
+    help=f"Address to listen on (default: $HOST, else {ALL_INTERFACES}, as platforms need).",
+)
 @click.pass_context
-def web(ctx: click.Context, port: int | None) -> None:
-    """The web process (the Procfile's ``web``): gunicorn serving ``app:create_app()``."""
+def web(ctx: click.Context, port: int | None, host: str | None) -> None:
+    """The web process (the Procfile's ``web``): gunicorn serving ``app:create_app()``.
+
+    Listens on every interface unless told otherwise: Heroku and other platforms route to it
+    from outside the container.
+    """
     _refuse_undecryptable_secrets(services_from(ctx))
     settings = load_settings()
-    workers = os.environ.get("WEB_CONCURRENCY", "2")
     if MULTIPROCESS_ENV not in os.environ:  # gunicorn's processes share their metrics here
         folder = settings.instance_path / "metrics-web"
         os.environ[MULTIPROCESS_ENV] = _fresh_metrics_folder(folder)
     args = [
         sys.executable, "-m", "gunicorn", "app:create_app()",
-        "--bind", f"0.0.0.0:{port or settings.port}",
-        "--workers", workers,
+        "--bind", f"{host or settings.host or ALL_INTERFACES}:{port or settings.port}",
+        "--workers", str(settings.web_concurrency),
         "--access-logfile", "-",
         "--graceful-timeout", "25",
     ]  # fmt: skip
@@ -169,6 +223,13 @@ def worker(ctx: click.Context, burst: bool) -> None:
     """The delivery worker (the Procfile's ``worker``)."""
     from connector.worker import run_worker
 
+    settings = ctx.ensure_object(LazyServices).settings()
+    if not settings.redis_url:
+        raise click.ClickException(
+            f"REDIS_URL is not set and no `connector run` is running for {settings.instance_path}:"
+            " set REDIS_URL (e.g. redis://localhost:6379/0), or use `connector run`, which "
+            "starts an embedded Redis and a worker"
+        )
     services = services_from(ctx)
     _refuse_undecryptable_secrets(services)
     run_worker(services, burst=burst)

@@ -2,7 +2,9 @@
 
 Every process (web, worker, command line) calls :func:`load_settings` at start and passes the
 result down; nothing else reads ``os.environ``. The variables and their defaults are the public
-contract in DESIGN.md and the README's environment table.
+contract in DESIGN.md and the README's environment table. One file besides the environment is
+read: when ``REDIS_URL`` is unset, the instance folder's ``runtime.json``, where a running
+``connector run`` records its embedded Redis (see :mod:`connector.runtime`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from connector.crypto import KEY_ADVICE, key_weakness
+from connector.runtime import running_connector
 
 DEFAULT_TIKTOK_API_BASE = "https://business-api.tiktok.com"
 # TikTok's advertiser authorization page, the first step of "Connect with TikTok"
@@ -50,6 +53,9 @@ class Settings:
     # every Shopify call to a stand-in (tests only; see platforms.shopify.tokens).
     shopify_admin_base_url: str | None = None
     port: int = 8000
+    # HOST: unset, `connector run` listens on 127.0.0.1 and `connector web` on 0.0.0.0.
+    host: str | None = None
+    web_concurrency: int = 2  # gunicorn processes of `connector web`
     max_webhook_bytes: int = 1024 * 1024
     batch_size: int = 500
     lease_seconds: int = 120
@@ -93,7 +99,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=normalise_database_url(
             env.get("DATABASE_URL") or f"sqlite:///{instance / 'connector.sqlite3'}"
         ),
-        redis_url=env.get("REDIS_URL") or None,
+        redis_url=env.get("REDIS_URL") or _running_redis(instance),
         secret_key=_secret_key(env, instance, app_url),
         token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY") or None,
         app_url=app_url,
@@ -107,6 +113,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         shopify_scopes=env.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,
         shopify_admin_base_url=env.get("SHOPIFY_ADMIN_BASE_URL") or None,
         port=port,
+        host=env.get("HOST") or None,
+        web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
         batch_size=min(_int(env, "TIKTOK_BATCH_SIZE", 500), 1000),
         sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", 15.0),
         reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 900.0),
@@ -119,6 +127,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
         log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     )
+
+
+def _running_redis(instance: Path) -> str | None:
+    """The embedded Redis of a ``connector run`` alive on this instance folder, if any."""
+    runtime = running_connector(instance)
+    return runtime.redis_url if runtime else None
 
 
 def normalise_database_url(url: str) -> str:

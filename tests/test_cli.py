@@ -489,10 +489,12 @@ def test_test_event_reports_tiktoks_refusal(settings, services, shopify_store, t
 def test_a_database_never_migrated_gets_the_fix_not_a_traceback(settings, tmp_path):
     result = connector(settings, "stores", "list", DATABASE_URL=f"sqlite:///{tmp_path}/new.db")
     assert result.returncode == 1
-    assert error_lines(result) == [
-        "Error: database error (no such table: stores); "
-        "if this is a new database, run `connector db upgrade`"
-    ]
+    [line] = error_lines(result)
+    assert line.startswith(
+        f"Error: sqlite:///{tmp_path}/new.db has no connector tables (no such table: stores): "
+        "it is a new database, or not the connector's."
+    )
+    assert line.endswith("for a new install, run `connector db upgrade`")
 
 
 def test_bad_log_format_is_a_one_line_error(settings):
