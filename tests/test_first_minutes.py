@@ -19,10 +19,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 import requests
 from redis import Redis
 
+from connector.cli import main
 from connector.config import load_settings
 from connector.embedded_redis import free_port
 from connector.jobs import request_delivery
@@ -56,11 +58,14 @@ def clean_environment(**changes: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **changes}
 
 
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_rows() -> Iterator[tuple[list[str], str]]:
     """(variable names, default column) of each row of the README's Configuration table."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    for line in section.splitlines():
+    for line in readme_section("Configuration").splitlines():
         cells = [cell.strip() for cell in line.strip("|").split(" | ")]
         if line.startswith("| `") and len(cells) == 3:
             yield BACKTICKED.findall(cells[0]), cells[2]
@@ -107,6 +112,34 @@ def test_env_example_shows_the_readme_defaults():
             assert example[name] == value, name
             compared += 1
     assert compared >= 15
+
+
+def documented_commands() -> set[str]:
+    """Each command the README's Commands table names in its first column: a row names a
+    command (``connector stores list``), then maybe siblings in the same group (```replay```)."""
+    groups = {name for name, command in main.commands.items() if isinstance(command, click.Group)}
+    found = set()
+    for line in readme_section("Commands and processes").splitlines():
+        if not line.startswith("| `connector "):
+            continue  # the routes' table shares the section
+        group = None
+        for piece in BACKTICKED.findall(line.strip("|").split(" | ")[0]):
+            words = piece.split()
+            if words[0] == "connector":
+                group = words[1] if words[1] in groups else None
+                words = words[2:] if group else words[1:]
+            found.add(f"{group} {words[0]}" if group else words[0])
+    return found
+
+
+def test_the_readme_lists_every_command_of_connector_help():
+    actual = set()
+    for name, command in main.commands.items():
+        if isinstance(command, click.Group):
+            actual |= {f"{name} {sub}" for sub in command.commands}
+        else:
+            actual.add(name)
+    assert documented_commands() == actual
 
 
 # -- a second terminal finds `connector run` ---------------------------------------------------
