@@ -244,6 +244,17 @@ def test_a_command_in_the_wrong_folder_names_the_database_it_opened(tmp_path):
     assert "CONNECTOR_INSTANCE_PATH" in line
 
 
+def test_a_postgresql_database_without_the_tables_is_named_too(postgres_url, tmp_path):
+    """PostgreSQL says "relation does not exist" (a ProgrammingError), not "no such table"."""
+    empty_schema = f"{postgres_url}?options=-csearch_path%3Dnothing_here"
+    env = clean_environment(DATABASE_URL=empty_schema, CONNECTOR_INSTANCE_PATH=str(tmp_path))
+    result = connector("stores", "list", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: postgresql+psycopg://")
+    assert 'has no connector tables (relation "stores" does not exist' in line
+
+
 def test_dotenv_is_read_without_overriding_the_environment(tmp_path):
     instance = tmp_path / "from-dotenv"
     (tmp_path / ".env").write_text(f"CONNECTOR_INSTANCE_PATH={instance}\nPORT=not-a-number\n")
