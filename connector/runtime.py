@@ -4,7 +4,8 @@
 embedded Redis URL, the web server's URL) and removes it when it stops. :func:`load_settings`
 reads it when ``REDIS_URL`` is unset, so a command in a second terminal queues its deliveries
 on the embedded Redis instead of leaving them for the sweep. A file whose pid is no longer
-alive (after a crash or ``kill -9``) is ignored.
+alive (after a crash or ``kill -9``) is ignored, and so is one whose pid now belongs to another
+program (after a reboot), where the system says what each process runs (Linux's ``/proc``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def running_connector(instance: Path) -> Runtime | None:
         runtime = Runtime(**json.loads((instance / RUNTIME_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return runtime if _alive(runtime.pid) else None
+    return runtime if _alive(runtime.pid) and _runs_connector(runtime.pid) else None
 
 
 def remove_runtime(instance: Path, pid: int) -> None:
@@ -60,3 +61,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # alive, but another user's
         return True
     return True
+
+
+def _runs_connector(pid: int) -> bool:
+    """Whether ``pid`` runs ``connector run``; True where the system does not say."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return not Path("/proc/self").exists()
+    named = any(arg == b"connector.cli" or Path(arg.decode()).name == "connector" for arg in args)
+    return named and b"run" in args

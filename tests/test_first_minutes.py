@@ -213,12 +213,19 @@ def test_a_second_terminal_queues_on_the_running_connectors_redis(running, tmp_p
     assert second.stderr.splitlines()[-1].startswith("Error: `connector run` is already running")
 
 
-def test_worker_without_redis_is_one_line_even_after_a_crashed_run(tmp_path):
-    instance = tmp_path / "instance"
-    instance.mkdir()
+def finished_pid() -> int:
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)  # fmt: skip
-    stale = {"pid": int(finished.stdout), "redis_url": "redis://127.0.0.1:1/0", "web_url": "x"}
+    return int(finished.stdout)
+
+
+@pytest.mark.parametrize("after", ["a crash", "a reboot"])
+def test_worker_without_redis_is_one_line_even_after_a_run_that_did_not_stop(tmp_path, after):
+    """After a crash the recorded pid is gone; after a reboot another program may have it."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    pid = finished_pid() if after == "a crash" else os.getpid()
+    stale = {"pid": pid, "redis_url": "redis://127.0.0.1:1/0", "web_url": "x"}
     (instance / RUNTIME_FILE).write_text(json.dumps(stale))
     env = clean_environment(CONNECTOR_INSTANCE_PATH=str(instance))
     result = connector("worker", cwd=tmp_path, env=env)
