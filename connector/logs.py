@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
+FIELD_KEY = re.compile(r"(?:^|(?<=\s))([a-z_][a-z0-9_.-]*)=")
+"""Where a ``key=`` field starts: at the start, or after a space."""
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -34,12 +37,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def split_message(message: str) -> tuple[str, dict[str, str]]:
-    """``"a.b k=v x=y"`` -> ``("a.b", {"k": "v", "x": "y"})``; other text stays the event."""
+    """``"a.b k=v x=y"`` -> ``("a.b", {"k": "v", "x": "y"})``; other text stays the event.
+
+    A value runs to the next `` key=``, so a reason in words (``reason=the body is nested
+    too deeply``) stays one field instead of turning the whole line into free text.
+    """
     head, _, rest = message.partition(" ")
-    pairs = [token.split("=", 1) for token in rest.split()]
-    if not rest or any(len(pair) != 2 for pair in pairs):
+    keys = list(FIELD_KEY.finditer(rest))
+    if not keys or keys[0].start() != 0:
         return message, {}
-    return head, dict(pairs)  # type: ignore[arg-type]
+    ends = [key.start() for key in keys[1:]] + [len(rest)]
+    pairs = zip(keys, ends, strict=True)
+    return head, {key.group(1): rest[key.end() : end].strip() for key, end in pairs}
 
 
 def configure_logging(log_format: str, level: str, *, force: bool = True) -> None:

@@ -25,6 +25,14 @@ def test_event_key_and_fields_become_json():
     assert data["time"].endswith("+00:00")
 
 
+def test_a_value_in_words_runs_to_the_next_field():
+    message = "webhook.unreadable store=st_1 reason=the JSON body is nested too deeply topic=x/y"
+    assert split_message(message) == (
+        "webhook.unreadable",
+        {"store": "st_1", "reason": "the JSON body is nested too deeply", "topic": "x/y"},
+    )
+
+
 def test_free_text_stays_whole():
     assert split_message("something odd happened") == ("something odd happened", {})
     assert split_message("sweep.failed") == ("sweep.failed", {})
