@@ -21,7 +21,7 @@ from connector.runtime import running_connector
 
 DEFAULT_TIKTOK_API_BASE = "https://business-api.tiktok.com"
 # TikTok's advertiser authorization page, the first step of "Connect with TikTok"
-# (shared/reference/tiktok-meta-google-apis.md §1.8; Airbyte's TikTokMarketingOAuthFlow uses it).
+# (TikTok API for Business, "Authorization"; Airbyte's TikTokMarketingOAuthFlow builds the same).
 DEFAULT_TIKTOK_AUTH_URL = "https://ads.tiktok.com/marketing_api/auth"
 GENERATED_KEY_FILE = "secret_key"  # under instance/: the development SECRET_KEY
 

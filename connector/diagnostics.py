@@ -198,8 +198,8 @@ FAILURE_ADVICE: dict[int | None, FailureAdvice] = {
     ),
 }
 """TikTok codes, from TikTok's Business API SDK (``business_api_client/tiktok_business/
-tiktok_code.py``) as summarised in ``shared/reference/tiktok-meta-google-apis.md`` §1.5 and
-the README's "Troubleshooting by TikTok code"; how each is handled is
+tiktok_code.py``, github.com/tiktok/tiktok-business-api-sdk) and the README's
+"Troubleshooting by TikTok code"; how each is handled is
 :func:`connector.destinations.tiktok.client.classify`. Token and permission codes pause the
 destination rather than fail events, so they show here only for events failed earlier."""
 

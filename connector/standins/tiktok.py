@@ -34,7 +34,8 @@ Evidence used (S# tags are cited in comments below):
       event_time "Use unix timestamp. Example: 1697783008" (seconds); email, phone and
       external_id "must be hashed with SHA-256 on the client side"; value is a number;
       currency "The 4217 currency code"; content_type "Either product or product_group".
-  S6  shared/reference/tiktok-meta-google-apis.md section 1 (field list of the
+  S6  TikTok Events API 2.0 reference,
+      https://business-api.tiktok.com/portal/docs?id=1771100779668482 (field list of the
       2.0 body, page/limited_data_use at event level, hashing of name and zip fields).
   S7  ISO 4217 List One, published 2026-01-01 (as shipped in the PyPI package
       `iso4217` 1.16.20260101, used only to check the set below).
@@ -398,7 +399,7 @@ def parse_body(raw: bytes, mimetype: str) -> dict:
 # ---------------------------------------------------------------------------------------
 #
 # Evidence (O# tags are cited below):
-#   O1  shared/reference/tiktok-meta-google-apis.md §1.8 and Airbyte's
+#   O1  TikTok API for Business, "Authorization" (ads.tiktok.com/marketing_api/auth) and Airbyte's
 #       TikTokMarketingOAuthFlow(.kt) with its test: the authorization page is
 #       https://ads.tiktok.com/marketing_api/auth?app_id=…&redirect_uri=…&state=…, TikTok sends
 #       the browser back with `auth_code` (Airbyte also reads `code`), and

@@ -4,8 +4,8 @@ Public apps must handle ``customers/data_request``, ``customers/redact`` and ``s
 (https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance); they arrive at the
 same ``POST /webhooks/shopify`` as every topic, so the 401 on a bad HMAC is the route's.
 Bodies: ``shop_id``, ``shop_domain``, ``customer {id, email, phone}``, ``orders_to_redact`` or
-``orders_requested``, ``data_request {id}`` (Shopify's documented samples, kept in
-``shared/reference/payloads/shopify_compliance_doc_samples.json``). ``shop/redact``
+``orders_requested``, ``data_request {id}`` (the samples of
+https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance). ``shop/redact``
 comes 48 hours after an uninstall.
 
 What we hold about a customer: outbox events (hashed identifiers, never raw email or phone)

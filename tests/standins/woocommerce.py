@@ -38,8 +38,8 @@ Evidence used (W# tags are cited in comments below):
       (resources coupon, customer, order, product; events created, updated, deleted, restored;
       action.woocommerce_* / action.wc_*) and wc_is_valid_url (http:// or https:// and
       FILTER_VALIDATE_URL).
-  W7  shared/reference/shopify-woocommerce.md section 6: the data store's update pings an
-      active webhook whose pending_delivery is still set (its creation ping failed).
+  W7  includes/data-stores/class-wc-webhook-data-store.php update(): it pings an active
+      webhook whose pending_delivery is still set (its creation ping failed).
   W8  includes/rest-api/Controllers/Version3/class-wc-rest-crud-controller.php
       get_collection_params (page >= 1; per_page 1..100, default 10; order asc|desc, default
       desc; orderby date|id|include|title|slug|modified) and the orders controller

@@ -1,6 +1,7 @@
 """Build and send TikTok Events API 2.0 batches, and classify TikTok's answers.
 
-Wire contract (see ``shared/reference/tiktok-meta-google-apis.md`` §1): ``POST
+Wire contract (TikTok Events API 2.0,
+https://business-api.tiktok.com/portal/docs?id=1771100779668482): ``POST
 {base}/open_api/v1.3/event/track/`` with an ``Access-Token`` header and a body of
 ``{event_source: "web", event_source_id: <pixel code>, data: [...]}`` holding up to 1,000
 events. TikTok reports most errors as HTTP 200 with a non-zero ``code`` in the envelope

@@ -3,8 +3,8 @@
 The advertiser authorization flow, as TikTok's API for Business runs it:
 
 1. The merchant's browser goes to ``{TIKTOK_AUTH_URL}?app_id=…&redirect_uri=…&state=…``
-   (``https://ads.tiktok.com/marketing_api/auth``; shared/reference/tiktok-meta-google-apis.md
-   §1.8, and Airbyte's ``TikTokMarketingOAuthFlow`` builds the same URL). TikTok sends it back
+   (``https://ads.tiktok.com/marketing_api/auth``: TikTok API for Business, "Authorization",
+   and Airbyte's ``TikTokMarketingOAuthFlow`` builds the same URL). TikTok sends it back
    to ``redirect_uri`` with ``auth_code`` (Airbyte also accepts ``code``) and the ``state``.
 2. ``POST {TIKTOK_API_BASE}/open_api/v1.3/oauth2/access_token/`` with JSON
    ``{app_id, secret, auth_code}`` answers TikTok's envelope ``{code, message, request_id,
