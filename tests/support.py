@@ -89,6 +89,30 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def run_connector(  # type: ignore[no-untyped-def]
+    settings: Settings, *args: str, timeout: float = 60, **env_changes: str | None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m connector.cli ARGS`` as a process with these settings' environment (no
+    TOKEN_ENCRYPTION_KEY or SHOPIFY_API_SECRET from the outer one); variables set to None are
+    removed."""
+    env = settings_environment(settings)
+    for name in ("SHOPIFY_API_SECRET", "TOKEN_ENCRYPTION_KEY"):
+        env.pop(name, None)
+    for name, value in env_changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "-m", "connector.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def connect_tiktok(services: Services, store_id: str, **options: object) -> int:
     destination = set_destination(
         services,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -22,13 +21,12 @@ from connector.models import Event, Store
 from connector.pipeline import record_events
 from tests.support import (
     PIXEL_CODE,
-    ROOT,
     SHOP_DOMAIN,
     TIKTOK_TOKEN,
     connect_tiktok,
     make_order,
-    settings_environment,
 )
+from tests.support import run_connector as connector
 
 ALL_OPTIONS = {
     "purchase_event": "CompletePayment",
@@ -39,27 +37,6 @@ ALL_OPTIONS = {
     "send_test_orders": True,
     "limited_data_use": False,
 }
-
-
-def connector(settings, *args: str, **env_changes: str | None) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    """Run ``python -m connector.cli ARGS`` with the test settings; variables set to None are
-    removed from the environment."""
-    env = settings_environment(settings)
-    for name in ("SHOPIFY_API_SECRET", "TOKEN_ENCRYPTION_KEY"):
-        env.pop(name, None)
-    for name, value in env_changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return subprocess.run(
-        [sys.executable, "-m", "connector.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def json_lines(result: subprocess.CompletedProcess) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import select, update
@@ -26,7 +25,6 @@ from connector.stored_secrets import check_secrets, rotate_secrets, startup_refu
 from connector.stores import add_store, find_destination
 from connector.web.merchant.access import login_token
 from tests.support import (
-    ROOT,
     SHOP_DOMAIN,
     SHOPIFY_SECRET,
     TIKTOK_TOKEN,
@@ -34,10 +32,10 @@ from tests.support import (
     csrf_of,
     fixture_bytes,
     fresh,
-    settings_environment,
     shopify_headers,
     woocommerce_headers,
 )
+from tests.support import run_connector as connector
 
 OLD_KEY = "oIAbnC0xUtuXgwbxXvY1Ua2cMt9-wWPyuKk3EE0ndr4OYRN6QKx3tn8xoELPJyLS"
 NEW_KEY = "JGOMJmscFlo8i6-8VL_r1thmEEsQRi-LMszriITVeY_Huk7C7RvY3PBzX6ub-521"
@@ -53,19 +51,6 @@ TOKENS = "destinations.access_token_encrypted"
 def with_keys(settings, key: str, *fallbacks: str) -> Services:  # type: ignore[no-untyped-def]
     """The services of a process started with SECRET_KEY=key and these fallbacks."""
     return build_services(settings.with_overrides(secret_key=key, secret_key_fallbacks=fallbacks))
-
-
-def connector(settings, *args: str, **env_changes: str) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    env = {**settings_environment(settings), **env_changes}
-    env.pop("TOKEN_ENCRYPTION_KEY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "connector.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def errors(result: subprocess.CompletedProcess) -> list[str]:

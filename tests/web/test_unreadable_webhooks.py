@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,13 +22,12 @@ from connector.models import Event, Store, UnreadableWebhook
 from connector.retention import purge_expired
 from connector.unreadable import KeptWebhook, keep_unreadable, reprocess
 from tests.support import (
-    ROOT,
     connect_tiktok,
     csrf_of,
     fixture_bytes,
     fresh,
     log_in,
-    settings_environment,
+    run_connector,
     shopify_headers,
     woocommerce_headers,
 )
@@ -235,30 +232,6 @@ def events(services) -> list[Event]:
 
 
 def run_cli(settings, *args: str) -> str:  # type: ignore[no-untyped-def]
-    result = subprocess.run(
-        [sys.executable, "-m", "connector.cli", *args],
-        env=settings_environment(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_connector(settings, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def test_a_privacy_request_that_cannot_be_carried_out_is_kept_for_a_person(
-    app, services, shopify_store, tmp_path
-):
-    # The export folder cannot be made (a file stands where the instance folder should be).
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("")
-    app.extensions["connector"].settings = services.settings.with_overrides(instance_path=blocker)
-    body = json.dumps({"shop_domain": "x", "customer": {"id": 1}, "data_request": {"id": 7}})
-    answer = post_shopify(app.test_client(), body.encode(), topic="customers/data_request")
-    assert answer.status_code == 200 and answer.json["status"] == "kept"
-    [record] = kept(services)
-    assert record.topic == "customers/data_request"
-    # Reading it again never carries it out late and unseen: it stays listed for a person.
-    assert reprocess(services).still_unreadable == 1
-    assert "handled by hand" in kept(services)[0].reason

@@ -6,7 +6,6 @@ command run as a subprocess.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,7 +18,7 @@ from tests.platforms.woocommerce.helpers import (
     READ_ONLY_SECRET,
 )
 from tests.standins.woocommerce import WooCommerceStandIn
-from tests.support import ROOT, settings_environment
+from tests.support import run_connector
 
 Connector = Callable[..., subprocess.CompletedProcess]
 
@@ -57,18 +56,8 @@ def connector(settings) -> Connector:  # type: ignore[no-untyped-def]
     def run(
         *args: str, app_url: str | None = None, **env_changes: str
     ) -> subprocess.CompletedProcess:
-        env = settings_environment(settings)
-        env.pop("TOKEN_ENCRYPTION_KEY", None)
         if app_url:
-            env["APP_URL"] = app_url
-        env.update(env_changes)
-        return subprocess.run(
-            [sys.executable, "-m", "connector.cli", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+            env_changes["APP_URL"] = app_url
+        return run_connector(settings, *args, timeout=120, **env_changes)
 
     return run
