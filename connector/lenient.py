@@ -73,6 +73,21 @@ def quantity(value: object) -> int | None:
     return int(number)
 
 
+def line_fields(line: object, notes: list[str]) -> tuple[dict[str, Any], int] | None:
+    """A line item as an object with its whole ``quantity``, or None and the note saying why
+    it was left out of contents (both platforms' lines carry ``quantity`` the same way)."""
+    if not isinstance(line, dict):
+        notes.append("a line item that is not an object was left out of contents")
+        return None
+    count = quantity(line.get("quantity"))
+    if count is None:
+        notes.append(
+            "a line item whose 'quantity' is not a whole number from 0 was left out of contents"
+        )
+        return None
+    return line, count
+
+
 def text(value: object) -> str | None:
     """A string with its surrounding whitespace trimmed; None when empty or not a string."""
     if isinstance(value, str) and value.strip():

@@ -70,7 +70,7 @@ from connector.lenient import (
     first_text,
     identifier,
     iso_time,
-    quantity,
+    line_fields,
     text,
 )
 
@@ -343,19 +343,14 @@ def _line_items(value: object, pricing: _Pricing, notes: list[str]) -> tuple[Lin
     return tuple(line for line in lines if line is not None)
 
 
-def _line_item(line: object, pricing: _Pricing, notes: list[str]) -> LineItem | None:
-    if not isinstance(line, dict):
-        notes.append("a line item that is not an object was left out of contents")
+def _line_item(raw: object, pricing: _Pricing, notes: list[str]) -> LineItem | None:
+    fields = line_fields(raw, notes)
+    if fields is None:
         return None
+    line, count = fields
     price = pricing.amount(line, "price", notes)
     if price is None:
         notes.append("a line item without a usable 'price' was left out of contents")
-        return None
-    count = quantity(line.get("quantity"))
-    if count is None:
-        notes.append(
-            "a line item whose 'quantity' is not a whole number from 0 was left out of contents"
-        )
         return None
     return LineItem(
         product_id=identifier(line.get("product_id")),

@@ -54,7 +54,7 @@ from connector.lenient import (
     currency_code,
     identifier,
     iso_time,
-    quantity,
+    line_fields,
     text,
 )
 
@@ -195,17 +195,12 @@ def _line_items(
     return tuple(item for item, _ in lines), subtotal
 
 
-def _line_item(line: object, notes: list[str]) -> tuple[LineItem, Decimal] | None:
+def _line_item(raw: object, notes: list[str]) -> tuple[LineItem, Decimal] | None:
     """A line with its subtotal, or None (and a note) when it cannot be reported."""
-    if not isinstance(line, dict):
-        notes.append("a line item that is not an object was left out of contents")
+    fields = line_fields(raw, notes)
+    if fields is None:
         return None
-    count = quantity(line.get("quantity"))
-    if count is None:
-        notes.append(
-            "a line item whose 'quantity' is not a whole number from 0 was left out of contents"
-        )
-        return None
+    line, count = fields
     subtotal = amount(line.get("subtotal"))
     price = _line_price(line.get("price"), subtotal, count, notes)
     if price is None:
