@@ -235,3 +235,20 @@ def run_cli(settings, *args: str) -> str:  # type: ignore[no-untyped-def]
     result = run_connector(settings, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_a_privacy_request_that_cannot_be_carried_out_is_kept_for_a_person(
+    app, services, shopify_store, tmp_path
+):
+    # The export folder cannot be made (a file stands where the instance folder should be).
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    app.extensions["connector"].settings = services.settings.with_overrides(instance_path=blocker)
+    body = json.dumps({"shop_domain": "x", "customer": {"id": 1}, "data_request": {"id": 7}})
+    answer = post_shopify(app.test_client(), body.encode(), topic="customers/data_request")
+    assert answer.status_code == 200 and answer.json["status"] == "kept"
+    [record] = kept(services)
+    assert record.topic == "customers/data_request"
+    # Reading it again never carries it out late and unseen: it stays listed for a person.
+    assert reprocess(services).still_unreadable == 1
+    assert "handled by hand" in kept(services)[0].reason
