@@ -1,0 +1,5 @@
+"""Meta Conversions API: website purchases and checkouts sent to a Meta pixel (dataset)."""
+
+from connector.destinations.meta.client import MetaConversionsApi
+
+DESTINATION = MetaConversionsApi()
