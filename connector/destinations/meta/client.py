@@ -94,6 +94,8 @@ INVALID_PARAMETER = 100
 UNKNOWN_OBJECT_SUBCODE = 33
 # Graph names a bad field by its JSON path, as in "The parameter $['data'][0]['event_time'] is
 # required." (code 100, subcode 2804019, quoted on https://www.volcengine.com/article/2490042).
+# 2500 "Unknown path components": the API base or version is wrong for every event alike.
+UNKNOWN_PATH_CODE = 2500
 EVENT_PATH = re.compile(r"\$\['data'\]\[(\d+)\]")
 
 TOKEN_FIX = (
@@ -380,8 +382,8 @@ def classify(response: requests.Response) -> SendResult:
     - HTTP 5xx or 429, ``is_transient: true``, or a throttling/outage code: retry, honouring
       ``Retry-After``.
     - Token codes (190, 102, 104): pause; the merchant generates a new token.
-    - Permission codes (3, 10, 200-299) and 100/33 (the pixel does not exist for this token):
-      pause; every event would fail the same way.
+    - Permission codes (3, 10, 200-299), 100/33 (the pixel does not exist for this token) and
+      2500 (unknown path: a wrong base or version): pause; every event would fail alike.
     - 100 and anything else: the batch is rejected. Meta rejects the whole batch for one bad
       event; events its message names by path (``$['data'][3]...``) are refused with its
       words, and when it names none (an old event, subcode 2804003, names none) the delivery
@@ -417,6 +419,8 @@ def classify(response: requests.Response) -> SendResult:
         return result(Outcome.PAUSE, PERMISSION_FIX)
     if code == INVALID_PARAMETER and subcode == UNKNOWN_OBJECT_SUBCODE:
         return result(Outcome.PAUSE, PIXEL_FIX)
+    if code == UNKNOWN_PATH_CODE:
+        return result(Outcome.PAUSE, ADDRESS_FIX)
     if code is None and status in (401, 403):
         return result(Outcome.PAUSE, TOKEN_FIX)
     if code is None and status == 404:
