@@ -1,23 +1,35 @@
-"""Ad click identifiers (TikTok's ``ttclid`` and ``_ttp``) found in what a store sends us.
+"""Ad click identifiers and ad cookies (TikTok, Meta, Google) found in what a store sends us.
 
 Every function here is pure and platform-neutral: a platform package says *where* to look
 (Shopify ``note_attributes`` and ``landing_site``, WooCommerce order ``meta_data``...) and these
-functions say *what* counts as a click id. A ttclid arrives as the ``ttclid`` query parameter
-of the ad's landing URL; ``_ttp`` is the TikTok pixel's first-party cookie, which storefront
-code may copy into cart attributes or order meta. Values are kept exactly as sent (only
-trimmed): TikTok matches them byte for byte, so any "clean-up" would break attribution.
+functions say *what* counts as a click id. What is captured, once, for every destination:
 
-Storefront code (the Shopify Web Pixel) also reports click ids with the checkout or cart
-token to ``POST /collect``; they are kept as :class:`~connector.models.ClickRecord` rows for
-:data:`CLICK_RECORD_DAYS` and joined to the order or checkout webhook by those tokens. The
-order of precedence when an event is recorded is: the order's own attributes, the stored
-record by checkout token, then by cart token, then the landing page (best effort).
+* URL parameters the ad platforms add to an ad's landing URL (:data:`CAPTURED_URL_PARAMETERS`):
+  TikTok's ``ttclid``; Meta's ``fbclid`` ("ClickID",
+  https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc);
+  Google's ``gclid`` and, for clicks from iOS 14+ devices, ``gbraid`` (app) and ``wbraid``
+  (web) (https://developers.google.com/google-ads/api/reference/rpc/v21/ClickConversion);
+* first-party cookies of the ad platforms' browser pixels (:data:`CAPTURED_COOKIES`): TikTok's
+  ``_ttp``, Meta's ``_fbc`` (click) and ``_fbp`` (browser), which storefront code reads and
+  copies into cart attributes, order meta or a ``POST /collect`` report.
+
+Values are kept exactly as sent (only trimmed): the platforms match them byte for byte (Meta:
+"ClickID value is case sensitive - do not apply any modifications before using"), so any
+"clean-up" would break attribution.
+
+Storefront code (the Shopify Web Pixel, the custom pixel) also reports click ids with the
+checkout or cart token to ``POST /collect``; they are kept as
+:class:`~connector.models.ClickRecord` rows for :data:`CLICK_RECORD_DAYS` and joined to the
+order or checkout webhook by those tokens. The order of precedence when an event is recorded
+is: the order's own attributes, the stored record by checkout token, then by cart token, then
+the landing page (best effort); each field is taken from the first place that has it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import timedelta
@@ -37,6 +49,23 @@ CLICK_RECORD_DAYS = 7
 """TikTok attributes a conversion to a click for 7 days by default, so a ttclid older than
 that cannot earn a match (https://ads.tiktok.com/help/article/attribution-window)."""
 
+CAPTURED_URL_PARAMETERS = ("ttclid", "fbclid", "gclid", "gbraid", "wbraid")
+"""Landing-URL query parameters storefront code captures, each reported under its own name.
+
+The Shopify pixels (``extensions/tiktok-click-capture/src/index.js``,
+``platforms/shopify/storefront/tiktok-custom-pixel.js``) and the WordPress plugin declare the
+same list; a test holds them to this one."""
+
+CAPTURED_COOKIES = {"_ttp": "ttp", "_fbc": "fbc", "_fbp": "fbp"}
+"""Ad platforms' first-party cookies storefront code captures, and the field each is reported
+as. ``_fbc`` is ``fb.<subdomain index>.<creation time ms>.<fbclid>`` and ``_fbp``
+``fb.<subdomain index>.<creation time ms>.<random number>``
+(https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc)."""
+
+STORED_COLUMNS = ("ttclid", "ttp", "fbc", "fbp", "gclid", "gbraid", "wbraid")
+"""The :class:`ClickIds` fields a click record keeps. An ``fbclid`` reported to ``/collect``
+is kept as the ``fbc`` it stands for (:func:`fbc_from_fbclid`), so there is no fbclid column."""
+
 STORED_SOURCES = {"checkout": "stored_checkout_token", "cart": "stored_cart_token"}
 """``click_source`` names for ids found in a stored click record, by token kind."""
 
@@ -45,7 +74,9 @@ TOKEN_KINDS = ("checkout", "cart")
 
 CLICK_RECORDS = ClickRecord.__table__
 LIVE_RECORDS = select(
-    CLICK_RECORDS.c.id, CLICK_RECORDS.c.token_kind, CLICK_RECORDS.c.ttclid, CLICK_RECORDS.c.ttp
+    CLICK_RECORDS.c.id,
+    CLICK_RECORDS.c.token_kind,
+    *(CLICK_RECORDS.c[name] for name in STORED_COLUMNS),
 ).where(
     CLICK_RECORDS.c.store_id == bindparam("store_id"),
     CLICK_RECORDS.c.expires_at > bindparam("now"),
@@ -65,13 +96,33 @@ REMEMBER_ORDER = (
 )
 
 MAX_CLICK_ID_LENGTH = 500
-"""Real ttclids are a few hundred characters at most; anything longer is not one."""
+"""Real click ids are a few hundred characters at most; anything longer is not one."""
 
 TTCLID_KEYS = ("ttclid", "_ttclid", "tiktok_ttclid")
 """Attribute or meta keys that may hold a ttclid, in order of preference."""
 
 TTP_KEYS = ("_ttp", "ttp")
 """Attribute or meta keys that may hold the ``_ttp`` cookie value, in order of preference."""
+
+ATTRIBUTE_KEYS: dict[str, tuple[str, ...]] = {
+    "ttclid": TTCLID_KEYS,
+    "ttp": TTP_KEYS,
+    "fbclid": ("fbclid", "_fbclid"),
+    "fbc": ("_fbc", "fbc"),
+    "fbp": ("_fbp", "fbp"),
+    "gclid": ("gclid", "_gclid"),
+    "gbraid": ("gbraid", "_gbraid"),
+    "wbraid": ("wbraid", "_wbraid"),
+}
+"""For each :class:`ClickIds` field, the attribute or meta keys that may hold it, in order of
+preference: the parameter's or cookie's own name, with or without a leading underscore (the
+WordPress plugin writes ``_<name>``, hidden meta in WooCommerce's admin)."""
+
+META_COOKIE = re.compile(r"fb\.[0-9]\.[0-9]+\..+")
+"""``fb.<subdomain index>.<creation time>.<fbclid or random number>``, possibly followed by
+more ``.``-separated parts that Meta's parameter builder appends; the shape of both ``_fbc``
+and ``_fbp``
+(https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc)."""
 
 
 def clean_click_id(value: object) -> str | None:
@@ -89,8 +140,26 @@ def clean_click_id(value: object) -> str | None:
     return value
 
 
-def ttclid_from_url(url_or_path: str | None) -> str | None:
-    """The ``ttclid`` query parameter of a full URL or of a path such as Shopify's
+def clean_meta_cookie(value: object) -> str | None:
+    """An ``_fbc`` or ``_fbp`` value (:data:`META_COOKIE`), trimmed, else None."""
+    value = clean_click_id(value)
+    return value if value is not None and META_COOKIE.fullmatch(value) else None
+
+
+def fbc_from_fbclid(fbclid: str, observed_ms: int) -> str:
+    """The ``fbc`` for an fbclid seen without an ``_fbc`` cookie.
+
+    Meta documents the format ``fb.1.<creationTime>.<fbclid>``: subdomain index 1 when the
+    value is not a cookie set on a domain, and, without a saved cookie, "the timestamp when you
+    first observed or received this fbclid value", in milliseconds
+    (https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc).
+    The fbclid is kept as it came: it is case sensitive.
+    """
+    return f"fb.1.{observed_ms}.{fbclid}"
+
+
+def url_parameter(url_or_path: str | None, name: str) -> str | None:
+    """The query parameter ``name`` of a full URL or of a path such as Shopify's
     ``landing_site`` (``"/products/x?ttclid=E.C.P.abc&utm_source=tiktok"``), else None.
 
     Garbage in (None, not a URL, an invalid IPv6 host...) gives None, never an exception:
@@ -103,41 +172,60 @@ def ttclid_from_url(url_or_path: str | None) -> str | None:
         query = urlsplit(url_or_path.strip()).query
     except ValueError:
         return None
-    candidates = parse_qs(query).get("ttclid", [])
+    candidates = parse_qs(query).get(name, [])
     return next((c for c in map(clean_click_id, candidates) if c), None)
 
 
-def click_ids_from_attributes(attrs: Mapping[str, str], source: str) -> ClickIds:
-    """Click ids stored as key/value attributes (cart attributes, order meta...).
+def ttclid_from_url(url_or_path: str | None) -> str | None:
+    """The ``ttclid`` query parameter of a URL or path (:func:`url_parameter`)."""
+    return url_parameter(url_or_path, "ttclid")
 
-    Looks for :data:`TTCLID_KEYS` and :data:`TTP_KEYS`, first usable key wins. ``source`` is
-    recorded only when a ttclid is found, because it names where the *ttclid* came from.
+
+def click_ids_from_url(url_or_path: str | None, source: str) -> ClickIds:
+    """Every :data:`CAPTURED_URL_PARAMETERS` in a landing URL or path; ``source`` is recorded
+    when one of them is found."""
+    found = {name: url_parameter(url_or_path, name) for name in CAPTURED_URL_PARAMETERS}
+    return _with_source(ClickIds(**found), source)
+
+
+def click_ids_from_attributes(attrs: Mapping[str, object], source: str) -> ClickIds:
+    """Click ids and ad cookies stored as key/value attributes (cart attributes, order meta...).
+
+    Looks for :data:`ATTRIBUTE_KEYS`, first usable key wins; ``_fbc``/``_fbp`` values that are
+    not in Meta's cookie format are ignored. ``source`` is recorded only when a click id is
+    found (:meth:`ClickIds.has_click`): it names where the *click* came from, not a cookie.
     """
-    ttclid = _first_clean_value(attrs, TTCLID_KEYS)
-    return ClickIds(
-        ttclid=ttclid,
-        ttp=_first_clean_value(attrs, TTP_KEYS),
-        source=source if ttclid else None,
-    )
+    found = {field: _first_clean_value(attrs, keys) for field, keys in ATTRIBUTE_KEYS.items()}
+    found["fbc"] = clean_meta_cookie(found["fbc"])
+    found["fbp"] = clean_meta_cookie(found["fbp"])
+    return _with_source(ClickIds(**found), source)
 
 
 def resolve_click_ids(*candidates: ClickIds) -> ClickIds:
     """One :class:`ClickIds` from several places, the candidates given in priority order.
 
-    The first candidate with a ttclid gives both the ttclid and its ``source``; the ttp comes
-    from the first candidate that has one, which may be another candidate: a ttclid from the
-    landing URL and a ``_ttp`` from cart attributes describe the same shopper.
+    Each field comes from the first candidate that has it: a ttclid from the landing URL and a
+    ``_ttp`` from cart attributes describe the same shopper. ``source`` is the source of the
+    first candidate with any click id.
     """
-    with_ttclid = next((c for c in candidates if c.ttclid), ClickIds())
-    ttp = next((c.ttp for c in candidates if c.ttp), None)
-    return ClickIds(ttclid=with_ttclid.ttclid, ttp=ttp, source=with_ttclid.source)
+    found = {
+        field: next((value for c in candidates if (value := getattr(c, field))), None)
+        for field in _ID_FIELDS
+    }
+    with_click = next((c for c in candidates if c.has_click()), ClickIds())
+    return ClickIds(**found, source=with_click.source)
 
 
 def save_click_record(
     session: Session, store_id: str, *, token_kind: str, token: str, clicks: ClickIds
 ) -> None:
     """Insert or refresh the record for one token; a new value replaces an old one, a
-    missing value keeps it (the ttclid comes on landing, ``_ttp`` may only come later)."""
+    missing value keeps it (the ttclid comes on landing, ``_ttp`` may only come later).
+
+    An ``fbc`` for the same fbclid as the stored one keeps the stored value: a pixel reporting
+    an fbclid again must not move the click's creation time, which Meta reads as when the
+    click happened (:func:`fbc_from_fbclid`).
+    """
     expires_at = utcnow() + timedelta(days=CLICK_RECORD_DAYS)
     query = select(ClickRecord).where(
         ClickRecord.store_id == store_id,
@@ -148,8 +236,10 @@ def save_click_record(
     if record is None:
         record = ClickRecord(store_id=store_id, token_kind=token_kind, token=token)
         session.add(record)
-    record.ttclid = clicks.ttclid or record.ttclid
-    record.ttp = clicks.ttp or record.ttp
+    stored_fbc = record.fbc
+    for name in STORED_COLUMNS:
+        setattr(record, name, getattr(clicks, name) or getattr(record, name))
+    record.fbc = _kept_fbc(stored_fbc, clicks.fbc)
     record.expires_at = expires_at
     try:
         session.flush()
@@ -186,10 +276,11 @@ def with_stored_clicks(
         ids = [row.id for row in found]
         connection.execute(REMEMBER_ORDER, {"ids": ids, "order_id": source.order_id})
     stored = [
-        ClickIds(
-            ttclid=r.ttclid, ttp=r.ttp, source=STORED_SOURCES[r.token_kind] if r.ttclid else None
+        _with_source(
+            ClickIds(**{name: row._mapping[name] for name in STORED_COLUMNS}),
+            STORED_SOURCES[row.token_kind],
         )
-        for r in found
+        for row in found
     ]
     first, *rest = source.click_candidates or (source.clicks,)
     return dataclasses.replace(source, clicks=resolve_click_ids(first, *stored, *rest))
@@ -205,6 +296,26 @@ def purge_expired_click_records(services: Services) -> int:
     if deleted:
         logger.info("clicks.purged records=%d", deleted)
     return deleted
+
+
+_ID_FIELDS = tuple(field.name for field in dataclasses.fields(ClickIds) if field.name != "source")
+
+
+def _with_source(clicks: ClickIds, source: str) -> ClickIds:
+    """``clicks`` naming ``source`` when it holds a click id (cookies alone name none)."""
+    return dataclasses.replace(clicks, source=source if clicks.has_click() else None)
+
+
+def _kept_fbc(stored: str | None, reported: str | None) -> str | None:
+    """The reported fbc, unless the stored one is for the same fbclid (then the first seen)."""
+    if reported is None or (stored is not None and _fbclid_of(stored) == _fbclid_of(reported)):
+        return stored
+    return reported
+
+
+def _fbclid_of(fbc: str) -> str:
+    """What follows ``fb.<subdomain index>.<creation time>.`` in an fbc."""
+    return fbc.split(".", 3)[-1]
 
 
 def _first_clean_value(attrs: Mapping[str, object], keys: tuple[str, ...]) -> str | None:

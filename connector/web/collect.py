@@ -1,9 +1,15 @@
 """``POST /collect``: storefront code reports the shopper's click ids with a cart or checkout token.
 
-The Shopify Web Pixel (``extensions/tiktok-click-capture``) sends
-``{"shop", "checkout_token" and/or "cart_token", "ttclid" and/or "ttp"}``; the order or
-checkout webhook later carries the same token, and :func:`connector.clicks.with_stored_clicks`
-joins them. The endpoint is public, so it is narrow:
+The Shopify Web Pixel (``extensions/tiktok-click-capture``) and custom pixel send
+``{"shop", "checkout_token" and/or "cart_token"}`` with at least one of the landing URL's click
+ids (``ttclid``, ``fbclid``, ``gclid``, ``gbraid``, ``wbraid``) and the ad cookies (``ttp``,
+``fbc``, ``fbp`` from ``_ttp``, ``_fbc``, ``_fbp``; see :data:`connector.clicks.CAPTURED_COOKIES`);
+the order or checkout webhook later carries the same token, and
+:func:`connector.clicks.with_stored_clicks` joins them. An ``fbclid`` without ``fbc`` is kept
+as the ``fbc`` Meta documents for a shop without the Meta Pixel's cookie,
+``fb.1.<now in ms>.<fbclid>``: the report is when we first see that fbclid
+(https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc).
+The endpoint is public, so it is narrow:
 
 * CORS only for the store's own origins: ``https://<store domain>`` and
   ``https://<each of its storefront domains>`` (a Shopify shop's primary domain, where its
@@ -13,7 +19,9 @@ joins them. The endpoint is public, so it is narrow:
 * a 4 KiB body limit (a real report is a few hundred bytes);
 * a per-IP rate limit in Redis (fixed one-minute window); without Redis the report is
   still stored, as webhooks are, since losing a click costs a match;
-* every field validated; nothing is stored for a refused request.
+* every field validated (click ids and cookies as :func:`connector.clicks.clean_click_id`
+  keeps them, ``fbc``/``fbp`` in Meta's ``fb.<digit>.<digits>.<...>`` shape); nothing is
+  stored for a refused request.
 
 The answer is 204 with no body: the pixel has nothing to read.
 
@@ -37,7 +45,14 @@ from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy import Text, cast, or_, select
 
-from connector.clicks import clean_click_id, save_click_record
+from connector.clicks import (
+    CAPTURED_COOKIES,
+    CAPTURED_URL_PARAMETERS,
+    clean_click_id,
+    clean_meta_cookie,
+    fbc_from_fbclid,
+    save_click_record,
+)
 from connector.events import ClickIds
 from connector.models import Store
 from connector.web import services
@@ -53,7 +68,10 @@ RATE_LIMIT_PER_MINUTE = 120
 TOKEN = re.compile(r"[A-Za-z0-9_\-.:?=]{1,255}")
 """Shopify checkout tokens are hex; cart tokens look like ``c1-…`` or ``Z2Nw…?key=…``."""
 
-FIELDS = {"shop", "checkout_token", "cart_token", "ttclid", "ttp"}
+CLICK_FIELDS = (*CAPTURED_URL_PARAMETERS, *CAPTURED_COOKIES.values())
+"""The click ids and ad cookies a report may carry, under the names the pixels send."""
+META_COOKIE_FIELDS = {"fbc", "fbp"}
+FIELDS = {"shop", "checkout_token", "cart_token", *CLICK_FIELDS}
 
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOST = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})+")
@@ -91,7 +109,7 @@ def collect() -> Response | tuple[Response, int]:
     sandboxed = origin == SANDBOXED_ORIGIN
     if store is None or not (sandboxed or _origin_host(origin) in _origin_hosts(store)):
         return _error(403, "the report must come from the store's own site (Origin)")
-    clicks = ClickIds(ttclid=report.get("ttclid"), ttp=report.get("ttp"))
+    clicks = _click_ids(report, observed_ms=time.time_ns() // 1_000_000)
     with services().db.session() as session:
         for kind in ("checkout", "cart"):
             if token := report.get(f"{kind}_token"):
@@ -126,16 +144,34 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
     for key in ("checkout_token", "cart_token"):
         if key in report and not (isinstance(report[key], str) and TOKEN.fullmatch(report[key])):
             return None, f"'{key}' is not a valid token"
-    for key in ("ttclid", "ttp"):
-        if key in report and clean_click_id(report[key]) is None:
-            return None, f"'{key}' is not a valid click id"
-        if key in report:
-            report[key] = clean_click_id(report[key])
+    for key in (key for key in CLICK_FIELDS if key in report):
+        clean = clean_meta_cookie if key in META_COOKIE_FIELDS else clean_click_id
+        report[key] = clean(report[key])
+        if report[key] is None:
+            shape = " (Meta's fb.<digit>.<digits>.<...>)" if key in META_COOKIE_FIELDS else ""
+            return None, f"'{key}' is not a valid click id or cookie{shape}"
     if not ({"checkout_token", "cart_token"} & set(report)):
         return None, "give a checkout_token or a cart_token"
-    if not ({"ttclid", "ttp"} & set(report)):
-        return None, "give a ttclid or a ttp"
+    if not (set(CLICK_FIELDS) & set(report)):
+        return None, f"give a click id or an ad cookie: one of {', '.join(CLICK_FIELDS)}"
     return report, ""
+
+
+def _click_ids(report: dict[str, str], observed_ms: int) -> ClickIds:
+    """The report's click ids and cookies; an fbclid without an ``_fbc`` becomes the fbc built
+    from it (:func:`connector.clicks.fbc_from_fbclid`), the form a click record keeps."""
+    fbclid = report.get("fbclid")
+    fbc = report.get("fbc") or (fbc_from_fbclid(fbclid, observed_ms) if fbclid else None)
+    return ClickIds(
+        ttclid=report.get("ttclid"),
+        ttp=report.get("ttp"),
+        fbclid=fbclid,
+        fbc=fbc,
+        fbp=report.get("fbp"),
+        gclid=report.get("gclid"),
+        gbraid=report.get("gbraid"),
+        wbraid=report.get("wbraid"),
+    )
 
 
 def _origin_host(origin: str) -> str | None:

@@ -59,7 +59,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from connector.clicks import click_ids_from_attributes, resolve_click_ids, ttclid_from_url
+from connector.clicks import click_ids_from_attributes, click_ids_from_url, resolve_click_ids
 from connector.events import Checkout, ClickIds, LineItem, Order, Shopper, UnreadablePayload
 from connector.lenient import (
     MAX_ID_CHARS,
@@ -390,16 +390,14 @@ def _shopper(body: dict[str, Any]) -> Shopper:
 
 
 def _click_candidates(body: dict[str, Any]) -> tuple[ClickIds, ClickIds]:
-    """Cart attributes first (written by storefront code on purpose), then the landing page
-    query string (best effort: it is the landing page of the session Shopify attributes).
+    """Cart attributes first (written by storefront code on purpose: ``ttclid``, ``_ttp``,
+    ``fbclid``, ``_fbc``, ``_fbp``, ``gclid``, ``gbraid``, ``wbraid``...), then the landing
+    page's click ids (best effort: it is the landing page of the session Shopify attributes).
     Stored click records go between the two (:func:`connector.clicks.with_stored_clicks`)."""
     from_attributes = click_ids_from_attributes(
         _note_attributes(body.get("note_attributes")), "note_attributes"
     )
-    landing_ttclid = ttclid_from_url(body.get("landing_site"))
-    from_landing = ClickIds(
-        ttclid=landing_ttclid, source="landing_site" if landing_ttclid else None
-    )
+    from_landing = click_ids_from_url(body.get("landing_site"), "landing_site")
     return from_attributes, from_landing
 
 

@@ -15,7 +15,8 @@ Field meanings are from the REST API v3 docs, "Order properties"
   line ``quantity`` is an integer.
 * ``customer_id``: "User ID who owns the order. 0 for guests."
 * ``customer_ip_address``, ``customer_user_agent``: the shopper's browser at checkout.
-* ``meta_data [{id, key, value}]``: where checkout code stores a ``_ttclid`` / ``_ttp``.
+* ``meta_data [{id, key, value}]``: where checkout code stores click ids and ad cookies
+  (``_ttclid``, ``_ttp``, ``_fbclid``, ``_fbc``, ``_fbp``, ``_gclid``, ``_gbraid``, ``_wbraid``).
 
 What varies legitimately, and how it is read: leniently, with a parse note on the event in
 words a merchant can read (naming the field, never a value). WooCommerce never retries a
@@ -262,7 +263,9 @@ def _shopper(body: dict[str, Any]) -> Shopper:
 
 
 def _clicks(meta_data: object) -> ClickIds:
-    """Click ids a checkout snippet saved as order meta (``_ttclid``, ``ttclid``, ``_ttp``)."""
+    """Click ids and ad cookies the WordPress plugin (or a checkout snippet) saved as order meta:
+    ``_ttclid``, ``_ttp``, ``_fbclid``, ``_fbc``, ``_fbp``, ``_gclid``, ``_gbraid``, ``_wbraid``
+    (:data:`connector.clicks.ATTRIBUTE_KEYS`)."""
     meta: dict[str, Any] = {}
     for entry in meta_data if isinstance(meta_data, list) else ():
         if isinstance(entry, dict) and isinstance(entry.get("key"), str):
