@@ -112,6 +112,10 @@ PIXEL_FIX = (
     "Check the Pixel (dataset) ID in Meta Events Manager and that the access token was made "
     "for that dataset, then run `connector destinations set STORE_ID meta`."
 )
+PROOF_FIX = (
+    "The Meta app behind the access token requires appsecret_proof: set META_APP_SECRET to that "
+    "app's secret (App Dashboard > App settings > Basic) and restart the connector."
+)
 ADDRESS_FIX = "Check META_API_BASE and META_API_VERSION: Meta's Graph API was not found there."
 
 ENV = (
@@ -383,7 +387,8 @@ def classify(response: requests.Response) -> SendResult:
       ``Retry-After``.
     - Token codes (190, 102, 104): pause; the merchant generates a new token.
     - Permission codes (3, 10, 200-299), 100/33 (the pixel does not exist for this token) and
-      2500 (unknown path: a wrong base or version): pause; every event would fail alike.
+      2500 (unknown path: a wrong base or version), and a missing or wrong appsecret_proof
+      (``META_APP_SECRET``): pause; every event would fail alike.
     - 100 and anything else: the batch is rejected. Meta rejects the whole batch for one bad
       event; events its message names by path (``$['data'][3]...``) are refused with its
       words, and when it names none (an old event, subcode 2804003, names none) the delivery
@@ -419,6 +424,10 @@ def classify(response: requests.Response) -> SendResult:
         return result(Outcome.PAUSE, PERMISSION_FIX)
     if code == INVALID_PARAMETER and subcode == UNKNOWN_OBJECT_SUBCODE:
         return result(Outcome.PAUSE, PIXEL_FIX)
+    if code == INVALID_PARAMETER and "appsecret_proof" in message:
+        # Graph's "API calls from the server require an appsecret_proof argument" and "Invalid
+        # appsecret_proof provided in the API argument" (Securing Requests): a setting of ours.
+        return result(Outcome.PAUSE, PROOF_FIX)
     if code == UNKNOWN_PATH_CODE:
         return result(Outcome.PAUSE, ADDRESS_FIX)
     if code is None and status in (401, 403):
