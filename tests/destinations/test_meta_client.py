@@ -14,11 +14,13 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 import requests
 
-from connector.destinations import DestinationConfig, Outcome
+from connector.crypto import TokenCipher
+from connector.destinations import DestinationConfig, Outcome, SendResult
 from connector.destinations.meta import DESTINATION
 from connector.destinations.meta.client import (
     appsecret_proof,
@@ -28,6 +30,7 @@ from connector.destinations.meta.client import (
     events_url,
 )
 from connector.events import Content, ConversionEvent
+from connector.models import StoreDestination
 from connector.standins.meta import MetaStandIn
 
 PIXEL = "123456789012345"
@@ -410,3 +413,20 @@ def test_unreachable_meta_is_retried(http: requests.Session) -> None:
     assert result.outcome is Outcome.RETRY
     assert result.message.startswith("cannot reach Meta")
     assert TOKEN not in result.message
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def test_access_token_is_the_decrypted_pasted_token_and_after_send_keeps_the_answer() -> None:
+    cipher = TokenCipher(None, "a-long-enough-test-secret-key-for-fernet-derivation")
+    services = SimpleNamespace(cipher=cipher)
+    row = StoreDestination(account_id=PIXEL, access_token_encrypted=cipher.encrypt(TOKEN))
+    assert DESTINATION.access_token(services, row) == TOKEN  # type: ignore[arg-type]
+    assert DESTINATION.access_token(services, StoreDestination(account_id=PIXEL)) == ""  # type: ignore[arg-type]
+    paused = SendResult(Outcome.PAUSE, "expired", 400, 190)
+
+    def resend(_config: DestinationConfig) -> SendResult:
+        raise AssertionError("Meta tokens are never renewed and resent")
+
+    assert DESTINATION.after_send(services, row, config(), paused, resend) is paused  # type: ignore[arg-type]

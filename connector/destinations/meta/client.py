@@ -250,8 +250,11 @@ class MetaConversionsApi:
 
     def access_token(self, services: Services, row: StoreDestination) -> str:
         """The pasted token, decrypted. Meta's system-user tokens from Events Manager do not
-        expire, so there is nothing to renew."""
-        return services.cipher.decrypt(row.access_token_encrypted or "")
+        expire, so there is nothing to renew. A row without one sends an empty token, which
+        Meta answers 104 and :func:`classify` turns into a pause asking for a token."""
+        if not row.access_token_encrypted:
+            return ""
+        return services.cipher.decrypt(row.access_token_encrypted)
 
     def after_send(
         self,
