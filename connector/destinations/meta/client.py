@@ -77,9 +77,11 @@ MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
 MAX_FUTURE_SKEW_SECONDS = 5 * 60
 
 # Graph's "Handling Errors" table: 1 (API Unknown) and 2 (API Service) are temporary
-# downtime, 4, 17 and 341 throttling ("wait and retry"), 368 a temporary block; 32 and 613 are
-# Graph's page and custom rate limits and 80000-80014 the business use case rate limits
-# (Rate Limits, https://developers.facebook.com/docs/graph-api/overview/rate-limiting/).
+# downtime, 4, 17 and 341 throttling ("wait and retry"), 368 a temporary block. 32 (Pages) and
+# 613 (custom) limits and the 80000-80014 business use case limits (Rate Limits,
+# https://developers.facebook.com/docs/graph-api/overview/rate-limiting/) are retried too: a
+# resent batch counts nothing twice, since Meta keeps one event per event_name and event_id
+# within 48 hours (Server Event Parameters, cited above).
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 368, 613})
 BUSINESS_RATE_LIMIT_CODES = range(80000, 80015)
 # 190 "Access token has expired", 102 "API Session", 104 (no token at all): get a new token.
@@ -92,10 +94,10 @@ INVALID_PARAMETER = 100
 # src/v0/util/facebookUtils/networkHandler.js): the pixel id is wrong or not shared with the
 # token's system user, so every event would fail the same way.
 UNKNOWN_OBJECT_SUBCODE = 33
-# Graph names a bad field by its JSON path, as in "The parameter $['data'][0]['event_time'] is
-# required." (code 100, subcode 2804019, quoted on https://www.volcengine.com/article/2490042).
 # 2500 "Unknown path components": the API base or version is wrong for every event alike.
 UNKNOWN_PATH_CODE = 2500
+# Graph names a bad field by its JSON path, as in "The parameter $['data'][0]['event_time'] is
+# required." (code 100, subcode 2804019, quoted on https://www.volcengine.com/article/2490042).
 EVENT_PATH = re.compile(r"\$\['data'\]\[(\d+)\]")
 
 TOKEN_FIX = (
