@@ -301,9 +301,7 @@ def prepare_stack(
         services,
         store.id,
         kind="tiktok",
-        pixel_code=PIXEL,
-        access_token=TOKEN,
-        test_event_code=None,
+        values={"pixel_code": PIXEL, "access_token": TOKEN},
     )
     return Stack(settings.database_url, redis, services, store.id, destination.id, env)
 

@@ -59,7 +59,7 @@ from connector.destinations.tiktok.client import TRACK_PATH, build_body  # noqa:
 from connector.events import ConversionEvent  # noqa: E402
 from connector.jobs import request_delivery  # noqa: E402
 from connector.mapping import EventOptions, plan_event  # noqa: E402
-from connector.models import Event, EventStatus, utcnow  # noqa: E402
+from connector.models import EventStatus, OutboxEvent, utcnow  # noqa: E402
 from tests.support import make_order  # noqa: E402
 
 TARGET_RATE = 5000.0  # events/s per worker
@@ -192,7 +192,7 @@ def preload(stack: Stack, count: int, history: int = 0) -> None:
     rows += _rows(stack, event_payloads(count), EventStatus.PENDING, now)
     with stack.services.db.session() as session:
         for start in range(0, len(rows), 1000):
-            session.execute(insert(Event), rows[start : start + 1000])
+            session.execute(insert(OutboxEvent), rows[start : start + 1000])
         session.commit()
 
 

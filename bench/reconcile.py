@@ -120,9 +120,7 @@ def woocommerce_store(services: Services, url: str) -> str:
         services,
         store.id,
         kind="tiktok",
-        pixel_code=PIXEL,
-        access_token=TOKEN,
-        test_event_code=None,
+        values={"pixel_code": PIXEL, "access_token": TOKEN},
     )
     return store.id
 

@@ -20,16 +20,15 @@ from dotenv import find_dotenv, load_dotenv
 from sqlalchemy import make_url, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from connector.cli_destinations import describe_destination, destinations, tiktok
 from connector.clitools import LazyServices, emit, services_from
 from connector.config import Settings, load_settings
 from connector.db import upgrade_database
 from connector.demo import demo
 from connector.embedded_redis import start_redis
-from connector.jobs import request_delivery
 from connector.logs import configure_logging
-from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, PURCHASE_EVENT_NAMES, VALUE_BASES
 from connector.metrics import MULTIPROCESS_ENV
-from connector.models import Destination, Event, EventStatus, Store
+from connector.models import EventStatus, OutboxEvent, Store, StoreDestination
 from connector.plugins import load_store_platforms
 from connector.reconcile import parse_since, reconcile_store
 from connector.replay import replay_events
@@ -43,8 +42,7 @@ from connector.stored_secrets import (
     startup_refusal,
     undecryptable_summary,
 )
-from connector.stores import StoreError, set_destination
-from connector.testevent import send_test_event
+from connector.stores import StoreError
 from connector.unreadable import describe as describe_unreadable
 from connector.unreadable import reprocess, unreadable_records
 from connector.web.merchant.access import LOGIN_LINK_MINUTES, login_token
@@ -249,6 +247,8 @@ def upgrade(ctx: click.Context) -> None:
 
 
 main.add_command(demo)
+main.add_command(destinations)
+main.add_command(tiktok)
 
 
 # -- stores ------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def list_stores(ctx: click.Context) -> None:
     with services.db.session() as session:
         for store in session.scalars(select(Store).order_by(Store.created_at)):
             destinations = session.scalars(
-                select(Destination).where(Destination.store_id == store.id)
+                select(StoreDestination).where(StoreDestination.store_id == store.id)
             )
             emit(
                 {
@@ -280,7 +280,10 @@ def list_stores(ctx: click.Context) -> None:
                     "platform": store.platform,
                     "domain": store.domain,
                     "status": store.status,
-                    "destinations": [_describe_destination(d) for d in destinations],
+                    "destinations": [
+                        describe_destination(services.destinations.get(d.kind), d)
+                        for d in destinations
+                    ],
                     "reconciled_until": _iso(store.reconciled_until),
                     "reconciled_at": _iso(store.reconciled_at),
                     "reconcile_error": store.reconcile_error,
@@ -334,100 +337,6 @@ def login_link(ctx: click.Context, store_id: str) -> None:
     )
 
 
-def _describe_destination(destination: Destination) -> dict[str, object]:
-    return {
-        "kind": destination.kind,
-        "pixel_code": destination.pixel_code,
-        "test_event_code": destination.test_event_code,
-        "status": "paused" if destination.paused_reason else "active",
-        "paused_reason": destination.paused_reason,
-        "options": destination.options,
-    }
-
-
-# -- tiktok ------------------------------------------------------------------------------------
-
-
-@main.group()
-def tiktok() -> None:
-    """The TikTok Events API destination."""
-
-
-@tiktok.command("set")
-@click.argument("store_id")
-@click.option("--pixel-code", required=True, help="The TikTok pixel code (Events Manager).")
-@click.option("--access-token", required=True, help="The pixel's Events API access token.")
-@click.option("--test-event-code", help="Send everything as test events with this code.")
-@click.option(
-    "--purchase-event",
-    type=click.Choice(PURCHASE_EVENT_NAMES),
-    help="Event name for orders; use what your pixel sends (default CompletePayment).",
-)
-@click.option(
-    "--send-on",
-    "order_trigger",
-    type=click.Choice(ORDER_TRIGGERS),
-    help="Send the purchase when the order is created (default) or when it is paid.",
-)
-@click.option(
-    "--value", "value_basis", type=click.Choice(VALUE_BASES), help="Order value to report."
-)
-@click.option(
-    "--content-id", type=click.Choice(CONTENT_ID_SOURCES), help="What identifies a product."
-)
-@click.option(
-    "--initiate-checkout/--no-initiate-checkout",
-    "send_initiate_checkout",
-    default=None,
-    help="Send InitiateCheckout for started checkouts (default on).",
-)
-@click.option(
-    "--test-orders/--no-test-orders",
-    "send_test_orders",
-    default=None,
-    help="Send the store's test orders while a test event code is set (default on).",
-)
-@click.option(
-    "--limited-data-use/--no-limited-data-use",
-    default=None,
-    help="Ask TikTok to limit data use (for US state privacy laws).",
-)
-@click.pass_context
-def tiktok_set(ctx: click.Context, store_id: str, pixel_code: str, access_token: str,
-               test_event_code: str | None, **options: object) -> None:  # fmt: skip
-    """Configure (or reconnect) a store's TikTok pixel; un-pauses it and sends what waits."""
-    services = services_from(ctx)
-    chosen = {name: value for name, value in options.items() if value is not None}
-    try:
-        destination = set_destination(
-            services,
-            store_id,
-            kind="tiktok",
-            pixel_code=pixel_code.strip(),
-            access_token=access_token.strip(),
-            test_event_code=(test_event_code or "").strip() or None,
-            options=chosen,
-        )
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-    queued = request_delivery(services, destination.id)
-    emit({"store_id": store_id, **_describe_destination(destination), "delivery_requested": queued})
-
-
-@tiktok.command("test-event")
-@click.argument("store_id")
-@click.pass_context
-def tiktok_test_event(ctx: click.Context, store_id: str) -> None:
-    """Send one test event through the whole path and print TikTok's answer."""
-    try:
-        outcome = send_test_event(services_from(ctx), store_id)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-    emit(outcome)
-    if outcome["status"] != EventStatus.DELIVERED:
-        ctx.exit(1)
-
-
 # -- events ------------------------------------------------------------------------------------
 
 
@@ -443,20 +352,25 @@ def events() -> None:
     type=click.Choice([*EVENT_STATUSES, UNREADABLE]),
     help="Only events in this status; 'unreadable' lists the kept webhooks that could not be read.",
 )
+@click.option("--destination", "kind", help="Only events for this destination (tiktok, meta...).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.pass_context
-def list_events(ctx: click.Context, store_id: str | None, status: str | None, limit: int) -> None:
+def list_events(
+    ctx: click.Context, store_id: str | None, status: str | None, kind: str | None, limit: int
+) -> None:
     """Newest events first, one JSON object per line."""
     services = services_from(ctx)
     if status == UNREADABLE:
         for record in unreadable_records(services, store_id=store_id, limit=limit):
             emit(describe_unreadable(record))
         return
-    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
     if store_id:
-        query = query.where(Event.store_id == store_id)
+        query = query.where(OutboxEvent.store_id == store_id)
     if status:
-        query = query.where(Event.status == status)
+        query = query.where(OutboxEvent.status == status)
+    if kind:
+        query = query.where(OutboxEvent.destination == kind)
     with services.db.session() as session:
         for event in session.scalars(query):
             emit(
@@ -480,12 +394,21 @@ def list_events(ctx: click.Context, store_id: str | None, status: str | None, li
 @click.option("--id", "ids", type=int, multiple=True, help="An event id (repeatable).")
 @click.option("--status", type=click.Choice(["failed", "dead"]), help="Every event in this status.")
 @click.option("--store", "store_id", help="With --status: only this store's events.")
+@click.option("--destination", "kind", help="With --status: only this destination's events.")
 @click.pass_context
-def replay(ctx: click.Context, ids: tuple[int, ...], status: str | None, store_id: str | None):
+def replay(
+    ctx: click.Context,
+    ids: tuple[int, ...],
+    status: str | None,
+    store_id: str | None,
+    kind: str | None,
+) -> None:
     """Put failed or dead events back in the queue."""
     if bool(ids) == bool(status):
         raise click.UsageError("give either --id (one or more) or --status")
-    count = replay_events(services_from(ctx), ids=list(ids), status=status, store_id=store_id)
+    count = replay_events(
+        services_from(ctx), ids=list(ids), status=status, store_id=store_id, kind=kind
+    )
     emit({"replayed": count})
 
 

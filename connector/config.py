@@ -12,17 +12,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from connector.crypto import KEY_ADVICE, key_weakness
 from connector.runtime import running_connector
 
-DEFAULT_TIKTOK_API_BASE = "https://business-api.tiktok.com"
-# TikTok's advertiser authorization page, the first step of "Connect with TikTok"
-# (TikTok API for Business, "Authorization"; Airbyte's TikTokMarketingOAuthFlow builds the same).
-DEFAULT_TIKTOK_AUTH_URL = "https://ads.tiktok.com/marketing_api/auth"
 GENERATED_KEY_FILE = "secret_key"  # under instance/: the development SECRET_KEY
 
 
@@ -42,10 +38,13 @@ class Settings:
     app_url: str
     # Former SECRET_KEYs (most recent first): what they encrypted or signed still reads.
     secret_key_fallbacks: tuple[str, ...] = ()
-    tiktok_api_base: str = DEFAULT_TIKTOK_API_BASE
-    tiktok_app_id: str | None = None
-    tiktok_app_secret: str | None = None
-    tiktok_auth_url: str = DEFAULT_TIKTOK_AUTH_URL
+    # Each destination's own variables (its API base, OAuth app...), by name, as the
+    # destination declares them (connector.destinations.EnvVar): set values, else defaults
+    # (only the defaults when built without an environment, as tests do).
+    destination_env: Mapping[str, str | None] = field(default_factory=lambda: _destination_env({}))
+    # The destinations a store's events are kept for while it has none configured yet, so the
+    # orders of a fresh install leave as soon as the merchant connects one of them.
+    default_destinations: tuple[str, ...] = ("tiktok",)
     shopify_api_key: str | None = None
     shopify_api_secret: str | None = None
     shopify_scopes: str = "read_orders,write_pixels,read_customer_events"
@@ -76,6 +75,14 @@ class Settings:
         """A copy with some fields changed (tests and the ``run`` command use this)."""
         return replace(self, **changes)
 
+    def with_env(self, **variables: str | None) -> Settings:
+        """A copy with some destination variables changed (``TIKTOK_API_BASE=...``)."""
+        return replace(self, destination_env={**self.destination_env, **variables})
+
+    def env(self, name: str) -> str | None:
+        """A destination variable's value (its default when unset)."""
+        return self.destination_env.get(name)
+
     @cached_property
     def signing_keys(self) -> list[str]:
         """The keys signed values (sessions, login links, OAuth states) are checked with, in
@@ -104,10 +111,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY") or None,
         app_url=app_url,
         secret_key_fallbacks=_fallbacks(env, "SECRET_KEY_FALLBACKS", env.get("SECRET_KEY")),
-        tiktok_api_base=(env.get("TIKTOK_API_BASE") or DEFAULT_TIKTOK_API_BASE).rstrip("/"),
-        tiktok_app_id=env.get("TIKTOK_APP_ID") or None,
-        tiktok_app_secret=env.get("TIKTOK_APP_SECRET") or None,
-        tiktok_auth_url=env.get("TIKTOK_AUTH_URL") or DEFAULT_TIKTOK_AUTH_URL,
+        destination_env=_destination_env(env),
+        default_destinations=_names(env, "DEFAULT_DESTINATIONS", ("tiktok",)),
         shopify_api_key=env.get("SHOPIFY_API_KEY") or None,
         shopify_api_secret=env.get("SHOPIFY_API_SECRET") or None,
         shopify_scopes=env.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,
@@ -115,7 +120,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=port,
         host=env.get("HOST") or None,
         web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
-        batch_size=min(_int(env, "TIKTOK_BATCH_SIZE", 500), 1000),
+        batch_size=min(_int(env, "BATCH_SIZE", _int(env, "TIKTOK_BATCH_SIZE", 500)), 1000),
         sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", 15.0),
         reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 900.0),
         retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),
@@ -127,6 +132,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
         log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     )
+
+
+def _destination_env(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Every destination's variables; imported here, not at the top, because destination
+    packages import the models and services that import this module."""
+    from connector.destinations import destination_env, load_destinations
+
+    return destination_env(load_destinations(), env)
+
+
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list; unset means ``default``, empty means none."""
+    if name not in env:
+        return default
+    return tuple(part.strip() for part in env[name].split(",") if part.strip())
 
 
 def _running_redis(instance: Path) -> str | None:

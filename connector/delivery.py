@@ -23,8 +23,7 @@ from sqlalchemy.orm import Session
 from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
 from connector.events import ConversionEvent
-from connector.models import Attempt, Event, EventStatus, utcnow
-from connector.models import Destination as DestinationRow
+from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ RETRY_CAP_SECONDS = 3600.0
 # Outcomes are written with Core UPDATEs on the table, one per outcome and batch rather than
 # one per row through the ORM: at 500 events a batch the per-row path cost more CPU than
 # building and sending the request (bench/delivery.py with --py-spy).
-EVENTS = Event.__table__
+EVENTS = OutboxEvent.__table__
 LEASE_CLEARED = {"lease_token": None, "lease_expires_at": None}
 
 
@@ -78,11 +77,11 @@ def deliver_pending(
     pace = Pace(services.settings.max_requests_per_second)
     while time.monotonic() < deadline and not (report.paused or report.cooldown_seconds):
         with services.db.session() as session:
-            row = session.get(DestinationRow, destination_id)
+            row = session.get(StoreDestination, destination_id)
             if row is None or row.paused_reason:
                 break
             destination = services.destinations[row.kind]
-            config = _config(services, row, destination)
+            config = destination_config(services, row, destination)
             batch = claim_batch(session, row, services.settings, destination.max_batch)
             if not batch:
                 break
@@ -104,7 +103,7 @@ class Pace:
 
 
 def claim_batch(
-    session: Session, row: DestinationRow, settings: Settings, limit: int
+    session: Session, row: StoreDestination, settings: Settings, limit: int
 ) -> list[Claimed]:
     """Lease up to ``limit`` due rows; a row leased by a live worker is never claimed twice.
 
@@ -120,9 +119,9 @@ def claim_batch(
     """
     now = utcnow()
     chosen = (
-        select(Event.id)
+        select(OutboxEvent.id)
         .where(due_events(row.store_id, row.kind, now))
-        .order_by(Event.next_attempt_at)
+        .order_by(OutboxEvent.next_attempt_at)
         .limit(min(limit, settings.batch_size))
         .with_for_update(skip_locked=True)
     )
@@ -156,17 +155,17 @@ def due_events(store_id: Any, kind: Any, now: datetime) -> ColumnElement[bool]:
     ``store_id`` and ``kind`` may be values or columns (for a correlated EXISTS).
     """
     return and_(
-        Event.store_id == store_id,
-        Event.destination == kind,
-        Event.status == EventStatus.PENDING,
-        Event.next_attempt_at <= now,
-        or_(Event.lease_expires_at.is_(None), Event.lease_expires_at < now),
+        OutboxEvent.store_id == store_id,
+        OutboxEvent.destination == kind,
+        OutboxEvent.status == EventStatus.PENDING,
+        OutboxEvent.next_attempt_at <= now,
+        or_(OutboxEvent.lease_expires_at.is_(None), OutboxEvent.lease_expires_at < now),
     )
 
 
 def _send_batch(
     session: Session,
-    row: DestinationRow,
+    row: StoreDestination,
     destination: Destination,
     config: DestinationConfig,
     http: requests.Session,
@@ -208,7 +207,7 @@ def _send_batch(
 
 def _send(
     session: Session,
-    row: DestinationRow,
+    row: StoreDestination,
     destination: Destination,
     config: DestinationConfig,
     http: requests.Session,
@@ -254,7 +253,7 @@ def _send(
 
 def _settle(
     session: Session,
-    row: DestinationRow,
+    row: StoreDestination,
     part: list[Claimed],
     result: SendResult,
     services: Services,
@@ -301,7 +300,7 @@ def _fail_refused(
 
 def _record(
     session: Session,
-    row: DestinationRow,
+    row: StoreDestination,
     part: list[Claimed],
     result: SendResult,
     services: Services,
@@ -338,7 +337,7 @@ def _record(
 
 def _retry_or_give_up(
     session: Session,
-    row: DestinationRow,
+    row: StoreDestination,
     part: list[Claimed],
     result: SendResult,
     services: Services,
@@ -436,11 +435,23 @@ def _code(result: SendResult) -> str:
     return f" (code {result.code})" if result.code is not None else ""
 
 
-def _config(services: Services, row: DestinationRow, destination: Destination) -> DestinationConfig:
+def destination_config(
+    services: Services,
+    row: StoreDestination,
+    destination: Destination,
+    *,
+    validate_only: bool = False,
+) -> DestinationConfig:
+    """What one run sends with: the row's settings, the destination's own environment
+    variables (its API base first) and the token, renewed first if it is about to expire."""
+    env = {var.name: services.settings.env(var.name) for var in destination.env}
     return DestinationConfig(
-        api_base=services.settings.tiktok_api_base,
-        pixel_code=row.pixel_code,
-        access_token=destination.access_token(services, row),  # renewed first if need be
+        api_base=env[destination.env[0].name] or "",
+        account_id=row.account_id,
+        access_token=destination.access_token(services, row),
         test_event_code=row.test_event_code,
         timeout=services.settings.http_timeout_seconds,
+        settings=dict(row.settings or {}),
+        env=env,
+        validate_only=validate_only,
     )

@@ -1,4 +1,5 @@
-"""Match-quality diagnostics for one store: what TikTok can match our events on, and why not.
+"""Match-quality diagnostics for one store and destination: what the ad platform can match our
+events on, and why not.
 
 Everything here is a handful of GROUP BY queries over the outbox, filtered by the store and
 ``received_at`` (the ``ix_events_store_received`` index): no payload is ever read, so a store
@@ -6,17 +7,19 @@ with 100,000 events a month costs a few index range scans, not 100,000 JSON deco
 ``signals`` bitmask (:mod:`connector.signals`) is what makes the coverage one query.
 
 **Which events count.** Coverage, click-id sources and the score are computed over the events
-that were or will be sent to TikTok: ``pending``, ``delivered``, ``failed`` and ``dead``.
-Skipped events (bots, test orders, point-of-sale orders...) never reach TikTok, so they would
-only blur what TikTok sees; they are counted apart, by reason.
+that were or will be sent to the destination: ``pending``, ``delivered``, ``failed`` and
+``dead``. Skipped events (bots, test orders, point-of-sale orders...) never reach it, so they
+would only blur what the platform sees; they are counted apart, by reason. Each destination has
+its own rows, user data and signals, so every number here is for one destination.
 
-**The score is our estimate, not TikTok's Event Match Quality (EMQ).** TikTok computes EMQ as
+**The score is our estimate, not the platform's own.** TikTok and Meta each compute an
+"Event Match Quality"; TikTok describes it as
 "a weighted average of all your match key coverages" (TikTok Events Manager, "Monitor and
 diagnose", https://ads.tiktok.com/help/article/tiktok-events-manager-monitor-and-diagnose)
 but publishes neither the weights nor the formula. We do the same with our own documented
 weights (:data:`SIGNAL_WEIGHTS`) over the store's purchase events, and read the result in the
-tiers of issue #6 (:data:`TIERS`). The only authoritative number is the one in TikTok Events
-Manager.
+tiers of issue #6 (:data:`TIERS`). The only authoritative numbers are the platforms' own
+(TikTok and Meta Events Manager, Google Ads' conversion diagnostics).
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from connector.mapping import PURCHASE_EVENT_NAMES
-from connector.models import Event, EventStatus, UnreadableWebhook, utcnow
+from connector.destinations import Destination
+from connector.models import EventStatus, OutboxEvent, UnreadableWebhook, utcnow
 from connector.services import Services
 from connector.signals import SIGNALS
 
@@ -46,7 +49,7 @@ SENT_STATUSES = (
     EventStatus.FAILED,
     EventStatus.DEAD,
 )
-"""Events that were or will be sent to TikTok: the base of every share and of the score."""
+"""Events that were or will be sent: the base of every share and of the score."""
 
 FAILED_STATUSES = (EventStatus.FAILED, EventStatus.DEAD)
 
@@ -54,13 +57,13 @@ BOT_SKIP_REASON = "bot user agent"
 """The skip reason :func:`connector.mapping.skip_reason` writes for a bot's order."""
 
 SIGNAL_WEIGHTS: dict[str, int] = {
-    "ttclid": 30,
+    "click_id": 30,
     "email": 25,
     "phone": 20,
     "external_id": 10,
     "ip": 5,
     "user_agent": 5,
-    "ttp": 5,
+    "browser_id": 5,
 }
 """Our weights per matching signal, summing to 100 so the score reads as a percentage.
 
@@ -69,7 +72,10 @@ API" (https://ads.tiktok.com/help/article/how-to-set-up-matching-events-with-eve
 February 2025): the click id first (it ties the event to one ad click), then hashed email and
 phone ("Advanced Matching ... to better match website events with ads on TikTok"), then the
 advertiser's external id, then IP address and user agent ("end user device and connection
-information") and the ``_ttp`` first-party cookie, which only helps alongside the pixel.
+information") and the pixel's first-party cookie (``_ttp``), which only helps alongside the
+pixel. Meta's list of customer information parameters ranks the same way (click id ``fbc`` and
+email first: https://developers.facebook.com/docs/marketing-api/conversions-api/best-practices).
+One set of weights serves every destination, so scores compare.
 TikTok's pixel tooling warns "advanced matching parameter is missing" unless email or phone
 is there (tiktok/gtm-template-pixel#2), hence email and phone right after the click id. The
 numbers themselves are ours: TikTok does not publish EMQ's weights.
@@ -89,29 +95,30 @@ CLICK_SOURCE_LABELS: dict[str | None, str] = {
     "stored_cart_token": "Click capture on your storefront (matched by cart)",
     None: "No click id",
 }
-"""Where the ttclid came from (``Event.click_source``), in words a shop owner understands, for
-the sources the core writes itself (stored click records, ``connector.clicks.STORED_SOURCES``).
-Each platform labels the sources its parser writes (``StorePlatform.click_source_labels``); a
-source nobody labels shows under its own name."""
+"""Where the click id came from (``OutboxEvent.click_source``), in words a shop owner
+understands, for the sources the core writes itself (stored click records,
+``connector.clicks.STORED_SOURCES``). Each platform labels the sources its parser writes
+(``StorePlatform.click_source_labels``); a source nobody labels shows under its own name."""
 
 CAPTURE_SOURCES = frozenset({"stored_checkout_token", "stored_cart_token"})
 """Click sources only storefront click capture fills: the core's stored click records (``POST
 /collect``), plus each platform's own (``StorePlatform.capture_sources``)."""
 
 SIGNAL_LABELS: dict[str, str] = {
-    "ttclid": "TikTok click id",
+    "click_id": "Ad click id",
     "email": "Email",
     "phone": "Phone",
     "external_id": "Customer id",
     "ip": "IP address",
     "user_agent": "Browser (user agent)",
-    "ttp": "TikTok cookie (_ttp)",
+    "browser_id": "Ad platform cookie",
 }
+"""Generic labels; :func:`signal_labels` names the platform's click id and cookie."""
 
 SIGNAL_ACTIONS: dict[str, str] = {
-    "ttclid": (
-        "Have your storefront keep the ttclid parameter of the ad's landing page and "
-        "send it with the order (an order attribute named ttclid)."
+    "click_id": (
+        "Have your storefront keep the click id of the ad's landing page (ttclid, fbclid, "
+        "gclid) and send it with the order, as the connector's click capture does."
     ),
     "email": "Make email required at checkout.",
     "phone": "Make the phone number required at checkout.",
@@ -123,85 +130,13 @@ SIGNAL_ACTIONS: dict[str, str] = {
     "user_agent": (
         "Check that your storefront sends the shopper's browser (user agent) with orders."
     ),
-    "ttp": "Install the TikTok pixel and send its _ttp cookie with the order.",
+    "browser_id": (
+        "Install the platform's pixel and send its cookie (_ttp, _fbp) with the order, as the "
+        "connector's click capture does."
+    ),
 }
 """What raises a signal's coverage on any store platform. A platform says it in its own terms
 through ``StorePlatform.signal_advice``, which wins where it has an entry."""
-
-
-@dataclass(frozen=True)
-class FailureAdvice:
-    """What a TikTok code means and what a shop owner does about it."""
-
-    meaning: str
-    action: str
-
-
-_TOKEN_ADVICE = FailureAdvice(
-    "TikTok's access token expired, is missing or is no longer valid",
-    "Connect TikTok again on the Settings page (or paste a new Events API access token from "
-    "TikTok Events Manager), then replay these events from the Delivery log.",
-)
-_RATE_ADVICE = FailureAdvice(
-    "TikTok asked us to send more slowly",
-    "Nothing to change: the connector slows down and retries by itself. Replay these events "
-    "from the Delivery log.",
-)
-_SERVER_ADVICE = FailureAdvice(
-    "TikTok had an internal error and our retries ran out",
-    "Replay these events from the Delivery log once TikTok works again.",
-)
-_UNKNOWN_ADVICE = FailureAdvice(
-    "a code this page does not know yet",
-    "Report the code and message to whoever runs this connector.",
-)
-
-FAILURE_ADVICE: dict[int | None, FailureAdvice] = {
-    40001: FailureAdvice(
-        "the access token may not send events to this pixel",
-        "Generate the access token from this pixel's own settings in TikTok Events Manager, "
-        "as an admin or operator of the ad account, save it on the Settings page, then "
-        "replay these events from the Delivery log.",
-    ),
-    40002: FailureAdvice(
-        "TikTok refused a field of the event (the message names it)",
-        "Read the message: a product id or price points to that product in your store; "
-        "anything else, report to whoever runs this connector. Replay after the fix.",
-    ),
-    40003: _TOKEN_ADVICE,
-    40061: FailureAdvice(
-        "a batch had a size TikTok does not accept",
-        "This is a connector bug, not a problem with your shop: report it with the message.",
-    ),
-    40062: FailureAdvice(
-        "TikTok received personal data that was not hashed",
-        "This is a connector bug (email and phone are always hashed before sending): report "
-        "it with the message and do not replay until it is fixed.",
-    ),
-    40100: _RATE_ADVICE,
-    40102: _TOKEN_ADVICE,
-    40103: _TOKEN_ADVICE,
-    40104: _TOKEN_ADVICE,
-    40105: _TOKEN_ADVICE,
-    40107: _TOKEN_ADVICE,
-    40130: _TOKEN_ADVICE,
-    40132: _RATE_ADVICE,
-    61000: _RATE_ADVICE,
-    60001: _SERVER_ADVICE,
-    50000: _SERVER_ADVICE,
-    None: FailureAdvice(
-        "no answer code: TikTok could not be reached (network error or timeout), or the "
-        "event was not sent at all",
-        "If the message says TikTok did not answer or could not be reached, replay these "
-        "events from the Delivery log. An event more than 7 days old cannot be sent: TikTok "
-        "refuses web events that old.",
-    ),
-}
-"""TikTok codes, from TikTok's Business API SDK (``business_api_client/tiktok_business/
-tiktok_code.py``, github.com/tiktok/tiktok-business-api-sdk) and the README's
-"Troubleshooting by TikTok code"; how each is handled is
-:func:`connector.destinations.tiktok.client.classify`. Token and permission codes pause the
-destination rather than fail events, so they show here only for events failed earlier."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +180,7 @@ class SkipCount:
 
 @dataclass(frozen=True)
 class FailureGroup:
-    """Failed and dead events with one TikTok code, the latest message and what to do."""
+    """Failed and dead events with one platform code, the latest message and what to do."""
 
     code: int | None
     count: int
@@ -308,7 +243,7 @@ def diagnose(
     days: int,
     *,
     platform: StorePlatform | None = None,
-    destination: str = "tiktok",
+    destination: Destination | None = None,
     now: datetime | None = None,
 ) -> Diagnostics:
     """The diagnostics of ``store_id``'s events for ``destination`` received in the last
@@ -318,25 +253,29 @@ def diagnose(
     generic ones; the caller passes it (the page has it at hand), so this module never names a
     platform. Without it every text is generic.
     """
+    if destination is None:  # the deployment's first default destination
+        destination = services.destinations[services.settings.default_destinations[0]]
     advice = platform.signal_advice if platform else {}
     source_labels = platform.click_source_labels if platform else {}
     since = (now or utcnow()) - timedelta(days=days)
     window = (
-        Event.store_id == store_id,
-        Event.destination == destination,
-        Event.received_at >= since,
+        OutboxEvent.store_id == store_id,
+        OutboxEvent.destination == destination.kind,
+        OutboxEvent.received_at >= since,
     )
     with services.db.session() as session:
-        coverage = _coverage(session, window)
+        labels = signal_labels(destination)
+        coverage = _coverage(session, window, labels)
         click_sources = _click_sources(session, window, source_labels)
         skips = _skips(session, window)
-        failures = _failures(session, window)
+        failures = _failures(session, window, destination)
         unreadable = session.scalar(
             select(func.count()).where(
                 UnreadableWebhook.store_id == store_id, UnreadableWebhook.received_at >= since
             )
         )
-    estimate = estimate_match(coverage)
+    purchase_names = destination.event_names.get("purchase", ())
+    estimate = estimate_match(coverage, purchase_names)
     captured = CAPTURE_SOURCES | (platform.capture_sources if platform else frozenset())
     capture_works = any(c.source in captured and c.count for c in click_sources)
     return Diagnostics(
@@ -350,17 +289,30 @@ def diagnose(
         skips=skips,
         failures=failures,
         estimate=estimate,
-        best_change=best_change(coverage, advice, capture_works=capture_works),
+        best_change=best_change(coverage, purchase_names, advice, capture_works=capture_works),
         capture_works=capture_works,
         unreadable=unreadable or 0,
     )
 
 
-def estimate_match(coverage: Iterable[EventCoverage]) -> MatchEstimate | None:
+def signal_labels(destination: Destination) -> dict[str, str]:
+    """:data:`SIGNAL_LABELS` with the destination's click id and cookie named: "TikTok click
+    id", "Meta cookie (_fbp)"."""
+    labels = dict(SIGNAL_LABELS)
+    labels["click_id"] = f"{destination.label} click id"
+    cookie = destination.signal_keys.get("browser_id")
+    if cookie:
+        labels["browser_id"] = f"{destination.label} cookie (_{cookie})"
+    return labels
+
+
+def estimate_match(
+    coverage: Iterable[EventCoverage], purchase_names: Iterable[str]
+) -> MatchEstimate | None:
     """Our score: the :data:`SIGNAL_WEIGHTS`-weighted share of purchase events carrying each
     signal (equivalently, the average over purchases of the weights of the signals each one
-    carried). None without purchases. Not TikTok's EMQ: see the module docstring."""
-    purchases = _purchases(coverage)
+    carried). None without purchases. Not the platform's EMQ: see the module docstring."""
+    purchases = _purchases(coverage, purchase_names)
     if purchases is None:
         return None
     score = sum(SIGNAL_WEIGHTS[s.signal] * s.share for s in purchases.signals)
@@ -373,20 +325,24 @@ def tier_of(score: float) -> str:
 
 
 def best_change(
-    coverage: Iterable[EventCoverage], advice: Mapping[str, str], *, capture_works: bool
+    coverage: Iterable[EventCoverage],
+    purchase_names: Iterable[str],
+    advice: Mapping[str, str],
+    *,
+    capture_works: bool,
 ) -> BestChange | None:
     """The signal whose missing purchase coverage × weight is largest, with its action: the
     platform's ``advice`` for it, else :data:`SIGNAL_ACTIONS`.
 
     When storefront click capture already produced click ids in the window, the click id is
-    not a candidate: the purchases still without one most likely did not come from a TikTok
-    ad, and "install click capture" would be advice the merchant already followed. None when
-    nothing is missing or there are no purchases.
+    not a candidate: the purchases still without one most likely did not come from an ad of
+    this platform, and "install click capture" would be advice the merchant already followed.
+    None when nothing is missing or there are no purchases.
     """
-    purchases = _purchases(coverage)
+    purchases = _purchases(coverage, purchase_names)
     if purchases is None:
         return None
-    candidates = [s for s in purchases.signals if not (s.signal == "ttclid" and capture_works)]
+    candidates = [s for s in purchases.signals if not (s.signal == "click_id" and capture_works)]
     worst = max(candidates, key=lambda s: (1 - s.share) * SIGNAL_WEIGHTS[s.signal])
     points = (1 - worst.share) * SIGNAL_WEIGHTS[worst.signal]
     if points <= 0:
@@ -400,47 +356,44 @@ def best_change(
     )
 
 
-def advice_for(code: int | None) -> FailureAdvice:
-    """:data:`FAILURE_ADVICE` for a code; any 5xxxx is a TikTok-side error."""
-    if code in FAILURE_ADVICE:
-        return FAILURE_ADVICE[code]
-    if code is not None and code >= 50000:
-        return _SERVER_ADVICE
-    return _UNKNOWN_ADVICE
-
-
-def _purchases(coverage: Iterable[EventCoverage]) -> EventCoverage | None:
+def _purchases(
+    coverage: Iterable[EventCoverage], purchase_names: Iterable[str]
+) -> EventCoverage | None:
     """The purchase events of all names merged (a store may have changed its event name)."""
-    rows = [c for c in coverage if c.event_name in PURCHASE_EVENT_NAMES]
+    names = set(purchase_names)
+    rows = [c for c in coverage if c.event_name in names]
     events = sum(c.events for c in rows)
     if not events:
         return None
     counts = {name: sum(c.signals[bit].count for c in rows) for bit, name in enumerate(SIGNALS)}
-    return _event_coverage("purchase", events, counts)
+    labels = {share.signal: share.label for share in rows[0].signals}
+    return _event_coverage("purchase", events, counts, labels)
 
 
 def _coverage(
-    session: Session, window: tuple[ColumnElement[bool], ...]
+    session: Session, window: tuple[ColumnElement[bool], ...], labels: Mapping[str, str]
 ) -> tuple[EventCoverage, ...]:
-    mask = func.coalesce(Event.signals, 0)
+    mask = func.coalesce(OutboxEvent.signals, 0)
     carried = [
         func.sum(case((mask.bitwise_and(1 << bit) != 0, 1), else_=0)) for bit in range(len(SIGNALS))
     ]
     query = (
-        select(Event.event_name, func.count(), *carried)
-        .where(*window, Event.status.in_(SENT_STATUSES))
-        .group_by(Event.event_name)
-        .order_by(func.count().desc(), Event.event_name)
+        select(OutboxEvent.event_name, func.count(), *carried)
+        .where(*window, OutboxEvent.status.in_(SENT_STATUSES))
+        .group_by(OutboxEvent.event_name)
+        .order_by(func.count().desc(), OutboxEvent.event_name)
     )
     return tuple(
-        _event_coverage(name, events, dict(zip(SIGNALS, counts, strict=True)))
+        _event_coverage(name, events, dict(zip(SIGNALS, counts, strict=True)), labels)
         for name, events, *counts in session.execute(query)
     )
 
 
-def _event_coverage(name: str, events: int, counts: dict[str, int]) -> EventCoverage:
+def _event_coverage(
+    name: str, events: int, counts: dict[str, int], labels: Mapping[str, str]
+) -> EventCoverage:
     shares = tuple(
-        SignalShare(signal, SIGNAL_LABELS[signal], int(counts[signal]), counts[signal] / events)
+        SignalShare(signal, labels[signal], int(counts[signal]), counts[signal] / events)
         for signal in SIGNALS
     )
     return EventCoverage(event_name=name, events=events, signals=shares)
@@ -450,9 +403,9 @@ def _click_sources(
     session: Session, window: tuple[ColumnElement[bool], ...], labels: Mapping[str, str]
 ) -> tuple[ClickSourceCount, ...]:
     query = (
-        select(Event.click_source, func.count())
-        .where(*window, Event.status.in_(SENT_STATUSES))
-        .group_by(Event.click_source)
+        select(OutboxEvent.click_source, func.count())
+        .where(*window, OutboxEvent.status.in_(SENT_STATUSES))
+        .group_by(OutboxEvent.click_source)
         .order_by(func.count().desc())
     )
     return tuple(
@@ -470,10 +423,10 @@ def click_source_label(source: str | None, labels: Mapping[str, str]) -> str:
 
 def _skips(session: Session, window: tuple[ColumnElement[bool], ...]) -> tuple[SkipCount, ...]:
     query = (
-        select(Event.last_error, func.count())
-        .where(*window, Event.status == EventStatus.SKIPPED)
-        .group_by(Event.last_error)
-        .order_by(func.count().desc(), Event.last_error)
+        select(OutboxEvent.last_error, func.count())
+        .where(*window, OutboxEvent.status == EventStatus.SKIPPED)
+        .group_by(OutboxEvent.last_error)
+        .order_by(func.count().desc(), OutboxEvent.last_error)
     )
     return tuple(
         SkipCount(reason or "no reason recorded", count) for reason, count in session.execute(query)
@@ -481,26 +434,28 @@ def _skips(session: Session, window: tuple[ColumnElement[bool], ...]) -> tuple[S
 
 
 def _failures(
-    session: Session, window: tuple[ColumnElement[bool], ...]
+    session: Session, window: tuple[ColumnElement[bool], ...], destination: Destination
 ) -> tuple[FailureGroup, ...]:
     """Grouped by code; the latest message is that of the group's last received event."""
     groups = session.execute(
-        select(Event.last_code, func.count(), func.max(Event.id))
-        .where(*window, Event.status.in_(FAILED_STATUSES))
-        .group_by(Event.last_code)
-        .order_by(func.count().desc(), func.max(Event.id).desc())
+        select(OutboxEvent.last_code, func.count(), func.max(OutboxEvent.id))
+        .where(*window, OutboxEvent.status.in_(FAILED_STATUSES))
+        .group_by(OutboxEvent.last_code)
+        .order_by(func.count().desc(), func.max(OutboxEvent.id).desc())
     ).all()
     latest_ids = [latest for _code, _count, latest in groups]
     messages = dict(
-        session.execute(select(Event.id, Event.last_error).where(Event.id.in_(latest_ids))).all()
+        session.execute(
+            select(OutboxEvent.id, OutboxEvent.last_error).where(OutboxEvent.id.in_(latest_ids))
+        ).all()
     )
     return tuple(
         FailureGroup(
             code=code,
             count=count,
             latest_message=messages.get(latest),
-            meaning=advice_for(code).meaning,
-            action=advice_for(code).action,
+            meaning=destination.advice(code).meaning,
+            action=destination.advice(code).action,
         )
         for code, count, latest in groups
     )

@@ -2,9 +2,10 @@
 
 A platform package (``platforms/<store>/``) turns a verified webhook into an :class:`Order` or a
 :class:`Checkout`. Those carry raw shopper data and live only in memory, for the length of one
-webhook request. :mod:`connector.mapping` turns them into :class:`ConversionEvent` objects, whose
-:class:`UserData` holds only SHA-256 hashes of personal data: that is what the outbox stores and
-what destinations read, so raw email or phone never reach the database or a log.
+webhook request. :mod:`connector.mapping` turns them into one :class:`ConversionEvent` per
+destination, whose ``user`` holds only what that destination's rules make of the shopper
+(SHA-256 hashes of personal data): that is what the outbox stores and what destinations send,
+so raw email or phone never reach the database or a log.
 """
 
 from __future__ import annotations
@@ -60,17 +61,40 @@ class Shopper:
     locale: str | None = None
 
 
+CLICK_ID_FIELDS = ("ttclid", "ttp", "fbclid", "fbc", "fbp", "gclid", "gbraid", "wbraid")
+"""Every ad click identifier and browser cookie the connector captures, in one record."""
+
+CLICK_IDS = frozenset({"ttclid", "fbclid", "fbc", "gclid", "gbraid", "wbraid"})
+"""The fields that identify an ad click (the others are browser cookies): their source is
+what ``ClickIds.source`` names."""
+
+
 @dataclass(frozen=True)
 class ClickIds:
-    """Ad click identifiers found for a purchase, and where they were found.
+    """Ad click identifiers and ad platform cookies found for a purchase, and where.
 
-    ``source`` names the place the ttclid came from (``note_attributes``, ``landing_site``,
-    ``order_meta``...), so diagnostics can tell a merchant how many orders carried one.
+    Captured once for every platform: TikTok's ``ttclid`` and ``_ttp`` cookie, Meta's
+    ``fbclid`` (kept as it came from a landing URL; Meta's destination turns it into ``fbc``)
+    and its ``_fbc``/``_fbp`` cookies, Google's ``gclid``, ``gbraid`` and ``wbraid``. Each
+    destination reads the ones it uses (:attr:`connector.destinations.Destination.click_ids`).
+    ``source`` names the place the first click id came from (``note_attributes``,
+    ``landing_site``, ``order_meta``...), so diagnostics can tell a merchant where clicks come
+    from.
     """
 
     ttclid: str | None = None
     ttp: str | None = None
+    fbclid: str | None = None
+    fbc: str | None = None
+    fbp: str | None = None
+    gclid: str | None = None
+    gbraid: str | None = None
+    wbraid: str | None = None
     source: str | None = None
+
+    def has_click(self) -> bool:
+        """True when any ad click identifier (not only a cookie) is here."""
+        return any(getattr(self, name) for name in CLICK_IDS)
 
 
 @dataclass(frozen=True)
@@ -142,33 +166,19 @@ class Content:
 
 
 @dataclass(frozen=True)
-class UserData:
-    """Matching signals for an event. Personal fields are SHA-256 hex, never raw."""
-
-    email: str | None = None
-    phone: str | None = None
-    external_id: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    zip_code: str | None = None
-    city: str | None = None
-    state: str | None = None
-    country: str | None = None
-    ttclid: str | None = None
-    ttp: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    locale: str | None = None
-
-
-@dataclass(frozen=True)
 class ConversionEvent:
-    """One conversion, ready for any destination; what the outbox row stores as JSON."""
+    """One conversion for one destination; what its outbox row stores as JSON.
+
+    Everything but ``user`` and ``event_name`` is the same for every destination of an order.
+    ``user`` is the destination's own matching signals, normalised and hashed by its rules
+    (:meth:`connector.destinations.Destination.user_data`), keyed as it chooses: never raw
+    email or phone. ``event_name`` is the name the destination's platform knows.
+    """
 
     event_name: str
     event_id: str
     event_time: int
-    user: UserData
+    user: dict[str, Any]
     value: float
     currency: str
     contents: tuple[Content, ...]
@@ -184,10 +194,9 @@ class ConversionEvent:
 
         Built from the instances' own ``__dict__`` rather than ``dataclasses.asdict``, whose
         recursive deep copy cost a tenth of a webhook's CPU (bench/profile_webhook.py); every
-        field is an immutable scalar or one of the two nested dataclasses handled here.
+        field is an immutable scalar, the flat ``user`` dict, or ``contents``, handled here.
         """
         data = dict(self.__dict__)
-        data["user"] = dict(self.user.__dict__)
         data["contents"] = [dict(c.__dict__) for c in self.contents]
         return data
 
@@ -195,6 +204,5 @@ class ConversionEvent:
     def from_json(cls, data: dict[str, Any]) -> ConversionEvent:
         """Rebuild an event from what :meth:`to_json` stored."""
         fields = dict(data)
-        fields["user"] = UserData(**fields["user"])
         fields["contents"] = tuple(Content(**c) for c in fields["contents"])
         return cls(**fields)

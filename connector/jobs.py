@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Select, exists, select
 
 from connector.delivery import deliver_pending, due_events
-from connector.models import Destination, Event, utcnow
+from connector.models import OutboxEvent, StoreDestination, utcnow
 from connector.services import Services, build_services
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def deliver_destination(destination_id: int) -> dict[str, object]:
 def has_due_events(services: Services, destination_id: int) -> bool:
     """Whether the destination has pending rows ready to send now."""
     with services.db.session() as session:
-        query = _due_destinations().where(Destination.id == destination_id)
+        query = _due_destinations().where(StoreDestination.id == destination_id)
         return session.scalar(query) is not None
 
 
@@ -137,5 +137,9 @@ def sweep(services: Services) -> int:
 
 def _due_destinations() -> Select[tuple[int]]:
     """Ids of unpaused destinations that have at least one event ready to send."""
-    ready = select(Event.id).where(due_events(Destination.store_id, Destination.kind, utcnow()))
-    return select(Destination.id).where(Destination.paused_reason.is_(None), exists(ready))
+    ready = select(OutboxEvent.id).where(
+        due_events(StoreDestination.store_id, StoreDestination.kind, utcnow())
+    )
+    return select(StoreDestination.id).where(
+        StoreDestination.paused_reason.is_(None), exists(ready)
+    )

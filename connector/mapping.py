@@ -1,9 +1,14 @@
-"""Orders and checkouts become conversion events, following each destination's options.
+"""Orders and checkouts become conversion events, one per destination, following its options.
 
-The ``event_id`` formula is a public contract: the browser pixel must send the same id for
-the same action so the ad platform deduplicates the two (TikTok merges pixel and server
-events with the same event name and ``event_id`` within 48 hours, per its "Event
-deduplication" help article). Orders use the order id; checkouts the checkout token.
+The ``event_id`` formula is a public contract, the same for every destination: the browser
+tag must send the same id for the same action so the ad platform deduplicates the two (TikTok
+and Meta merge browser and server events with the same event name and ``event_id`` within 48
+hours, per their deduplication guides; Google's tag sends it as the transaction id). Orders
+use the order id; checkouts the checkout token.
+
+What differs per destination is drawn from its package: the event name its platform knows
+(``Destination.event_names``) and the shopper's user data, normalised and hashed by its rules
+(``Destination.user_data``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connector.bots import is_bot
+from connector.destinations import Destination
 from connector.events import Basket, Checkout, Content, ConversionEvent, LineItem, Order
-from connector.identity import hash_user
 
-PURCHASE_EVENT_NAMES = ("CompletePayment", "Purchase", "PlaceAnOrder")
 ORDER_TRIGGERS = ("created", "paid")
 VALUE_BASES = ("total", "subtotal")
 CONTENT_ID_SOURCES = ("variant", "sku", "product")
@@ -26,9 +30,13 @@ THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", 
 
 @dataclass(frozen=True)
 class EventOptions:
-    """What a merchant chose for one destination; stored as JSON on the destination row."""
+    """What a merchant chose for one destination; stored as JSON on the destination row.
 
-    purchase_event: str = "CompletePayment"
+    ``purchase_event`` is one of the destination's purchase names (``None``: its default);
+    :func:`check_event_name` checks it against the destination, which these options do not know.
+    """
+
+    purchase_event: str | None = None
     order_trigger: str = "created"
     value_basis: str = "total"
     content_id: str = "variant"
@@ -40,7 +48,6 @@ class EventOptions:
     limited_data_use: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice("purchase_event", self.purchase_event, PURCHASE_EVENT_NAMES)
         _check_choice("order_trigger", self.order_trigger, ORDER_TRIGGERS)
         _check_choice("value_basis", self.value_basis, VALUE_BASES)
         _check_choice("content_id", self.content_id, CONTENT_ID_SOURCES)
@@ -63,37 +70,67 @@ class PlannedEvent:
     skip_reason: str | None = None
 
 
+def check_event_name(destination: Destination, options: EventOptions) -> None:
+    """Raise ValueError when the chosen purchase name is not one the destination knows."""
+    names = destination.event_names.get("purchase", ())
+    if options.purchase_event is not None and options.purchase_event not in names:
+        _check_choice("purchase_event", options.purchase_event, names)
+
+
 def plan_event(
-    source: Order | Checkout, options: EventOptions, *, test_mode: bool
+    source: Order | Checkout,
+    destination: Destination,
+    options: EventOptions,
+    *,
+    test_mode: bool,
 ) -> PlannedEvent | None:
     """The event this order or checkout means for a destination, or None to ignore it.
 
-    None means the merchant's options say this moment sends nothing (an ``orders/create``
-    when purchases are sent on payment, a checkout with checkout events off): nothing is
-    recorded. A skip reason means the event is recorded but never sent, so it is visible.
+    None means this moment sends nothing to it (an ``orders/create`` when purchases are sent
+    on payment, a checkout with checkout events off, or a platform without checkout events):
+    nothing is recorded. A skip reason means the event is recorded but never sent, so it is
+    visible.
     """
+    names = destination.event_names
     if isinstance(source, Order):
-        if options.order_trigger not in source.triggers:
+        if options.order_trigger not in source.triggers or "purchase" not in names:
             return None
-        name, event_id, order_id = options.purchase_event, source.order_id, source.order_id
+        name = options.purchase_event or names["purchase"][0]
+        event_id, order_id = source.order_id, source.order_id
     else:
-        if not options.send_initiate_checkout:
+        if not options.send_initiate_checkout or "checkout" not in names:
             return None
-        name, event_id, order_id = "InitiateCheckout", source.token, None
-    event = build_event(source, options, name=name, event_id=event_id, order_id=order_id)
-    return PlannedEvent(event, skip_reason(source, options, test_mode=test_mode))
+        name, event_id, order_id = names["checkout"][0], source.token, None
+    event = build_event(
+        source, destination, options, name=name, event_id=event_id, order_id=order_id
+    )
+    reason = skip_reason(source, options, test_mode=test_mode, test_hint=destination.test_hint)
+    return PlannedEvent(event, reason)
 
 
 def build_event(
-    source: Basket, options: EventOptions, *, name: str, event_id: str, order_id: str | None
+    source: Basket,
+    destination: Destination,
+    options: EventOptions,
+    *,
+    name: str,
+    event_id: str,
+    order_id: str | None,
 ) -> ConversionEvent:
-    """The neutral event: hashed user data, value and currency that agree, contents."""
+    """The event for one destination: its user data, value and currency that agree, contents.
+
+    ``click_source`` is kept only when the destination's own click id is in its user data,
+    so diagnostics say where *its* clicks come from.
+    """
     value = source.subtotal if options.value_basis == "subtotal" else source.total
+    event_time = int(source.occurred_at.timestamp())
+    user = destination.user_data(source.shopper, source.clicks, event_time)
+    click_key = destination.signal_keys.get("click_id")
     return ConversionEvent(
         event_name=name,
         event_id=event_id,
-        event_time=int(source.occurred_at.timestamp()),
-        user=hash_user(source.shopper, ttclid=source.clicks.ttclid, ttp=source.clicks.ttp),
+        event_time=event_time,
+        user=user,
         value=_money(value, source.currency),
         currency=source.currency.upper(),
         contents=tuple(
@@ -103,16 +140,19 @@ def build_event(
         page_url=source.page_url,
         referrer=source.referrer,
         limited_data_use=options.limited_data_use,
-        click_source=source.clicks.source,
+        click_source=source.clicks.source if click_key and user.get(click_key) else None,
     )
 
 
-def skip_reason(source: Order | Checkout, options: EventOptions, *, test_mode: bool) -> str | None:
-    """Why this event must be recorded but not sent, in words a merchant understands."""
+def skip_reason(
+    source: Order | Checkout, options: EventOptions, *, test_mode: bool, test_hint: str
+) -> str | None:
+    """Why this event must be recorded but not sent, in words a merchant understands;
+    ``test_hint`` is the destination's way to get test orders in."""
     if isinstance(source, Order) and source.skip_reason:
         return source.skip_reason
     if source.is_test and not test_mode:
-        return "test order: set a TikTok test event code to send test orders"
+        return f"test order: {test_hint}"
     if source.is_test and not options.send_test_orders:
         return "test order: sending test orders is switched off in the settings"
     if is_bot(source.shopper.user_agent):
@@ -145,6 +185,6 @@ def _money(amount: Decimal, currency: str) -> float:
     return float(amount.quantize(places, rounding=ROUND_HALF_UP))
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

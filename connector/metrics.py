@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.models import Event, EventStatus, utcnow
+from connector.models import EventStatus, OutboxEvent, utcnow
 
 if TYPE_CHECKING:
     from connector.services import Services
@@ -116,14 +116,16 @@ class OutboxCollector(Collector):
         try:
             with self.services.db.session() as session:
                 rows = session.execute(
-                    select(Event.destination, Event.status, func.count()).group_by(
-                        Event.destination, Event.status
+                    select(OutboxEvent.destination, OutboxEvent.status, func.count()).group_by(
+                        OutboxEvent.destination, OutboxEvent.status
                     )
                 )
                 for destination, status, count in rows:
                     events.add_metric([destination, status], count)
                 first = session.scalar(
-                    select(func.min(Event.received_at)).where(Event.status == EventStatus.PENDING)
+                    select(func.min(OutboxEvent.received_at)).where(
+                        OutboxEvent.status == EventStatus.PENDING
+                    )
                 )
         except SQLAlchemyError:
             return

@@ -84,8 +84,13 @@ class Store(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class Destination(Base):
-    """An ad platform a store sends to (one per kind), with its credentials and options."""
+class StoreDestination(Base):
+    """An ad platform a store sends to (one per kind), with its credentials and options.
+
+    Not to be confused with :class:`connector.destinations.Destination`, the code of an ad
+    platform: this row is one store's configuration of it. Its columns are the same for every
+    platform; what each means is the destination's (:class:`connector.destinations.ConfigField`).
+    """
 
     __tablename__ = "destinations"
     __table_args__ = (UniqueConstraint("store_id", "kind", name="uq_destinations_store_kind"),)
@@ -93,8 +98,12 @@ class Destination(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     store_id: Mapped[str] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
-    pixel_code: Mapped[str] = mapped_column(String(64))
-    access_token_encrypted: Mapped[str] = mapped_column(Text)
+    # What events are sent to on the platform: a TikTok pixel code, a Meta pixel (dataset) id,
+    # a Google Ads customer id.
+    account_id: Mapped[str] = mapped_column(String(64))
+    # None for a destination whose access tokens are only ever made from its refresh token
+    # (Google), until the first is made.
+    access_token_encrypted: Mapped[str | None] = mapped_column(Text)
     # Set when the token came from the ad platform's OAuth ("Connect with TikTok") rather
     # than being pasted: what refreshing it needs, and the account its pixels belong to.
     refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
@@ -103,6 +112,8 @@ class Destination(Base):
     advertiser_id: Mapped[str | None] = mapped_column(String(64))
     test_event_code: Mapped[str | None] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The destination's other, non-secret fields (a Google conversion action...), by name.
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     paused_reason: Mapped[str | None] = mapped_column(Text)
     paused_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -110,8 +121,13 @@ class Destination(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
-class Event(Base):
-    """One conversion event for one destination: the outbox row."""
+class OutboxEvent(Base):
+    """One conversion event for one destination: the outbox row.
+
+    Each destination of a store has its own row for the same order, with its own status,
+    attempts and payload (:class:`connector.events.ConversionEvent` with that destination's
+    user data), so one platform's trouble never holds back another's events.
+    """
 
     __tablename__ = "events"
     __table_args__ = (
@@ -224,7 +240,8 @@ class ShopifyToken(Base):
 
 
 class ClickRecord(Base):
-    """Click ids a storefront reported for a checkout or cart token (``POST /collect``).
+    """Click ids and ad cookies a storefront reported for a checkout or cart token
+    (``POST /collect``).
 
     The order webhook carries the same tokens, which is how the click reaches the order.
     ``order_id`` is filled when an order used the record, so ``customers/redact`` can find it.
@@ -242,6 +259,13 @@ class ClickRecord(Base):
     token: Mapped[str] = mapped_column(String(255))
     ttclid: Mapped[str | None] = mapped_column(Text)
     ttp: Mapped[str | None] = mapped_column(Text)
+    # Meta's click cookie (built from an fbclid when the storefront saw one, as
+    # ``fb.1.<ms>.<fbclid>``) and browser cookie, and Google's click ids.
+    fbc: Mapped[str | None] = mapped_column(Text)
+    fbp: Mapped[str | None] = mapped_column(Text)
+    gclid: Mapped[str | None] = mapped_column(Text)
+    gbraid: Mapped[str | None] = mapped_column(Text)
+    wbraid: Mapped[str | None] = mapped_column(Text)
     order_id: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)

@@ -21,23 +21,20 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.clicks import with_stored_clicks
-from connector.destinations import Destination as DestinationApi
+from connector.destinations import Destination
 from connector.events import Checkout, Order
 from connector.jobs import request_delivery
 from connector.mapping import EventOptions, PlannedEvent, plan_event
-from connector.models import Destination, Event, EventSource, EventStatus
+from connector.models import EventSource, EventStatus, OutboxEvent, StoreDestination
 from connector.services import Services
 from connector.signals import signal_mask
 
 logger = logging.getLogger(__name__)
 
-# Events of a store with no destination configured yet are kept for this one, with default
-# options, and leave as soon as the merchant connects it.
-DEFAULT_DESTINATION = "tiktok"
 # The tables, not the ORM classes: Core statements skip the ORM's session and persistence
 # layers, which cost more than the database itself on the webhook's hot path.
-EVENTS = Event.__table__
-DESTINATIONS = Destination.__table__
+EVENTS = OutboxEvent.__table__
+DESTINATIONS = StoreDestination.__table__
 DESTINATIONS_OF_STORE = select(
     DESTINATIONS.c.kind, DESTINATIONS.c.id, DESTINATIONS.c.options, DESTINATIONS.c.test_event_code
 ).where(DESTINATIONS.c.store_id == bindparam("store_id"))
@@ -84,7 +81,7 @@ def record_events(
     if connection is None:
         with services.db.engine.connect() as own:
             return record_events(services, store_id, topic, source, connection=own, origin=origin)
-    result = _insert_events(connection, store_id, topic, source, origin, services.destinations)
+    result = _insert_events(connection, store_id, topic, source, origin, services)
     connection.commit()
     for destination_id in result.destinations_to_deliver:
         request_delivery(services, destination_id)
@@ -97,37 +94,68 @@ def _insert_events(
     topic: str,
     source: Order | Checkout,
     origin: EventSource,
-    apis: dict[str, DestinationApi],
+    services: Services,
 ) -> RecordResult:
     result = RecordResult()
     source = with_stored_clicks(connection, store_id, source)
-    destinations = connection.execute(DESTINATIONS_OF_STORE, {"store_id": store_id}).all()
-    targets = [(d.kind, d.id, d.options, bool(d.test_event_code)) for d in destinations] or [
-        (DEFAULT_DESTINATION, None, None, False)
-    ]
-    for kind, destination_id, options, test_mode in targets:
-        planned = plan_event(source, EventOptions.from_json(options), test_mode=test_mode)
+    for target in _targets(connection, store_id, services):
+        planned = plan_event(
+            source, target.api, EventOptions.from_json(target.options), test_mode=target.test_mode
+        )
         if planned is None:
             continue
         if origin == EventSource.RECONCILED:
-            planned = _skipped_when_too_late(planned, apis.get(kind))
-        row = _row(store_id, kind, topic, planned, origin, source.notes)
+            planned = _skipped_when_too_late(planned, target.api)
+        row = _row(store_id, target.api, topic, planned, origin, source.notes)
         if not _insert_ignoring_duplicate(connection, row):
             result.duplicates += 1
         elif planned.skip_reason:
             result.skipped += 1
         else:
             result.inserted += 1
-            if destination_id is not None:
-                result.destinations_to_deliver.add(destination_id)
+            if target.destination_id is not None:
+                result.destinations_to_deliver.add(target.destination_id)
     return result
 
 
-def _skipped_when_too_late(planned: PlannedEvent, api: DestinationApi | None) -> PlannedEvent:
-    """An order read back by reconciliation can be older than the destination accepts (TikTok:
-    7 days): it is recorded skipped, with the destination's reason, rather than queued only to
-    fail. A webhook comes as the order happens; delivery checks its age when it sends."""
-    if planned.skip_reason or api is None:
+@dataclass(frozen=True)
+class _Target:
+    """A destination an order's events are recorded for; ``destination_id`` is None for a
+    default destination the store has not configured yet."""
+
+    api: Destination
+    destination_id: int | None
+    options: dict[str, Any] | None
+    test_mode: bool
+
+
+def _targets(connection: Connection, store_id: str, services: Services) -> list[_Target]:
+    """The store's configured destinations; with none yet, the deployment's default ones
+    (``DEFAULT_DESTINATIONS``), whose events wait until the merchant connects them.
+
+    A configured kind whose package is gone (an old row after a destination was removed
+    from the code) is left out, with a warning, rather than failing every webhook.
+    """
+    rows = connection.execute(DESTINATIONS_OF_STORE, {"store_id": store_id}).all()
+    apis = services.destinations
+    if not rows:
+        defaults = services.settings.default_destinations
+        return [_Target(apis[kind], None, None, False) for kind in defaults if kind in apis]
+    targets = []
+    for row in rows:
+        if row.kind not in apis:
+            logger.warning("pipeline.unknown-destination store=%s kind=%s", store_id, row.kind)
+            continue
+        targets.append(_Target(apis[row.kind], row.id, row.options, bool(row.test_event_code)))
+    return targets
+
+
+def _skipped_when_too_late(planned: PlannedEvent, api: Destination) -> PlannedEvent:
+    """An order read back by reconciliation can be older than the destination accepts (TikTok
+    and Meta: 7 days): it is recorded skipped, with the destination's reason, rather than
+    queued only to fail. A webhook comes as the order happens; delivery checks its age when it
+    sends."""
+    if planned.skip_reason:
         return planned
     problem = api.problem(planned.event, int(time.time()))
     return replace(planned, skip_reason=problem) if problem else planned
@@ -135,7 +163,7 @@ def _skipped_when_too_late(planned: PlannedEvent, api: DestinationApi | None) ->
 
 def _row(
     store_id: str,
-    kind: str,
+    api: Destination,
     topic: str,
     planned: PlannedEvent,
     origin: EventSource,
@@ -145,7 +173,7 @@ def _row(
     event = planned.event
     return {
         "store_id": store_id,
-        "destination": kind,
+        "destination": api.kind,
         "event_name": event.event_name,
         "event_id": event.event_id,
         "source_topic": topic,
@@ -154,7 +182,7 @@ def _row(
         "payload": event.to_json(),
         "event_time": event.event_time,
         "click_source": event.click_source,
-        "signals": signal_mask(event.user),
+        "signals": signal_mask(event.user, api.signal_keys),
         "source": origin,
         "parse_notes": "; ".join(notes) or None,
     }

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from connector.models import Event, EventSource, EventStatus, Store, utcnow
+from connector.models import EventSource, EventStatus, OutboxEvent, Store, utcnow
 from connector.pipeline import RecordResult, record_events
 from connector.plugins import (
     FetchedOrder,
@@ -299,11 +299,11 @@ def reconciliation_status(session: Session, store_id: str) -> ReconcileStatus:
     number of destinations, and only those not skipped), when it last ran, and its error."""
     store = session.get(Store, store_id)
     recovered = session.scalar(
-        select(func.count(func.distinct(Event.event_id))).where(
-            Event.store_id == store_id,
-            Event.source == EventSource.RECONCILED,
-            Event.status != EventStatus.SKIPPED,
-            Event.received_at >= utcnow() - RECOVERED_WINDOW,
+        select(func.count(func.distinct(OutboxEvent.event_id))).where(
+            OutboxEvent.store_id == store_id,
+            OutboxEvent.source == EventSource.RECONCILED,
+            OutboxEvent.status != EventStatus.SKIPPED,
+            OutboxEvent.received_at >= utcnow() - RECOVERED_WINDOW,
         )
     )
     error = store.reconcile_error if store else None

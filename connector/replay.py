@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from connector.jobs import request_delivery
-from connector.models import Event, EventStatus, utcnow
+from connector.models import EventStatus, OutboxEvent, utcnow
 from connector.services import Services
 from connector.stores import find_destination
 
@@ -15,20 +15,28 @@ REPLAYABLE = (EventStatus.FAILED, EventStatus.DEAD)
 
 
 def replay_events(
-    services: Services, *, ids: list[int], status: str | None, store_id: str | None = None
+    services: Services,
+    *,
+    ids: list[int],
+    status: str | None,
+    store_id: str | None = None,
+    kind: str | None = None,
 ) -> int:
-    """Make the chosen failed/dead events pending again, with a fresh retry window.
+    """Make the chosen failed/dead events pending again, with a fresh retry window; ``kind``
+    keeps a replay to one destination's events.
 
     Returns how many were replayed; events in other states (delivered, skipped, pending) are
     left alone, so a replay can never send a conversion twice.
     """
-    query = select(Event).where(Event.status.in_(REPLAYABLE))
+    query = select(OutboxEvent).where(OutboxEvent.status.in_(REPLAYABLE))
     if ids:
-        query = query.where(Event.id.in_(ids))
+        query = query.where(OutboxEvent.id.in_(ids))
     if status:
-        query = query.where(Event.status == status)
+        query = query.where(OutboxEvent.status == status)
     if store_id:
-        query = query.where(Event.store_id == store_id)
+        query = query.where(OutboxEvent.store_id == store_id)
+    if kind:
+        query = query.where(OutboxEvent.destination == kind)
     now = utcnow()
     horizon = timedelta(seconds=services.settings.retry_horizon_seconds)
     with services.db.session() as session:

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from connector.models import Attempt, Event, EventStatus, UnreadableWebhook, utcnow
+from connector.models import Attempt, EventStatus, OutboxEvent, UnreadableWebhook, utcnow
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,10 @@ def purge_expired(services: Services) -> dict[str, int]:
     cutoff = utcnow() - timedelta(days=services.settings.retention_days)
     events = _delete_in_chunks(
         services,
-        select(Event.id).where(Event.status.in_(FINAL_STATUSES), Event.received_at < cutoff),
-        Event,
+        select(OutboxEvent.id).where(
+            OutboxEvent.status.in_(FINAL_STATUSES), OutboxEvent.received_at < cutoff
+        ),
+        OutboxEvent,
     )
     attempts = _delete_in_chunks(
         services, select(Attempt.id).where(Attempt.started_at < cutoff), Attempt

@@ -4,23 +4,39 @@ Diagnostics ask "what share of last month's purchases carried a click id, an ema
 GROUP BY over this column answers it without reading a single payload. The mask is written
 when the event is recorded and never changes (a redaction deletes the row).
 
-The order is part of the stored data: append new signals, never reorder.
+The signals are neutral: each destination says which key of its own user data carries each
+one (``Destination.signal_keys``: TikTok's click id is ``ttclid``, Meta's ``fbc``, Google's
+``gclid``), so one column serves every platform. The order is part of the stored data: append
+new signals, never reorder (rows written before destinations were plugins used bit 0 for
+TikTok's ttclid and bit 6 for its ``_ttp`` cookie, which is what these names mean for TikTok).
 """
 
 from __future__ import annotations
 
-from connector.events import UserData
+from collections.abc import Mapping
+from typing import Any
 
-# TikTok's matching signals, strongest first (TikTok's "Event Match Quality" guidance ranks
-# the click id and email/phone above IP and user agent).
-SIGNALS: tuple[str, ...] = ("ttclid", "email", "phone", "external_id", "ip", "user_agent", "ttp")
+# Strongest first, as the ad platforms rank their match keys (TikTok's "Event Match
+# Quality" guidance and Meta's "Event Match Quality" both put the click id and email/phone
+# above IP and user agent).
+SIGNALS: tuple[str, ...] = (
+    "click_id",
+    "email",
+    "phone",
+    "external_id",
+    "ip",
+    "user_agent",
+    "browser_id",
+)
 
 
-def signal_mask(user: UserData) -> int:
-    """The bits of the signals ``user`` carries, in :data:`SIGNALS` order."""
+def signal_mask(user: Mapping[str, Any], keys: Mapping[str, str]) -> int:
+    """The bits of the signals ``user`` carries, in :data:`SIGNALS` order; ``keys`` maps each
+    signal to the destination's key for it."""
     mask = 0
     for bit, name in enumerate(SIGNALS):
-        if getattr(user, name):
+        key = keys.get(name)
+        if key and user.get(key):
             mask |= 1 << bit
     return mask
 

@@ -7,16 +7,19 @@ and decrypted only where they are used.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connector.crypto import TokenCipher, UndecryptableSecret
-from connector.mapping import EventOptions
-from connector.models import Destination, Store, utcnow
+from connector.destinations import ConfigField
+from connector.mapping import EventOptions, check_event_name
+from connector.models import OutboxEvent, Store, StoreDestination, utcnow
 from connector.services import Services
 
 
@@ -61,9 +64,11 @@ def find_store(session: Session, *, platform: str, domain: str) -> Store | None:
     return session.scalar(query)
 
 
-def find_destination(session: Session, store_id: str, kind: str) -> Destination | None:
+def find_destination(session: Session, store_id: str, kind: str) -> StoreDestination | None:
     """The store's destination of that kind (one per kind: ``uq_destinations_store_kind``)."""
-    query = select(Destination).where(Destination.store_id == store_id, Destination.kind == kind)
+    query = select(StoreDestination).where(
+        StoreDestination.store_id == store_id, StoreDestination.kind == kind
+    )
     return session.scalar(query)
 
 
@@ -96,29 +101,41 @@ def set_destination(
     store_id: str,
     *,
     kind: str,
-    pixel_code: str,
-    access_token: str,
-    test_event_code: str | None,
+    values: Mapping[str, str | None],
     options: dict[str, Any] | None = None,
-) -> Destination:
-    """Create or update a store's destination; un-pauses it, since the token is new."""
+) -> StoreDestination:
+    """Create or update a store's destination from the values of its fields (by
+    ``ConfigField.name``); un-pauses it, since its credentials are new.
+
+    A field missing from ``values`` keeps what is stored (a new destination must have every
+    required one); each value is trimmed and checked by its field. Raises :class:`StoreError`
+    with the field's words, or ValueError for a bad option.
+    """
+    api = services.destinations.get(kind)
+    if api is None:
+        known = ", ".join(sorted(services.destinations))
+        raise StoreError(f"no destination {kind!r}: choose one of {known}")
     with services.db.session() as session:
         if session.get(Store, store_id) is None:
             raise StoreError(f"no store {store_id}: see `connector stores list`")
-        destination = find_destination(session, store_id, kind) or Destination(
-            store_id=store_id, kind=kind
+        destination = find_destination(session, store_id, kind) or StoreDestination(
+            store_id=store_id, kind=kind, account_id="", settings={}
         )
-        if _token_of(services, destination) != access_token:
-            # A pasted token replaces an OAuth grant: its refresh token and expiry are not
-            # this token's, so renewal must not touch it.
-            destination.refresh_token_encrypted = None
-            destination.token_expires_at = destination.refresh_expires_at = None
-            destination.advertiser_id = None
-        destination.pixel_code = pixel_code
-        destination.access_token_encrypted = services.cipher.encrypt(access_token)
-        destination.test_event_code = test_event_code
-        merged = {**(destination.options or {}), **(options or {})}
-        destination.options = vars(EventOptions.from_json(merged))  # ValueError on a bad choice
+        new = destination.id is None
+        for field in api.fields:
+            if field.name not in values and not new:
+                continue
+            value = (values.get(field.name) or "").strip()
+            problem = field.problem(value)
+            if problem:
+                raise StoreError(f"{api.label}: {problem}")
+            _store_field(services, destination, field, value)
+        merged = EventOptions.from_json({**(destination.options or {}), **(options or {})})
+        check_event_name(api, merged)  # ValueError on a name the platform does not know
+        if merged.purchase_event is None and api.event_names.get("purchase"):
+            # Stored explicitly, so the browser pixel code shown to the merchant names it.
+            merged = replace(merged, purchase_event=api.event_names["purchase"][0])
+        destination.options = vars(merged)
         destination.paused_reason = None
         destination.paused_at = None
         destination.updated_at = utcnow()
@@ -127,13 +144,71 @@ def set_destination(
         return destination
 
 
-def _token_of(services: Services, destination: Destination) -> str | None:
-    """The destination's current access token, decrypted; None for a new destination, and
-    for one whose token no configured key decrypts (a lost SECRET_KEY: entering the token
-    again is the fix)."""
-    if not destination.access_token_encrypted:
+def _store_field(
+    services: Services, destination: StoreDestination, field: ConfigField, value: str
+) -> None:
+    """Write one field where it lives on the row; secrets encrypted.
+
+    A new access token replaces an OAuth grant (its refresh token and expiry are not this
+    token's, so renewal must not touch it); a new refresh token makes the access token made
+    with the old one stale, so it is dropped and renewed before the next send.
+    """
+    cipher = services.cipher
+    if field.stored_as == "account_id":
+        destination.account_id = value
+    elif field.stored_as == "test_event_code":
+        destination.test_event_code = value or None
+    elif field.stored_as == "setting":
+        destination.settings = {**(destination.settings or {}), field.name: value or None}
+    elif field.stored_as == "access_token":
+        if _decrypted_or_none(cipher, destination.access_token_encrypted) != value:
+            destination.refresh_token_encrypted = None
+            destination.token_expires_at = destination.refresh_expires_at = None
+            destination.advertiser_id = None
+        destination.access_token_encrypted = cipher.encrypt(value) if value else None
+    elif field.stored_as == "refresh_token":
+        if _decrypted_or_none(cipher, destination.refresh_token_encrypted) != value:
+            destination.access_token_encrypted = None
+            destination.token_expires_at = None
+        destination.refresh_token_encrypted = cipher.encrypt(value) if value else None
+
+
+def remove_destination(services: Services, store_id: str, kind: str) -> bool:
+    """Delete a store's destination; its events go with it (the foreign key is the store's,
+    so they are deleted here). True when there was one."""
+    with services.db.session() as session:
+        destination = find_destination(session, store_id, kind)
+        if destination is None:
+            return False
+        session.execute(
+            delete(OutboxEvent).where(
+                OutboxEvent.store_id == store_id, OutboxEvent.destination == kind
+            )
+        )
+        session.delete(destination)
+        session.commit()
+        return True
+
+
+def _decrypted_or_none(cipher: TokenCipher, ciphertext: str | None) -> str | None:
+    """A stored secret, decrypted; None when there is none, and when no configured key
+    decrypts it (a lost SECRET_KEY: entering the value again is the fix)."""
+    if not ciphertext:
         return None
     try:
-        return services.cipher.decrypt(destination.access_token_encrypted)
+        return cipher.decrypt(ciphertext)
     except UndecryptableSecret:
         return None
+
+
+def destinations_of(services: Services, store_id: str) -> list[StoreDestination]:
+    """The store's destinations, by kind; :class:`StoreError` when there is no such store."""
+    with services.db.session() as session:
+        if session.get(Store, store_id) is None:
+            raise StoreError(f"no store {store_id}: see `connector stores list`")
+        query = (
+            select(StoreDestination)
+            .where(StoreDestination.store_id == store_id)
+            .order_by(StoreDestination.kind)
+        )
+        return list(session.scalars(query))

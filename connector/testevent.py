@@ -1,7 +1,11 @@
-"""Send one test event through the whole path: mapping, outbox, delivery, TikTok's answer.
+"""Send one test event through the whole path: mapping, outbox, delivery, the platform's answer.
 
-The event is a made-up order sent with the destination's test event code (required here),
-so it shows in TikTok Events Manager's "Test events" tab and never counts as a conversion.
+The event is a made-up order. A destination whose platform has test event codes
+(``test_mode == "code"``: TikTok, Meta) sends it with the code (required here), so it shows in
+the platform's "Test events" tab and never counts as a conversion; the event goes through the
+outbox like any order. A platform without them (``"validate"``: Google's Data Manager API)
+is asked to validate the request without recording it (``validateOnly``), so nothing is
+stored as delivered: the answer is the test.
 """
 
 from __future__ import annotations
@@ -13,53 +17,94 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connector.delivery import deliver_pending
+from connector.delivery import deliver_pending, destination_config
+from connector.destinations import Destination, Outcome
 from connector.events import LineItem, Order, Shopper
-from connector.models import Attempt, Destination, Event
+from connector.mapping import EventOptions, plan_event
+from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination
 from connector.pipeline import record_events
 from connector.services import Services
 from connector.stores import StoreError, find_destination
 
 
-def send_test_event(services: Services, store_id: str) -> dict[str, Any]:
-    """Record and deliver a test purchase now; return its final state and TikTok's answer."""
-    destination = _tiktok_destination(services, store_id)
+def send_test_event(services: Services, store_id: str, kind: str = "tiktok") -> dict[str, Any]:
+    """Send a test purchase to the store's ``kind`` destination now; return the outcome and
+    the platform's answer (its code, message and request id)."""
+    api = services.destinations.get(kind)
+    if api is None:
+        raise StoreError(
+            f"no destination {kind!r}: choose one of {', '.join(services.destinations)}"
+        )
+    row = _destination(services, store_id, api)
     order = _test_order()
+    if api.test_mode == "validate":
+        return _validate_only(services, api, row, order)
     record_events(services, store_id, "connector/test-event", order)
-    deliver_pending(services, destination.id, time_budget=services.settings.http_timeout_seconds)
+    deliver_pending(services, row.id, time_budget=services.settings.http_timeout_seconds)
     with services.db.session() as session:
         event = session.scalar(
-            select(Event).where(Event.store_id == store_id, Event.event_id == order.order_id)
+            select(OutboxEvent).where(
+                OutboxEvent.store_id == store_id,
+                OutboxEvent.destination == kind,
+                OutboxEvent.event_id == order.order_id,
+            )
         )
         attempt = session.scalar(
             select(Attempt)
-            .where(Attempt.destination_id == destination.id)
+            .where(Attempt.destination_id == row.id)
             .order_by(Attempt.id.desc())
             .limit(1)
         )
     return {
+        "destination": kind,
         "event_id": order.order_id,
         "status": event.status if event else "not recorded",
-        "tiktok_code": attempt.code if attempt else None,
-        "tiktok_message": attempt.message if attempt else None,
+        "code": attempt.code if attempt else None,
+        "message": attempt.message if attempt else None,
         "request_id": attempt.request_id if attempt else None,
         "error": event.last_error if event else None,
     }
 
 
-def _tiktok_destination(services: Services, store_id: str) -> Destination:
+def _validate_only(
+    services: Services, api: Destination, row: StoreDestination, order: Order
+) -> dict[str, Any]:
+    """Build the order's event as it would be sent and have the platform validate it."""
+    options = EventOptions.from_json(row.options)
+    planned = plan_event(order, api, options, test_mode=True)
+    if planned is None:
+        raise StoreError(f"this store's {api.label} options send no purchase events")
+    config = destination_config(services, row, api, validate_only=True)
+    result = api.send(services.http, config, [planned.event])
+    return {
+        "destination": api.kind,
+        "event_id": order.order_id,
+        "status": EventStatus.DELIVERED if result.outcome is Outcome.DELIVERED else "refused",
+        "validate_only": True,
+        "code": result.code,
+        "message": result.message,
+        "request_id": result.request_id,
+        "error": None if result.outcome is Outcome.DELIVERED else result.message,
+    }
+
+
+def _destination(services: Services, store_id: str, api: Destination) -> StoreDestination:
     with services.db.session() as session:
-        destination = find_destination(session, store_id, "tiktok")
-    if destination is None:
-        raise StoreError(f"store {store_id} has no TikTok pixel: run `connector tiktok set` first")
-    if not destination.test_event_code:
+        row = find_destination(session, store_id, api.kind)
+    if row is None:
         raise StoreError(
-            "set a test event code first (TikTok Events Manager > your pixel > Test events), "
-            "with `connector tiktok set ... --test-event-code CODE`, so the test is not counted"
+            f"store {store_id} has no {api.label} destination: run "
+            f"`connector destinations set {store_id} {api.kind}` first"
         )
-    if destination.paused_reason:
-        raise StoreError(f"the TikTok destination is paused: {destination.paused_reason}")
-    return destination
+    if api.test_mode == "code" and not row.test_event_code:
+        raise StoreError(
+            f"set a test event code first ({api.label}'s Events Manager > Test events), with "
+            f"`connector destinations set {store_id} {api.kind} --test-event-code CODE`, so "
+            "the test is not counted"
+        )
+    if row.paused_reason:
+        raise StoreError(f"the {api.label} destination is paused: {row.paused_reason}")
+    return row
 
 
 def _test_order() -> Order:
@@ -80,7 +125,8 @@ def _test_order() -> Order:
         ),
         shopper=Shopper(email="test@example.com"),
         # Not a store's test order: the destination's test event code, which this path
-        # requires, is what keeps it out of the conversions, whatever the test-order option.
+        # requires, or validation without recording is what keeps it out of the conversions,
+        # whatever the test-order option.
         is_test=False,
         order_id="test-" + secrets.token_hex(6),
         triggers=frozenset({"created", "paid"}),

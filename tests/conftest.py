@@ -24,10 +24,10 @@ from connector.models import (
     Attempt,
     Base,
     ClickRecord,
-    Destination,
-    Event,
+    OutboxEvent,
     ShopifyToken,
     Store,
+    StoreDestination,
     UnreadableWebhook,
 )
 from connector.services import Services, build_services
@@ -104,11 +104,11 @@ def _empty(url: str) -> None:
     with engine.begin() as connection:
         for table in (
             Attempt,
-            Event,
+            OutboxEvent,
             UnreadableWebhook,
             ClickRecord,
             ShopifyToken,
-            Destination,
+            StoreDestination,
             Store,
         ):
             connection.execute(delete(table))
@@ -140,12 +140,11 @@ def settings(
         secret_key="test-secret-key",
         token_encryption_key=None,
         app_url="http://connector.test",
-        tiktok_api_base=tiktok.base_url,
         retry_base_seconds=0.05,
         sweep_interval_seconds=0.3,
         lease_seconds=5,
         http_timeout_seconds=3.0,
-    )
+    ).with_env(TIKTOK_API_BASE=tiktok.base_url)
 
 
 def redis_server_client(server: EmbeddedRedis):  # type: ignore[no-untyped-def]

@@ -39,10 +39,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "REDIS_URL": settings.redis_url or "",
         "SECRET_KEY": settings.secret_key,
         "APP_URL": settings.app_url,
-        "TIKTOK_API_BASE": settings.tiktok_api_base,
-        "TIKTOK_AUTH_URL": settings.tiktok_auth_url,
-        "TIKTOK_APP_ID": settings.tiktok_app_id or "",
-        "TIKTOK_APP_SECRET": settings.tiktok_app_secret or "",
+        **{name: value or "" for name, value in settings.destination_env.items()},
         "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
         "SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
         "RECONCILE_INTERVAL_SECONDS": str(settings.reconcile_interval_seconds),
@@ -118,9 +115,11 @@ def connect_tiktok(services: Services, store_id: str, **options: object) -> int:
         services,
         store_id,
         kind="tiktok",
-        pixel_code=PIXEL_CODE,
-        access_token=TIKTOK_TOKEN,
-        test_event_code=options.pop("test_event_code", None),  # type: ignore[arg-type]
+        values={
+            "pixel_code": PIXEL_CODE,
+            "access_token": TIKTOK_TOKEN,
+            "test_event_code": options.pop("test_event_code", None),  # type: ignore[dict-item]
+        },
         options=options,
     )
     return destination.id

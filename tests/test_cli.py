@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, select, update
 
-from connector.models import Event, Store
+from connector.models import OutboxEvent, Store
 from connector.pipeline import record_events
 from tests.support import (
     PIXEL_CODE,
@@ -61,14 +61,16 @@ def stored_stores(services) -> list[tuple[str, str]]:  # type: ignore[no-untyped
 
 def statuses(services) -> dict[int, str]:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
-        return {e.id: e.status for e in session.scalars(select(Event).order_by(Event.id))}
+        return {
+            e.id: e.status for e in session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))
+        }
 
 
 def set_status(services, event_id: int, status: str) -> None:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
         session.execute(
-            update(Event)
-            .where(Event.id == event_id)
+            update(OutboxEvent)
+            .where(OutboxEvent.id == event_id)
             .values(status=status, last_error="refused" if status == "failed" else None)
         )
         session.commit()
@@ -78,8 +80,10 @@ def record_orders(services, store_id: str, *order_ids: str) -> list[int]:  # typ
     for order_id in order_ids:
         record_events(services, store_id, "orders/create", make_order(order_id))
     with services.db.session() as session:
-        query = select(Event.id).where(Event.store_id == store_id, Event.event_id.in_(order_ids))
-        return list(session.scalars(query.order_by(Event.id)))
+        query = select(OutboxEvent.id).where(
+            OutboxEvent.store_id == store_id, OutboxEvent.event_id.in_(order_ids)
+        )
+        return list(session.scalars(query.order_by(OutboxEvent.id)))
 
 
 # -- db ------------------------------------------------------------------------------------
@@ -240,6 +244,7 @@ def test_stores_list_is_json_lines_with_destinations(settings, services, shopify
             "destinations": [
                 {
                     "kind": "tiktok",
+                    "label": "TikTok",
                     "pixel_code": PIXEL_CODE,
                     "test_event_code": "TEST1",
                     "status": "active",
@@ -327,8 +332,10 @@ def test_tiktok_set_for_an_unknown_store_fails(settings, services):
 def test_tiktok_set_refuses_an_unknown_event_name(settings, shopify_store):
     args = ("--pixel-code", PIXEL_CODE, "--access-token", "t", "--purchase-event", "Buy")
     result = connector(settings, "tiktok", "set", shopify_store, *args)
-    assert result.returncode == 2
-    assert "'Buy' is not one of 'CompletePayment', 'Purchase', 'PlaceAnOrder'" in result.stderr
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "Error: purchase_event must be one of CompletePayment, Purchase, PlaceAnOrder; got 'Buy'"
+    ]
 
 
 # -- events list ---------------------------------------------------------------------------
@@ -430,7 +437,8 @@ def test_test_event_needs_a_tiktok_pixel(settings, shopify_store, tiktok):
     result = connector(settings, "tiktok", "test-event", shopify_store)
     assert result.returncode == 1
     assert error_lines(result) == [
-        f"Error: store {shopify_store} has no TikTok pixel: run `connector tiktok set` first"
+        f"Error: store {shopify_store} has no TikTok destination: run "
+        f"`connector destinations set {shopify_store} tiktok` first"
     ]
 
 
@@ -441,8 +449,7 @@ def test_test_event_is_delivered_with_the_test_event_code(
     result = connector(settings, "tiktok", "test-event", shopify_store)
     out = one_json(result)
     assert out["status"] == "delivered"
-    assert out["tiktok_code"] == 0
-    assert out["tiktok_message"] == "OK"
+    assert (out["destination"], out["code"], out["message"]) == ("tiktok", 0, "OK")
     assert out["error"] is None
     assert out["event_id"].startswith("test-")
     [batch] = tiktok.batches
@@ -459,8 +466,8 @@ def test_test_event_reports_tiktoks_refusal(settings, services, shopify_store, t
     result = connector(settings, "tiktok", "test-event", shopify_store)
     assert result.returncode == 1
     [out] = [json.loads(line) for line in result.stdout.splitlines()]
-    assert (out["status"], out["tiktok_code"]) == ("pending", 40105)
-    assert out["tiktok_message"] == "Access token is incorrect or has been revoked."
+    assert (out["status"], out["code"]) == ("pending", 40105)
+    assert out["message"] == "Access token is incorrect or has been revoked."
 
 
 def test_a_database_never_migrated_gets_the_fix_not_a_traceback(settings, tmp_path):

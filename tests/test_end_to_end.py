@@ -14,8 +14,8 @@ import pytest
 from redis import Redis
 from sqlalchemy import select
 
-from connector.identity import sha256_hex
-from connector.models import Event
+from connector.hashing import sha256_hex
+from connector.models import OutboxEvent
 from tests.support import (
     TIKTOK_TOKEN,
     connect_tiktok,
@@ -130,7 +130,9 @@ def test_every_shopify_topic_reaches_tiktok_exactly_once(shop, tiktok, services)
     checkout = events["b1946ac92492d2347c6235b4d2611184"]
     assert checkout["event"] == "InitiateCheckout"
     with services.db.session() as session:
-        skipped = session.scalars(select(Event.event_id).where(Event.status == "skipped")).all()
+        skipped = session.scalars(
+            select(OutboxEvent.event_id).where(OutboxEvent.status == "skipped")
+        ).all()
     assert sorted(skipped) == ["820982911946154606", "820982911946154607", "820982911946154608"]
 
 
@@ -153,7 +155,7 @@ def test_forged_webhook_reaches_nobody(shop, tiktok, services):
     time.sleep(0.8)
     assert tiktok.batches == []
     with services.db.session() as session:
-        assert session.scalars(select(Event)).all() == []
+        assert session.scalars(select(OutboxEvent)).all() == []
 
 
 def test_rate_limit_storm_and_server_errors_still_deliver_everything(shop, tiktok):
@@ -216,7 +218,7 @@ def test_worker_killed_mid_batch_loses_nothing(
 
 def all_delivered(services, n: int) -> bool:
     with services.db.session() as session:
-        statuses = session.scalars(select(Event.status)).all()
+        statuses = session.scalars(select(OutboxEvent.status)).all()
     return len(statuses) == n and set(statuses) == {"delivered"}
 
 
@@ -255,4 +257,4 @@ def test_woocommerce_ping_is_answered_200(woocommerce_store, live_server, servic
     )
     assert answer.status_code == 200
     with services.db.session() as session:
-        assert session.scalars(select(Event)).all() == []
+        assert session.scalars(select(OutboxEvent)).all() == []

@@ -42,7 +42,7 @@ from connector.clitools import emit
 from connector.config import ConfigError, load_settings
 from connector.db import upgrade_database
 from connector.embedded_redis import free_port
-from connector.models import Event, EventStatus, UnreadableWebhook
+from connector.models import EventStatus, OutboxEvent, UnreadableWebhook
 from connector.services import Services, build_services
 from connector.standins.tiktok import TikTokStandIn
 from connector.stores import add_store, find_store, set_destination
@@ -208,9 +208,7 @@ def ensure_demo_store(services: Services) -> str:
         services,
         store_id,
         kind="tiktok",
-        pixel_code=DEMO_PIXEL,
-        access_token=DEMO_TIKTOK_TOKEN,
-        test_event_code=None,
+        values={"pixel_code": DEMO_PIXEL, "access_token": DEMO_TIKTOK_TOKEN},
     )
     return store_id
 
@@ -260,9 +258,9 @@ def wait_until_settled(services: Services, store_id: str, since: datetime, expec
     """Event counts by status once the ``expected`` events received since ``since`` are all
     delivered, skipped or failed (none pending)."""
     query = (
-        select(Event.status, func.count())
-        .where(Event.store_id == store_id, Event.received_at >= since)
-        .group_by(Event.status)
+        select(OutboxEvent.status, func.count())
+        .where(OutboxEvent.store_id == store_id, OutboxEvent.received_at >= since)
+        .group_by(OutboxEvent.status)
     )
     deadline = time.monotonic() + SETTLED_SECONDS
     while True:

@@ -1,29 +1,42 @@
 """Ad platforms we deliver to: one subpackage each, found by :func:`load_destinations`.
 
-A destination package exposes ``DESTINATION``, an object with the :class:`Destination`
-interface below. Adding an ad platform means adding one folder here and nothing else.
+A destination package (``connector/destinations/<kind>/``) exposes ``DESTINATION``, an object
+with the :class:`Destination` interface below, and owns everything specific to its ad
+platform: its API base and other environment variables, the fields a merchant fills in, its
+event names, how it normalises and hashes shopper data, which click ids it uses, its batch
+limit, how it classifies answers, its test event and its failure advice. The core names no ad
+platform; adding one is one new folder here (docs/ARCHITECTURE.md walks through it).
 
 ``DESTINATION`` may also have a ``blueprint`` attribute: a Flask blueprint of the platform's own
 pages (TikTok's "Connect with TikTok" OAuth and pixel choice), which the web app registers
 (``app.register_blueprints``). Its store pages use ``connector.web.merchant.access`` for access
 and CSRF, as the merchant pages do.
+
+Why shopper data is hashed by each destination, at the edge, rather than once: the platforms'
+rules differ in ways a hash cannot undo (TikTok wants a phone as E.164 with ``+``, Meta the same
+digits without it; Meta hashes city and country, TikTok sends them plain; Google removes the
+dots of a Gmail address). One neutral hash would match on at most one platform, and keeping
+raw values to hash later would store personal data. So while the webhook's raw shopper is in
+memory, each of the store's destinations builds its own user data (:meth:`Destination.user_data`)
+and only that goes into its outbox row.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import requests
 
-from connector.events import ConversionEvent
+from connector.events import ClickIds, ConversionEvent, Shopper
 
 if TYPE_CHECKING:  # the services import this package: only the type checker needs them
-    from connector.models import Destination as DestinationRow
+    from connector.models import StoreDestination
     from connector.services import Services
 
 
@@ -54,38 +67,139 @@ class SendResult:
 
 
 @dataclass(frozen=True)
+class FailureAdvice:
+    """What a platform's result code means and what a shop owner does about it."""
+
+    meaning: str
+    action: str
+
+
+StoredAs = Literal["account_id", "access_token", "refresh_token", "test_event_code", "setting"]
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One thing a merchant enters to connect a destination: the settings card's input and the
+    ``connector destinations set`` flag are both drawn from it.
+
+    ``stored_as`` says where it lives on the store's destination row: ``account_id`` (what
+    events are sent to: a pixel, a dataset, an ad account), ``access_token`` and
+    ``refresh_token`` (encrypted), ``test_event_code``, or ``setting`` (the row's ``settings``
+    JSON, under ``name``). ``pattern`` is matched against the trimmed value.
+    """
+
+    name: str
+    label: str
+    help: str
+    stored_as: StoredAs
+    required: bool = True
+    secret: bool = False
+    pattern: str | None = None
+    example: str = ""
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: ``pixel_code`` -> ``--pixel-code``."""
+        return "--" + self.name.replace("_", "-")
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` cannot be accepted, in words for the merchant; None when it can."""
+        if not value:
+            return f"Enter the {self.label} ({self.help})" if self.required else None
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            example = f", for example {self.example}" if self.example else ""
+            return f"The {self.label} does not look right{example} ({self.help})"
+        return None
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """An environment variable a destination reads (its API base first), with its default."""
+
+    name: str
+    default: str | None = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
 class DestinationConfig:
-    """The decrypted settings of one configured destination, for one delivery run."""
+    """The decrypted settings of one configured destination, for one delivery run.
+
+    ``env`` holds the destination's own environment variables (:attr:`Destination.env`), read
+    once at start; ``validate_only`` asks the platform to check the batch without recording it
+    (the test button of a platform without test event codes).
+    """
 
     api_base: str
-    pixel_code: str
+    account_id: str
     access_token: str
     test_event_code: str | None
     timeout: float
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str | None] = field(default_factory=dict)
+    validate_only: bool = False
 
 
 class Destination(Protocol):
-    """The contract a destination package implements."""
+    """The contract a destination package implements.
+
+    Attributes:
+        kind: the registry key, stored on rows and used in commands (``tiktok``).
+        label: the platform's name for people (``TikTok``).
+        env: its environment variables, the API base first (``TIKTOK_API_BASE``).
+        fields: what a merchant enters to connect it.
+        event_names: for each moment (``purchase``, ``checkout``), the event names the merchant
+            may choose from, the default first; a moment missing here sends nothing.
+        click_ids: the :class:`~connector.events.ClickIds` fields it uses, its click id first.
+        signal_keys: for each neutral signal of :mod:`connector.signals`, the key of
+            :meth:`user_data` that carries it, for diagnostics' coverage.
+        max_batch: the most events one request may carry.
+        test_mode: ``code`` when test events carry a test event code the merchant enters,
+            ``validate`` when the test button asks the platform to validate without recording.
+        test_hint: how a merchant gets test events in, for messages (a test order with no way
+            to be sent as a test says this).
+        setup: what the merchant sets up on the platform's side, for the settings card.
+    """
 
     kind: str
+    label: str
+    env: tuple[EnvVar, ...]
+    fields: tuple[ConfigField, ...]
+    event_names: Mapping[str, tuple[str, ...]]
+    click_ids: tuple[str, ...]
+    signal_keys: Mapping[str, str]
     max_batch: int
+    test_mode: Literal["code", "validate"]
+    test_hint: str
+    setup: str
+
+    def advice(self, code: int | None) -> FailureAdvice:
+        """What one of the platform's result codes means and what the merchant should do;
+        ``None`` is an event that got no answer code (unreachable, or refused before sending).
+        Diagnostics shows it beside failed events."""
+
+    def user_data(self, shopper: Shopper, clicks: ClickIds, event_time: int) -> dict[str, Any]:
+        """The matching signals this platform receives for one shopper, normalised and hashed
+        by its own documented rules; only this is stored. ``event_time`` (seconds) dates click
+        ids that need a time (Meta's ``fbc``)."""
 
     def problem(self, event: ConversionEvent, now: int) -> str | None:
-        """Why this event can never be accepted (too old, say), or None; checked before sending."""
+        """Why this event can never be accepted (too old, say), or None; checked before sending
+        and when reconciliation records an old order."""
 
     def send(
         self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
     ) -> SendResult:
         """Send one batch and classify the answer; never raises for network or API errors."""
 
-    def access_token(self, services: Services, row: DestinationRow) -> str:
+    def access_token(self, services: Services, row: StoreDestination) -> str:
         """The token to send with, decrypted from ``row``; a destination whose tokens expire
         renews it here first. Never raises for the platform's trouble."""
 
     def after_send(
         self,
         services: Services,
-        row: DestinationRow,
+        row: StoreDestination,
         config: DestinationConfig,
         result: SendResult,
         resend: Callable[[DestinationConfig], SendResult],
@@ -102,3 +216,16 @@ def load_destinations() -> dict[str, Destination]:
         if destination is not None:
             found[destination.kind] = destination
     return found
+
+
+def destination_env(
+    destinations: Mapping[str, Destination], environ: Mapping[str, str]
+) -> dict[str, str | None]:
+    """Every destination's environment variables, read once: set values, else defaults.
+    A URL loses its trailing slash, so paths can be appended."""
+    values: dict[str, str | None] = {}
+    for destination in destinations.values():
+        for var in destination.env:
+            value = environ.get(var.name) or var.default
+            values[var.name] = value.rstrip("/") if value and "://" in value else value
+    return values

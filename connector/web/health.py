@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.models import Event, EventStatus, Store, utcnow
+from connector.models import EventStatus, OutboxEvent, Store, utcnow
 from connector.web import services
 
 blueprint = Blueprint("health", __name__)
@@ -18,7 +18,9 @@ def index() -> str:
     """A short overview for whoever opens the connector's address in a browser."""
     with services().db.session() as session:
         stores = session.scalar(select(func.count(Store.id)))
-        rows = session.execute(select(Event.status, func.count()).group_by(Event.status))
+        rows = session.execute(
+            select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status)
+        )
         counts = {status: count for status, count in rows}
     failed = counts.get(EventStatus.FAILED, 0) + counts.get(EventStatus.DEAD, 0)
     return render_template("index.html", stores=stores, counts=counts, failed=failed)
@@ -57,7 +59,9 @@ def _check_database(report: dict[str, object]) -> bool:
         with services().db.session() as session:
             session.execute(text("SELECT 1"))
             oldest = session.scalar(
-                select(func.min(Event.received_at)).where(Event.status == EventStatus.PENDING)
+                select(func.min(OutboxEvent.received_at)).where(
+                    OutboxEvent.status == EventStatus.PENDING
+                )
             )
     except SQLAlchemyError as exc:
         report["database"] = f"error: {type(exc).__name__}"

@@ -12,11 +12,11 @@ access (README, "Request protected customer data access").
 from __future__ import annotations
 
 SIGNAL_ADVICE: dict[str, str] = {
-    "ttclid": (
-        "Turn on click capture, which records the TikTok click id when a shopper arrives from "
-        "an ad: the app's Web Pixel (Shopify admin, Settings, Customer events, App pixels; if "
-        "it is missing there, reinstall the app), or the custom pixel shown on the Settings "
-        'page under "Browser pixel in your Shopify store".'
+    "click_id": (
+        "Turn on click capture, which records the ad's click id (TikTok, Meta, Google) when a "
+        "shopper arrives from an ad: the app's Web Pixel (Shopify admin, Settings, Customer "
+        "events, App pixels; if it is missing there, reinstall the app), or the custom pixel "
+        'shown on the Settings page under "Browser pixel in your Shopify store".'
     ),
     "email": (
         "Ask Shopify for protected customer data access (Level 2) for this app: "
@@ -31,9 +31,9 @@ SIGNAL_ADVICE: dict[str, str] = {
         "Orders created outside your online store carry no browser details; check that "
         "sales go through the storefront checkout."
     ),
-    "ttp": (
-        "Install the TikTok pixel on your store (it sets the _ttp cookie) and keep the "
-        "connector's Web Pixel on, which copies the cookie to the order."
+    "browser_id": (
+        "Install the platform's pixel on your store (TikTok's sets _ttp, Meta's _fbp) and "
+        "keep the connector's Web Pixel on, which copies the cookie to the order."
     ),
 }
 """Shopify's words for :data:`connector.diagnostics.SIGNAL_ACTIONS`; the customer id keeps the

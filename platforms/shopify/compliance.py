@@ -10,9 +10,10 @@ comes 48 hours after an uninstall.
 
 What we hold about a customer: outbox events (hashed identifiers, never raw email or phone)
 and storefront click records. A customer's events are found by the order ids Shopify names
-and by the SHA-256 of their customer id, email and phone normalised exactly as
-:mod:`connector.identity` normalised them when the event was written (the phone with the
-country the event stored, since a national number cannot be normalised without it).
+and by their customer id, email and phone, run through each event's destination's own
+normalisation and hashing exactly as when the event was written
+(``Destination.user_data``; the phone with the country the event stored where the destination
+stores it plain, since a national number cannot be normalised without it).
 Their click records are those an order of theirs used, or whose checkout token is one of
 their InitiateCheckout events. Rows are scanned per store in Python rather than with JSON
 operators so the same code runs on SQLite and PostgreSQL.
@@ -30,13 +31,9 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from connector.identity import (
-    normalise_email,
-    normalise_external_id,
-    normalise_phone,
-    sha256_hex,
-)
-from connector.models import ClickRecord, Destination, Event, ShopifyToken, Store, utcnow
+from connector.destinations import Destination
+from connector.events import ClickIds, Shopper
+from connector.models import ClickRecord, OutboxEvent, ShopifyToken, Store, StoreDestination, utcnow
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -47,49 +44,52 @@ DATA_REQUESTS_FOLDER = "shopify-data-requests"
 
 @dataclass(frozen=True)
 class Customer:
-    """Whom a request is about, as the identifiers our events hold."""
+    """Whom a request is about: the order ids Shopify names and the customer's identifiers,
+    raw, held in memory for the length of the request only."""
 
     order_ids: frozenset[str]
-    external_id: str | None
+    customer_id: str | None
     email: str | None
-    phone: str | None  # raw; normalised per event with the event's country
+    phone: str | None
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], orders_key: str) -> Customer:
         customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
         orders = payload.get(orders_key) if isinstance(payload.get(orders_key), list) else []
         customer_id = customer.get("id")
-        external = normalise_external_id(str(customer_id)) if customer_id is not None else None
-        raw_email = customer.get("email")
-        email = normalise_email(raw_email) if isinstance(raw_email, str) else None
-        phone = customer.get("phone")
         return cls(
             order_ids=frozenset(str(o) for o in orders if isinstance(o, int | str)),
-            external_id=sha256_hex(external) if external else None,
-            email=sha256_hex(email) if email else None,
-            phone=phone if isinstance(phone, str) and phone.strip() else None,
+            customer_id=str(customer_id) if isinstance(customer_id, int | str) else None,
+            email=_text(customer.get("email")),
+            phone=_text(customer.get("phone")),
         )
 
-    def owns(self, payload: dict[str, Any]) -> bool:
-        """Whether an outbox payload is about this customer."""
-        user = payload.get("user") or {}
+    def owns(self, payload: dict[str, Any], destination: Destination | None) -> bool:
+        """Whether an outbox payload is about this customer: one of their orders, or their
+        email, phone or customer id as the payload's destination hashed it."""
         if str(payload.get("order_id")) in self.order_ids:
             return True
-        if self.external_id and user.get("external_id") == self.external_id:
-            return True
-        if self.email and user.get("email") == self.email:
-            return True
-        if self.phone and user.get("phone"):
-            phone = normalise_phone(self.phone, user.get("country"))
-            return phone is not None and user["phone"] == sha256_hex(phone)
-        return False
+        user = payload.get("user") or {}
+        if destination is None or not user:
+            return False
+        country = user.get("country") if len(str(user.get("country") or "")) == 2 else None
+        shopper = Shopper(
+            email=self.email, phone=self.phone, customer_id=self.customer_id, country_code=country
+        )
+        theirs = destination.user_data(shopper, ClickIds(), 0)
+        keys = [destination.signal_keys.get(s) for s in ("email", "phone", "external_id")]
+        return any(key and theirs.get(key) and user.get(key) == theirs[key] for key in keys)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def redact_customer(services: Services, store: Store, payload: dict[str, Any]) -> dict[str, Any]:
     """``customers/redact``: delete the customer's events and click records."""
     customer = Customer.from_payload(payload, "orders_to_redact")
     with services.db.session() as session:
-        events = list(_customer_events(session, store.id, customer))
+        events = list(_customer_events(services, session, store.id, customer))
         orders, checkouts = _orders_and_checkouts(events, customer)
         deleted_events = _delete_events(session, [e.id for e in events])
         deleted_clicks = session.execute(
@@ -110,7 +110,7 @@ def export_customer(services: Services, store: Store, payload: dict[str, Any]) -
     merchant can hand over, under the instance folder, and log that the request came."""
     customer = Customer.from_payload(payload, "orders_requested")
     with services.db.session() as session:
-        events = list(_customer_events(session, store.id, customer))
+        events = list(_customer_events(services, session, store.id, customer))
         orders, checkouts = _orders_and_checkouts(events, customer)
         clicks = session.scalars(
             select(ClickRecord).where(_click_records_of(store.id, orders, checkouts))
@@ -162,8 +162,8 @@ def uninstall(services: Services, store: Store, _payload: dict[str, Any]) -> dic
             .values(status="uninstalled", access_token_encrypted=None)
         )
         session.execute(
-            update(Destination)
-            .where(Destination.store_id == store.id, Destination.paused_reason.is_(None))
+            update(StoreDestination)
+            .where(StoreDestination.store_id == store.id, StoreDestination.paused_reason.is_(None))
             .values(paused_reason=UNINSTALLED_REASON, paused_at=utcnow(), updated_at=utcnow())
         )
         session.commit()
@@ -171,15 +171,26 @@ def uninstall(services: Services, store: Store, _payload: dict[str, Any]) -> dic
     return {"status": "uninstalled"}
 
 
-def _customer_events(session: Session, store_id: str, customer: Customer) -> Iterator[Event]:
-    query = select(Event).where(Event.store_id == store_id).execution_options(yield_per=500)
-    return (event for event in session.scalars(query) if customer.owns(event.payload or {}))
+def _customer_events(
+    services: Services, session: Session, store_id: str, customer: Customer
+) -> Iterator[OutboxEvent]:
+    query = (
+        select(OutboxEvent).where(OutboxEvent.store_id == store_id).execution_options(yield_per=500)
+    )
+    return (
+        event
+        for event in session.scalars(query)
+        if customer.owns(event.payload or {}, services.destinations.get(event.destination))
+    )
 
 
-def _orders_and_checkouts(events: list[Event], customer: Customer) -> tuple[set[str], set[str]]:
+def _orders_and_checkouts(
+    events: list[OutboxEvent], customer: Customer
+) -> tuple[set[str], set[str]]:
     orders = set(customer.order_ids)
     orders.update(str(e.payload["order_id"]) for e in events if e.payload.get("order_id"))
-    checkouts = {e.event_id for e in events if e.event_name == "InitiateCheckout"}
+    # A checkout's event has no order id; its event_id is the checkout token.
+    checkouts = {e.event_id for e in events if not e.payload.get("order_id")}
     return orders, checkouts
 
 
@@ -194,7 +205,7 @@ def _delete_events(session: Session, ids: list[int]) -> int:
     deleted = 0
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        deleted += session.execute(delete(Event).where(Event.id.in_(chunk))).rowcount
+        deleted += session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(chunk))).rowcount
     return deleted
 
 
@@ -209,7 +220,7 @@ def _export_path(services: Services, store_id: str, request_id: str) -> Path:
     return folder / f"{store_id}-{request_id}.json"
 
 
-def _event_json(event: Event) -> dict[str, Any]:
+def _event_json(event: OutboxEvent) -> dict[str, Any]:
     return {
         "event_name": event.event_name,
         "event_id": event.event_id,

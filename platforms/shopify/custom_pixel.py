@@ -6,6 +6,10 @@ choices that decide what the server sends (purchase event name, whether Initiate
 sent, value basis, content id source), so the browser event always carries the same name and
 ``event_id`` as the server's and TikTok merges the two. Values are written with ``json.dumps``,
 so whatever they hold stays a JavaScript string.
+
+The same pixel reports every ad platform's click ids and ad cookies to ``/collect``
+(:data:`connector.clicks.CAPTURED_URL_PARAMETERS`, :data:`connector.clicks.CAPTURED_COOKIES`),
+for shops that cannot use the app's Web Pixel extension.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 
 from flask import render_template
 
+from connector.destinations.tiktok.client import EVENT_NAMES as TIKTOK_EVENT_NAMES
 from connector.mapping import EventOptions
 from connector.models import Store
 from connector.services import Services
@@ -61,7 +66,7 @@ def custom_pixel_code(
     config = {
         "pixelCode": pixel_code,
         "collectUrl": collect_url,
-        "purchaseEvent": options.purchase_event,
+        "purchaseEvent": options.purchase_event or TIKTOK_EVENT_NAMES["purchase"][0],
         "initiateCheckout": options.send_initiate_checkout,
         "valueBasis": options.value_basis,
         "contentId": options.content_id,
@@ -88,7 +93,7 @@ def store_custom_pixel_code(services: Services, store_id: str) -> str:
                 "connect TikTok first: connector tiktok set "
                 f"{store_id} --pixel-code P --access-token T"
             )
-        pixel_code, options = destination.pixel_code, EventOptions.from_json(destination.options)
+        pixel_code, options = destination.account_id, EventOptions.from_json(destination.options)
     collect_url = f"{services.settings.app_url.rstrip('/')}/collect"
     return custom_pixel_code(pixel_code, collect_url, options)
 

@@ -41,7 +41,7 @@ from flask import Blueprint, Response, jsonify, redirect, request, url_for
 from sqlalchemy import select
 
 from connector.config import Settings
-from connector.models import Destination, ShopifyToken, Store, utcnow
+from connector.models import ShopifyToken, Store, StoreDestination, utcnow
 from connector.plugins import EmbeddedHead, PeriodicTask, in_own_thread
 from connector.services import Services
 from connector.stores import add_store, find_store
@@ -289,8 +289,9 @@ def _activate_store(svc: Services, shop: str) -> str:
         if store is None:
             return add_store(svc, platform="shopify", domain=shop, webhook_secret=None).id
         store.status = "active"
-        paused = select(Destination).where(
-            Destination.store_id == store.id, Destination.paused_reason == UNINSTALLED_REASON
+        paused = select(StoreDestination).where(
+            StoreDestination.store_id == store.id,
+            StoreDestination.paused_reason == UNINSTALLED_REASON,
         )
         for destination in session.scalars(paused):
             destination.paused_reason, destination.paused_at = None, None

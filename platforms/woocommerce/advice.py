@@ -10,9 +10,9 @@ into the order's meta data.
 from __future__ import annotations
 
 SIGNAL_ADVICE: dict[str, str] = {
-    "ttclid": (
-        "Install and activate the TikTok click-capture WordPress plugin: it keeps the "
-        "click id of an ad visit and writes it onto the order."
+    "click_id": (
+        "Install and activate the click-capture WordPress plugin: it keeps the click id "
+        "of an ad visit (TikTok, Meta, Google) and writes it onto the order."
     ),
     "phone": "Make the billing phone field required at checkout.",
     "ip": (
@@ -24,9 +24,9 @@ SIGNAL_ADVICE: dict[str, str] = {
         "WooCommerce records the shopper's browser on the order (customer_user_agent); "
         "check that no privacy plugin blanks it."
     ),
-    "ttp": (
-        "Install the TikTok pixel on your site (it sets the _ttp cookie) and the "
-        "click-capture plugin, which copies the cookie onto the order."
+    "browser_id": (
+        "Install the platform's pixel on your site (TikTok's sets _ttp, Meta's _fbp) and "
+        "the click-capture plugin, which copies the cookie onto the order."
     ),
 }
 """WooCommerce's words for :data:`connector.diagnostics.SIGNAL_ACTIONS`; email and customer id

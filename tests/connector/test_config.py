@@ -26,7 +26,7 @@ def test_defaults_are_a_one_machine_install(tmp_path):
     assert settings.database_url == f"sqlite:///{tmp_path / 'connector.sqlite3'}"
     assert settings.redis_url is None
     assert settings.app_url == "http://localhost:8000"
-    assert settings.tiktok_api_base == "https://business-api.tiktok.com"
+    assert settings.env("TIKTOK_API_BASE") == "https://business-api.tiktok.com"
     assert settings.batch_size == 500
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from connector.delivery import backoff_seconds, claim_batch, deliver_pending
 from connector.events import ConversionEvent
-from connector.models import Attempt, Destination, Event, utcnow
+from connector.models import Attempt, OutboxEvent, StoreDestination, utcnow
 from connector.pipeline import record_events
 from tests.support import PIXEL_CODE, TIKTOK_TOKEN, connect_tiktok, make_order
 
@@ -33,13 +33,13 @@ def record_orders(services, store_id, n, start=1000):
 
 def statuses(services) -> dict[str, str]:
     with services.db.session() as session:
-        return {e.event_id: e.status for e in session.scalars(select(Event))}
+        return {e.event_id: e.status for e in session.scalars(select(OutboxEvent))}
 
 
 def make_due(services) -> None:
     """Skip the backoff wait: every pending row becomes due now."""
     with services.db.session() as session:
-        session.execute(update(Event).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        session.execute(update(OutboxEvent).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
         session.commit()
 
 
@@ -54,7 +54,7 @@ def test_pending_events_leave_in_one_batch(services, shopify_store, destination_
     assert [e["event_id"] for e in batch.body["data"]] == [str(1000 + i) for i in range(5)]
     assert set(statuses(services).values()) == {"delivered"}
     with services.db.session() as session:
-        assert {e.request_id for e in session.scalars(select(Event))} == {
+        assert {e.request_id for e in session.scalars(select(OutboxEvent))} == {
             batch.answer["request_id"]
         }
 
@@ -78,7 +78,7 @@ def test_rate_limit_storm_is_retried_until_delivered(
     assert sorted(tiktok.accepted_event_ids()) == ["1000", "1001", "1002"]
     assert set(statuses(services).values()) == {"delivered"}
     with services.db.session() as session:
-        assert {e.attempts for e in session.scalars(select(Event))} == {5}
+        assert {e.attempts for e in session.scalars(select(OutboxEvent))} == {5}
         codes = [a.code for a in session.scalars(select(Attempt).order_by(Attempt.id))]
     assert codes == [40100, 40100, 40100, 40100, 0]
 
@@ -90,7 +90,7 @@ def test_retry_waits_for_the_backoff(services, shopify_store, destination_id, ti
     again = deliver_pending(services, destination_id)
     assert again.requests == 0, "a failed event must wait for its backoff"
     with services.db.session() as session:
-        event = session.scalar(select(Event))
+        event = session.scalar(select(OutboxEvent))
     assert event.status == "pending" and event.next_attempt_at > utcnow() - timedelta(seconds=1)
     assert "HTTP 500" in event.last_error or event.last_code == 50000
 
@@ -100,7 +100,7 @@ def test_retry_after_hint_is_honoured(services, shopify_store, destination_id, t
     tiktok.fail_next(1, http_status=429, retry_after=120)
     deliver_pending(services, destination_id)
     with services.db.session() as session:
-        event = session.scalar(select(Event))
+        event = session.scalar(select(OutboxEvent))
     assert event.next_attempt_at >= utcnow() + timedelta(seconds=110)
 
 
@@ -113,7 +113,7 @@ def test_one_bad_event_is_isolated_and_the_rest_delivered(
     assert sorted(tiktok.accepted_event_ids()) == sorted(str(1000 + i) for i in range(9) if i != 4)
     assert report.failed == 1 and report.delivered == 8
     with services.db.session() as session:
-        bad = session.scalar(select(Event).where(Event.event_id == "1004"))
+        bad = session.scalar(select(OutboxEvent).where(OutboxEvent.event_id == "1004"))
     assert bad.status == "failed"
     assert bad.last_code == 40002
     assert "1004" in bad.last_error
@@ -139,7 +139,7 @@ def test_events_a_partial_success_names_fail_with_tiktoks_words_and_the_rest_are
     kept = {str(1000 + i) for i in range(9)} - {"1002", "1006"}
     assert set(tiktok.accepted_event_ids()) == kept
     with services.db.session() as session:
-        events = {e.event_id: e for e in session.scalars(select(Event))}
+        events = {e.event_id: e for e in session.scalars(select(OutboxEvent))}
     assert events["1002"].status == events["1006"].status == "failed"
     assert events["1002"].last_error == "data.2.event_id: Invalid value '1002'."
     assert events["1006"].last_error == "data.6.event_id: Invalid value '1006'."
@@ -161,7 +161,7 @@ def test_a_partial_success_naming_nothing_is_halved_until_the_dropped_events_sta
     kept = {str(1000 + i) for i in range(16)} - {"1005", "1011"}
     assert set(tiktok.accepted_event_ids()) == kept
     with services.db.session() as session:
-        dropped = session.scalar(select(Event).where(Event.event_id == "1005"))
+        dropped = session.scalar(select(OutboxEvent).where(OutboxEvent.event_id == "1005"))
     assert (dropped.last_code, dropped.last_error) == (20001, "Partial success.")
 
 
@@ -174,7 +174,7 @@ def test_token_error_pauses_the_destination_and_keeps_events(
     assert report.paused and report.requests == 1
     assert set(statuses(services).values()) == {"pending"}
     with services.db.session() as session:
-        destination = session.get(Destination, destination_id)
+        destination = session.get(StoreDestination, destination_id)
     assert "40105" in destination.paused_reason
     assert "connector tiktok set" in destination.paused_reason
     assert deliver_pending(services, destination_id).requests == 0, "paused means no requests"
@@ -185,7 +185,7 @@ def test_token_error_pauses_the_destination_and_keeps_events(
 def test_pixel_without_permission_pauses(services, shopify_store, tiktok):
     destination_id = connect_tiktok(services, shopify_store)
     with services.db.session() as session:
-        session.execute(update(Destination).values(pixel_code="CSOMEONEELSE"))
+        session.execute(update(StoreDestination).values(account_id="CSOMEONEELSE"))
         session.commit()
     record_orders(services, shopify_store, 1)
     report = deliver_pending(services, destination_id)
@@ -210,7 +210,7 @@ def test_unreachable_tiktok_loses_nothing(services, shopify_store, destination_i
 def test_retries_end_as_dead_after_the_horizon(services, shopify_store, destination_id, tiktok):
     record_orders(services, shopify_store, 1)
     with services.db.session() as session:
-        session.execute(update(Event).values(give_up_at=utcnow() - timedelta(seconds=1)))
+        session.execute(update(OutboxEvent).values(give_up_at=utcnow() - timedelta(seconds=1)))
         session.commit()
     tiktok.fail_next(1, http_status=503)
     report = deliver_pending(services, destination_id)
@@ -223,7 +223,7 @@ def test_events_older_than_seven_days_fail_without_a_request(
 ):
     record_orders(services, shopify_store, 1)
     with services.db.session() as session:
-        event = session.scalar(select(Event))
+        event = session.scalar(select(OutboxEvent))
         payload = dict(event.payload, event_time=event.event_time - 8 * 24 * 3600)
         event.payload = payload
         session.commit()
@@ -235,10 +235,10 @@ def test_events_older_than_seven_days_fail_without_a_request(
 def test_a_leased_row_is_not_claimed_twice(services, shopify_store, destination_id):
     record_orders(services, shopify_store, 4)
     with services.db.session() as first, services.db.session() as second:
-        row = first.get(Destination, destination_id)
+        row = first.get(StoreDestination, destination_id)
         claimed = claim_batch(first, row, services.settings, 1000)
         again = claim_batch(
-            second, second.get(Destination, destination_id), services.settings, 1000
+            second, second.get(StoreDestination, destination_id), services.settings, 1000
         )
     assert len(claimed) == 4 and again == []
 
@@ -246,11 +246,13 @@ def test_a_leased_row_is_not_claimed_twice(services, shopify_store, destination_
 def test_an_expired_lease_is_claimed_again(services, shopify_store, destination_id):
     record_orders(services, shopify_store, 2)
     with services.db.session() as session:
-        claim_batch(session, session.get(Destination, destination_id), services.settings, 1000)
-        session.execute(update(Event).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        claim_batch(session, session.get(StoreDestination, destination_id), services.settings, 1000)
+        session.execute(
+            update(OutboxEvent).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
         session.commit()
         again = claim_batch(
-            session, session.get(Destination, destination_id), services.settings, 1000
+            session, session.get(StoreDestination, destination_id), services.settings, 1000
         )
     assert len(again) == 2
 
@@ -258,7 +260,7 @@ def test_an_expired_lease_is_claimed_again(services, shopify_store, destination_
 def test_payload_round_trips_through_the_outbox(services, shopify_store, destination_id, tiktok):
     record_orders(services, shopify_store, 1)
     with services.db.session() as session:
-        stored = session.scalar(select(Event)).payload
+        stored = session.scalar(select(OutboxEvent)).payload
     assert ConversionEvent.from_json(json.loads(json.dumps(stored))).to_json() == stored
 
 

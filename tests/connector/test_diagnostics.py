@@ -16,15 +16,15 @@ from sqlalchemy import update
 from connector.delivery import deliver_pending
 from connector.diagnostics import (
     CLICK_SOURCE_LABELS,
-    FAILURE_ADVICE,
     SIGNAL_ACTIONS,
     SIGNAL_WEIGHTS,
-    advice_for,
     diagnose,
     tier_of,
 )
+from connector.destinations.tiktok.advice import FAILURE_ADVICE
+from connector.destinations.tiktok.advice import advice as advice_for
 from connector.events import Basket, Checkout, ClickIds, Order
-from connector.models import Event, utcnow
+from connector.models import OutboxEvent, utcnow
 from connector.pipeline import record_events
 from connector.plugins import load_store_platforms
 from connector.services import Services
@@ -66,8 +66,8 @@ def age(services: Services, event_id: str, days: float) -> None:
     """Pretend the event was received ``days`` ago."""
     with services.db.session() as session:
         session.execute(
-            update(Event)
-            .where(Event.event_id == event_id)
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id == event_id)
             .values(received_at=utcnow() - timedelta(days=days))
         )
         session.commit()
@@ -77,7 +77,7 @@ def give_up_now(services: Services) -> None:
     """Make every pending event due and past its retry horizon: the next retry is its last."""
     past = utcnow() - timedelta(seconds=1)
     with services.db.session() as session:
-        session.execute(update(Event).values(next_attempt_at=past, give_up_at=past))
+        session.execute(update(OutboxEvent).values(next_attempt_at=past, give_up_at=past))
         session.commit()
 
 
@@ -102,13 +102,13 @@ def test_coverage_per_event_name_counts_only_events_sent_to_tiktok(services, sho
     ]
     purchases = result.coverage[0]
     assert [(s.signal, s.count) for s in purchases.signals] == [
-        ("ttclid", 2),
+        ("click_id", 2),
         ("email", 2),
         ("phone", 2),
         ("external_id", 3),
         ("ip", 3),
         ("user_agent", 3),
-        ("ttp", 2),
+        ("browser_id", 2),
     ]
     assert purchases.share("email") == 2 / 3
     assert purchases.share("ip") == 1.0
@@ -227,11 +227,11 @@ def test_best_change_is_the_largest_missing_coverage_times_weight(services, shop
     # Missing: ttclid 2/3 x 30 = 20 points, phone 3/3 x 20 = 20 points, ttp 2/3 x 5. A tie
     # goes to the stronger signal, the first in SIGNALS.
     assert change is not None
-    assert (change.signal, change.points) == ("ttclid", pytest.approx(20.0))
+    assert (change.signal, change.points) == ("click_id", pytest.approx(20.0))
     assert change.share == 1 / 3
-    assert change.action == shopify_advice.SIGNAL_ADVICE["ttclid"]
+    assert change.action == shopify_advice.SIGNAL_ADVICE["click_id"]
     generic = diagnose(services, shopify_store, 7).best_change
-    assert generic is not None and generic.action == SIGNAL_ACTIONS["ttclid"]
+    assert generic is not None and generic.action == SIGNAL_ACTIONS["click_id"]
 
 
 def test_working_click_capture_moves_the_best_change_past_the_click_id(services, woocommerce_store):

@@ -16,11 +16,13 @@ from decimal import Decimal
 
 import pytest
 
+from connector.destinations import load_destinations
 from connector.events import Checkout, ClickIds, Content, ConversionEvent, LineItem, Shopper
-from connector.identity import sha256_hex
-from connector.mapping import EventOptions, plan_event
+from connector.hashing import sha256_hex
+from connector.mapping import EventOptions, check_event_name, plan_event
 from tests.support import make_order
 
+TIKTOK = load_destinations()["tiktok"]
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
@@ -56,7 +58,9 @@ def make_checkout(token: str = "chk-token-1", **changes: object) -> Checkout:
 
 
 def plan(source, test_mode: bool = False, **options: object):  # type: ignore[no-untyped-def]
-    return plan_event(source, EventOptions(**options), test_mode=test_mode)  # type: ignore[arg-type]
+    chosen = EventOptions(**options)  # type: ignore[arg-type]
+    check_event_name(TIKTOK, chosen)
+    return plan_event(source, TIKTOK, chosen, test_mode=test_mode)
 
 
 def event_of(source, **options: object) -> ConversionEvent:  # type: ignore[no-untyped-def]
@@ -83,7 +87,7 @@ def item(**changes: object) -> LineItem:
 
 def test_default_options():
     assert vars(EventOptions()) == {
-        "purchase_event": "CompletePayment",
+        "purchase_event": None,  # the destination's default
         "order_trigger": "created",
         "value_basis": "total",
         "content_id": "variant",
@@ -96,7 +100,6 @@ def test_default_options():
 @pytest.mark.parametrize(
     ("option", "value"),
     [
-        ("purchase_event", "Checkout"),
         ("order_trigger", "fulfilled"),
         ("value_basis", "net"),
         ("content_id", "barcode"),
@@ -107,6 +110,12 @@ def test_a_bad_choice_is_a_value_error_naming_the_option(option, value):
         EventOptions(**{option: value})
     assert str(error.value).startswith(f"{option} must be one of ")
     assert repr(value) in str(error.value)
+
+
+def test_a_purchase_name_the_destination_does_not_know_is_a_value_error():
+    with pytest.raises(ValueError) as error:
+        check_event_name(TIKTOK, EventOptions(purchase_event="Checkout"))
+    assert str(error.value).startswith("purchase_event must be one of CompletePayment, ")
 
 
 def test_from_json_ignores_unknown_keys():
@@ -360,14 +369,21 @@ def test_limited_data_use_is_carried():
 def test_click_source_and_click_ids_are_carried():
     event = event_of(make_order("1"))
     assert event.click_source == "landing_site"
-    assert (event.user.ttclid, event.user.ttp) == ("E.C.P.test-click", "ttp-cookie-value")
+    assert (event.user["ttclid"], event.user["ttp"]) == ("E.C.P.test-click", "ttp-cookie-value")
     assert event_of(make_order("2", clicks=ClickIds())).click_source is None
+
+
+def test_click_source_is_kept_only_for_the_destinations_own_click_id():
+    google_click = ClickIds(gclid="Cj0KCQ-test", source="landing_site")
+    event = event_of(make_order("3", clicks=google_click))
+    assert event.click_source is None
+    assert "gclid" not in event.user
 
 
 def test_user_data_is_hashed():
     event = event_of(make_checkout())
-    assert event.user.email == sha256_hex("buyer@example.com")
-    assert event.user.user_agent == IPHONE
+    assert event.user["email"] == sha256_hex("buyer@example.com")
+    assert event.user["user_agent"] == IPHONE
 
 
 def test_page_and_referrer_are_carried():

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from connector.delivery import deliver_pending
-from connector.models import Attempt, Event, utcnow
+from connector.models import Attempt, OutboxEvent, utcnow
 from connector.pipeline import record_events
 from connector.retention import purge_expired
 from tests.support import connect_tiktok, make_order
@@ -25,8 +25,8 @@ def test_old_final_rows_go_and_everything_else_stays(services, shopify_store, ti
     long_ago = utcnow() - timedelta(days=31)
     with services.db.session() as session:
         session.execute(
-            update(Event)
-            .where(Event.event_id.in_(["old-delivered", "old-pending"]))
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id.in_(["old-delivered", "old-pending"]))
             .values(received_at=long_ago)
         )
         session.execute(update(Attempt).values(started_at=long_ago))
@@ -35,7 +35,7 @@ def test_old_final_rows_go_and_everything_else_stays(services, shopify_store, ti
     assert purge_expired(services) == {"events": 1, "attempts": 1, "unreadable": 0}
 
     with services.db.session() as session:
-        left = set(session.scalars(select(Event.event_id)))
+        left = set(session.scalars(select(OutboxEvent.event_id)))
         attempts = session.scalars(select(Attempt)).all()
     assert left == {"new-delivered", "old-pending"}
     assert attempts == []

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from app import create_app
 from connector.crypto import TokenCipher
-from connector.models import Destination, Store, UnreadableWebhook
+from connector.models import Store, StoreDestination, UnreadableWebhook
 from connector.services import Services, build_services
 from connector.stored_secrets import check_secrets, rotate_secrets, startup_refusal
 from connector.stores import add_store, find_destination
@@ -105,8 +105,8 @@ def write_with_unknown_key(services: Services, store_id: str) -> None:
             .values(webhook_secret_encrypted=foreign.encrypt(WOO_SECRET))
         )
         session.execute(
-            update(Destination)
-            .where(Destination.store_id == store_id)
+            update(StoreDestination)
+            .where(StoreDestination.store_id == store_id)
             .values(access_token_encrypted=foreign.encrypt(TIKTOK_TOKEN))
         )
         session.commit()

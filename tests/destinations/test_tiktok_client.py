@@ -25,8 +25,9 @@ from connector.destinations.tiktok.client import (
     classify,
     event_data,
 )
-from connector.events import Content, ConversionEvent, UserData
-from connector.identity import sha256_hex
+from connector.events import Content, ConversionEvent
+from connector.hashing import sha256_hex
+from connector.destinations.tiktok import DESTINATION as TIKTOK
 from connector.mapping import EventOptions, plan_event
 from tests.support import PIXEL_CODE, TIKTOK_TOKEN, make_order
 
@@ -36,7 +37,7 @@ EMAIL_HASH = sha256_hex("shopper@example.com")
 def config(base: str = "https://tiktok.invalid", **changes: object) -> DestinationConfig:
     fields: dict[str, object] = {
         "api_base": base,
-        "pixel_code": PIXEL_CODE,
+        "account_id": PIXEL_CODE,
         "access_token": TIKTOK_TOKEN,
         "test_event_code": None,
         "timeout": 3.0,
@@ -50,7 +51,7 @@ def conversion(**changes: object) -> ConversionEvent:
         "event_name": "CompletePayment",
         "event_id": "1001",
         "event_time": 1_700_000_000,
-        "user": UserData(email=EMAIL_HASH, ttclid="E.C.P.x", ip="203.0.113.7"),
+        "user": {"email": EMAIL_HASH, "ttclid": "E.C.P.x", "ip": "203.0.113.7"},
         "value": 59.9,
         "currency": "USD",
         "contents": (
@@ -66,7 +67,7 @@ def order_events(*order_ids: str) -> list[ConversionEvent]:
     """Real events from the mapping, fresh enough for the stand-in's time window."""
     events = []
     for order_id in order_ids:
-        planned = plan_event(make_order(order_id), EventOptions(), test_mode=False)
+        planned = plan_event(make_order(order_id), TIKTOK, EventOptions(), test_mode=False)
         assert planned is not None
         events.append(planned.event)
     return events
@@ -137,7 +138,7 @@ def test_event_id_is_sent_as_a_string():
 
 def test_empty_fields_are_dropped():
     event = conversion(
-        user=UserData(email=None, phone="", ttp="ttp-1"),
+        user={"email": None, "phone": "", "ttp": "ttp-1"},
         contents=(),
         order_id=None,
         page_url="",

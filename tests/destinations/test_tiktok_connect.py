@@ -21,7 +21,7 @@ from sqlalchemy import select
 from connector.delivery import deliver_pending
 from connector.destinations.tiktok.connect import STATE_SALT
 from connector.destinations.tiktok.tokens import CHOOSE_PIXEL
-from connector.models import Destination, Event
+from connector.models import OutboxEvent, StoreDestination
 from connector.stores import add_store
 from connector.web.merchant.access import embedded_grant
 from tests.destinations.tiktok_oauth_support import (
@@ -74,9 +74,9 @@ def connect(client: FlaskClient, store_id: str, *, link: str = "grant"):  # type
     return come_back(client, consent(start(client, store_id), link=link))
 
 
-def tiktok_row(services, store_id: str) -> Destination | None:  # type: ignore[no-untyped-def]
+def tiktok_row(services, store_id: str) -> StoreDestination | None:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
-        return session.scalar(select(Destination).where(Destination.store_id == store_id))
+        return session.scalar(select(StoreDestination).where(StoreDestination.store_id == store_id))
 
 
 def send_order(client: FlaskClient) -> None:
@@ -110,7 +110,7 @@ def test_connect_choose_a_pixel_and_an_order_reaches_tiktok_with_the_oauth_token
 
     row = tiktok_row(services, shopify_store)
     [token] = tiktok.oauth.issued_tokens()
-    assert (row.pixel_code, row.paused_reason) == ("", CHOOSE_PIXEL)
+    assert (row.account_id, row.paused_reason) == ("", CHOOSE_PIXEL)
     assert services.cipher.decrypt(row.access_token_encrypted) == token
     assert token not in row.access_token_encrypted
 
@@ -130,7 +130,7 @@ def test_connect_choose_a_pixel_and_an_order_reaches_tiktok_with_the_oauth_token
     assert chosen.status_code == 200
     assert "Conversions now go to" in text(chosen) and OAUTH_PIXEL in text(chosen)
     row = tiktok_row(services, shopify_store)
-    assert (row.pixel_code, row.advertiser_id, row.paused_reason) == (
+    assert (row.account_id, row.advertiser_id, row.paused_reason) == (
         OAUTH_PIXEL,
         ADVERTISER,
         None,
@@ -142,7 +142,7 @@ def test_connect_choose_a_pixel_and_an_order_reaches_tiktok_with_the_oauth_token
     assert batch.body["event_source_id"] == OAUTH_PIXEL
     assert batch.answer["code"] == 0
     with services.db.session() as session:
-        assert session.scalar(select(Event.status)) == "delivered"
+        assert session.scalar(select(OutboxEvent.status)) == "delivered"
 
 
 def test_reconnecting_keeps_the_options_and_offers_the_current_pixel(
@@ -156,7 +156,7 @@ def test_reconnecting_keeps_the_options_and_offers_the_current_pixel(
         data={"csrf_token": csrf_of(page), "pixel": f"{OTHER_ADVERTISER}/{OTHER_PIXEL}"},
     )
     with services.db.session() as session:
-        session.get(Destination, tiktok_row(services, shopify_store).id).options = {
+        session.get(StoreDestination, tiktok_row(services, shopify_store).id).options = {
             "purchase_event": "Purchase"
         }
         session.commit()
@@ -193,7 +193,7 @@ def test_choosing_needs_the_forms_csrf_token(client, services, shopify_store, ti
         data={"pixel": f"{ADVERTISER}/{OAUTH_PIXEL}"},
     )
     assert answer.status_code == 400
-    assert tiktok_row(services, shopify_store).pixel_code == ""
+    assert tiktok_row(services, shopify_store).account_id == ""
 
 
 # -- the state ---------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_a_declined_consent_says_how_to_connect(client, services, shopify_store,
 
 def test_a_tiktok_refusal_is_shown_with_its_code(client, services, shopify_store, tiktok) -> None:
     tiktok.oauth.register_app(
-        services.settings.tiktok_app_id, "a-rotated-secret", CALLBACK
+        services.settings.env("TIKTOK_APP_ID"), "a-rotated-secret", CALLBACK
     )  # the operator's TIKTOK_APP_SECRET is now stale
     log_in(client, services, shopify_store)
     answer = connect(client, shopify_store)
@@ -334,7 +334,7 @@ def test_without_a_tiktok_app_the_pages_say_what_the_operator_must_set(
     from app import create_app
     from connector.services import build_services
 
-    bare = build_services(settings.with_overrides(tiktok_app_id=None, tiktok_app_secret=None))
+    bare = build_services(settings.with_env(TIKTOK_APP_ID=None, TIKTOK_APP_SECRET=None))
     client = create_app(services=bare).test_client()
     log_in(client, bare, shopify_store)
     answer = client.get(f"/settings/{shopify_store}/tiktok/connect")

@@ -53,7 +53,7 @@ def granted_code(settings) -> str:  # type: ignore[no-untyped-def]
 def test_authorize_url_names_the_app_the_way_back_and_the_state(settings) -> None:
     url = authorize_url(settings, redirect_uri=REDIRECT, state="a b&c")
     query = urlencode({"app_id": APP_ID, "redirect_uri": REDIRECT, "state": "a b&c"})
-    assert url == f"{settings.tiktok_auth_url}?{query}"
+    assert url == f"{settings.env('TIKTOK_AUTH_URL')}?{query}"
 
 
 def test_the_default_authorization_page_is_tiktoks() -> None:
@@ -64,7 +64,7 @@ def test_the_default_authorization_page_is_tiktoks() -> None:
         "https://ads.tiktok.com/marketing_api/auth?app_id=1&"
     )
     overridden = load_settings({"SECRET_KEY": "k", "TIKTOK_AUTH_URL": "http://127.0.0.1:9/auth"})
-    assert overridden.tiktok_auth_url == "http://127.0.0.1:9/auth"
+    assert overridden.env("TIKTOK_AUTH_URL") == "http://127.0.0.1:9/auth"
 
 
 def test_consent_is_exchanged_for_a_long_term_token(services, tiktok) -> None:
@@ -83,7 +83,7 @@ def test_consent_is_exchanged_for_a_long_term_token(services, tiktok) -> None:
 
 def test_wrong_secret_names_tiktoks_answer_and_the_fix(services) -> None:
     code = granted_code(services.settings)
-    wrong = services.settings.with_overrides(tiktok_app_secret="not-the-secret")
+    wrong = services.settings.with_env(TIKTOK_APP_SECRET="not-the-secret")
     with pytest.raises(TikTokOAuthError) as refused:
         exchange_auth_code(services.http, wrong, code)
     assert refused.value.code == 40001
@@ -108,7 +108,7 @@ def test_tiktok_down_is_a_try_again_later(services, tiktok) -> None:
 
 
 def test_nothing_is_called_without_an_app(services, tiktok) -> None:
-    bare = services.settings.with_overrides(tiktok_app_id=None, tiktok_app_secret=None)
+    bare = services.settings.with_env(TIKTOK_APP_ID=None, TIKTOK_APP_SECRET=None)
     assert not oauth_enabled(bare) and oauth_enabled(services.settings)
     with pytest.raises(TikTokOAuthError, match="TIKTOK_APP_ID and TIKTOK_APP_SECRET"):
         exchange_auth_code(services.http, bare, "ac_x")

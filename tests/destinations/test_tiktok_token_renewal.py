@@ -30,7 +30,7 @@ from connector.destinations.tiktok.tokens import (
     renew_access_token,
     save_grant,
 )
-from connector.models import Destination, Event, utcnow
+from connector.models import OutboxEvent, StoreDestination, utcnow
 from connector.pipeline import record_events
 from connector.stores import set_destination
 from tests.destinations.tiktok_oauth_support import (
@@ -64,9 +64,9 @@ def connect(services, store_id: str, tiktok, *, lifetime: int | None = None) -> 
     return destination_id
 
 
-def row_of(services, destination_id: int) -> Destination:  # type: ignore[no-untyped-def]
+def row_of(services, destination_id: int) -> StoreDestination:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
-        row = session.get(Destination, destination_id)
+        row = session.get(StoreDestination, destination_id)
         assert row is not None
         return row
 
@@ -74,8 +74,8 @@ def row_of(services, destination_id: int) -> Destination:  # type: ignore[no-unt
 def expire_soon(services, destination_id: int) -> None:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
         session.execute(
-            update(Destination)
-            .where(Destination.id == destination_id)
+            update(StoreDestination)
+            .where(StoreDestination.id == destination_id)
             .values(token_expires_at=utcnow() + timedelta(minutes=2))
         )
         session.commit()
@@ -93,12 +93,12 @@ def test_a_new_connection_waits_for_a_pixel(services, shopify_store, tiktok) -> 
     grant = exchange_auth_code(services.http, services.settings, query_of(location)["auth_code"])
     destination_id = save_grant(services, shopify_store, grant)
     row = row_of(services, destination_id)
-    assert (row.kind, row.pixel_code, row.paused_reason) == ("tiktok", "", CHOOSE_PIXEL)
+    assert (row.kind, row.account_id, row.paused_reason) == ("tiktok", "", CHOOSE_PIXEL)
     assert grant.access_token not in row.access_token_encrypted  # stored encrypted
     assert services.cipher.decrypt(row.access_token_encrypted) == grant.access_token
     choose_pixel(services, shopify_store, Pixel(ADVERTISER, OAUTH_PIXEL, "p"))
     row = row_of(services, destination_id)
-    assert (row.pixel_code, row.advertiser_id, row.paused_reason) == (OAUTH_PIXEL, ADVERTISER, None)
+    assert (row.account_id, row.advertiser_id, row.paused_reason) == (OAUTH_PIXEL, ADVERTISER, None)
 
 
 def test_connecting_keeps_the_merchants_options(services, shopify_store, tiktok) -> None:
@@ -108,13 +108,13 @@ def test_connecting_keeps_the_merchants_options(services, shopify_store, tiktok)
     assert row.options["purchase_event"] == "Purchase"
     assert row.test_event_code == "TEST1"
     with services.db.session() as session:
-        assert len(session.scalars(select(Destination)).all()) == 1
+        assert len(session.scalars(select(StoreDestination)).all()) == 1
 
 
 def test_another_pause_is_not_lifted_by_choosing_a_pixel(services, shopify_store, tiktok) -> None:
     destination_id = connect(services, shopify_store, tiktok)
     with services.db.session() as session:
-        session.execute(update(Destination).values(paused_reason="uninstalled"))
+        session.execute(update(StoreDestination).values(paused_reason="uninstalled"))
         session.commit()
     choose_pixel(services, shopify_store, Pixel(ADVERTISER, OAUTH_PIXEL, "p"))
     assert row_of(services, destination_id).paused_reason == "uninstalled"
@@ -179,9 +179,7 @@ def test_a_token_pasted_after_connecting_is_left_alone(services, shopify_store, 
         services,
         shopify_store,
         kind="tiktok",
-        pixel_code=OAUTH_PIXEL,
-        access_token="pasted-token",
-        test_event_code=None,
+        values={"pixel_code": OAUTH_PIXEL, "access_token": "pasted-token"},
     )
     row = row_of(services, destination_id)
     assert (row.refresh_token_encrypted, row.token_expires_at, row.advertiser_id) == (None,) * 3
@@ -197,9 +195,11 @@ def test_saving_settings_with_the_same_token_keeps_the_grant(services, shopify_s
         services,
         shopify_store,
         kind="tiktok",
-        pixel_code=OAUTH_PIXEL,
-        access_token=services.cipher.decrypt(row.access_token_encrypted),
-        test_event_code="TEST1",
+        values={
+            "pixel_code": OAUTH_PIXEL,
+            "access_token": services.cipher.decrypt(row.access_token_encrypted),
+            "test_event_code": "TEST1",
+        },
     )
     after = row_of(services, destination_id)
     assert after.refresh_token_encrypted == row.refresh_token_encrypted
@@ -254,7 +254,7 @@ def test_a_40102_without_a_refresh_token_pauses_with_the_fix(
     reason = row_of(services, destination_id).paused_reason
     assert "(code 40102)" in reason and "Connect with TikTok again" in reason
     with services.db.session() as session:
-        assert session.scalar(select(Event.status)) == "pending"
+        assert session.scalar(select(OutboxEvent.status)) == "pending"
 
 
 def test_a_refused_renewal_pauses_and_says_to_reconnect(services, shopify_store, tiktok) -> None:
@@ -283,9 +283,9 @@ def test_a_renewal_tiktok_cannot_answer_is_retried_not_paused(
     assert (report.paused, report.retried) == (False, 1)
     assert row_of(services, destination_id).paused_reason is None
     with services.db.session() as session:
-        event = session.scalars(select(Event)).one()
+        event = session.scalars(select(OutboxEvent)).one()
         assert event.status == "pending" and "(code 50000)" in event.last_error
-        session.execute(update(Event).values(next_attempt_at=utcnow()))
+        session.execute(update(OutboxEvent).values(next_attempt_at=utcnow()))
         session.commit()
     assert deliver_pending(services, destination_id).delivered == 1
     assert successful_refreshes(tiktok) == 1

@@ -27,9 +27,12 @@ OTHER_PIXEL = "COAUTHPIXEL0002"
 def oauth_settings(settings: Settings, standin: TikTokStandIn) -> Settings:
     """Settings with a TikTok app whose authorization page is the stand-in's."""
     return settings.with_overrides(
-        tiktok_app_id=APP_ID,
-        tiktok_app_secret=APP_SECRET,
-        tiktok_auth_url=standin.authorize_url,
+        destination_env={
+            **settings.destination_env,
+            "TIKTOK_APP_ID": APP_ID,
+            "TIKTOK_APP_SECRET": APP_SECRET,
+            "TIKTOK_AUTH_URL": standin.authorize_url,
+        },
     )
 
 

@@ -23,9 +23,7 @@ def rig(settings, services, shopify_store, tiktok, tmp_path) -> Iterator[Rig]:  
         services,
         shopify_store,
         kind="tiktok",
-        pixel_code=PIXEL_CODE,
-        access_token=TIKTOK_TOKEN,
-        test_event_code=None,
+        values={"pixel_code": PIXEL_CODE, "access_token": TIKTOK_TOKEN},
     )
     built = Rig(settings, tiktok, tmp_path)
     try:

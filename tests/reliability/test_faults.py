@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from sqlalchemy import select
 
-from connector.models import Event
+from connector.models import OutboxEvent
 from connector.services import build_services
 from tests.reliability.rig import BATCH_OF, SIZE, Rig, order_ids
 from tests.standins.tcpproxy import TcpProxy
@@ -124,11 +124,13 @@ def test_database_briefly_unavailable(rig: Rig, report, backend):
     assert counts.accepted == SIZE
 
 
-def stored_event(rig: Rig, event_id: str, *, status: str) -> Event | None:
+def stored_event(rig: Rig, event_id: str, *, status: str) -> OutboxEvent | None:
     services = build_services(rig.settings)
     try:
         with services.db.session() as session:
-            query = select(Event).where(Event.event_id == event_id, Event.status == status)
+            query = select(OutboxEvent).where(
+                OutboxEvent.event_id == event_id, OutboxEvent.status == status
+            )
             return session.scalar(query)
     finally:
         services.db.dispose()
@@ -138,7 +140,7 @@ def stored_event_ids(rig: Rig) -> set[str]:
     services = build_services(rig.settings)
     try:
         with services.db.session() as session:
-            return set(session.scalars(select(Event.event_id)))
+            return set(session.scalars(select(OutboxEvent.event_id)))
     finally:
         services.db.dispose()
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from connector.diagnostics import CLICK_SOURCE_LABELS, SENT_STATUSES, SIGNAL_WEIGHTS
 from connector.events import ClickIds, Order
-from connector.models import Event, EventStatus, utcnow
+from connector.models import EventStatus, OutboxEvent, utcnow
 from connector.pipeline import record_events
 from connector.services import Services
 from connector.signals import signals_in
@@ -67,27 +67,27 @@ def record_a_month(services: Services, store_id: str) -> None:
         record_events(services, store_id, "orders/create", source)
     with services.db.session() as session:
         session.execute(
-            update(Event)
-            .where(Event.event_id == "6")
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id == "6")
             .values(status=EventStatus.FAILED, last_code=40002, last_error="data.0.x: bad")
         )
         session.execute(
-            update(Event)
-            .where(Event.event_id == "7")
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id == "7")
             .values(received_at=utcnow() - timedelta(days=20))
         )
         session.commit()
 
 
-def sent_rows(services: Services, store_id: str, days: int) -> list[Event]:
+def sent_rows(services: Services, store_id: str, days: int) -> list[OutboxEvent]:
     since = utcnow() - timedelta(days=days)
     with services.db.session() as session:
         return list(
             session.scalars(
-                select(Event).where(
-                    Event.store_id == store_id,
-                    Event.received_at >= since,
-                    Event.status.in_(SENT_STATUSES),
+                select(OutboxEvent).where(
+                    OutboxEvent.store_id == store_id,
+                    OutboxEvent.received_at >= since,
+                    OutboxEvent.status.in_(SENT_STATUSES),
                 )
             )
         )
@@ -161,7 +161,7 @@ def test_best_change_names_the_signal_and_the_action(client, services, shopify_s
 
     assert Elements(text).by_id("best-change")["data-signal"] == "phone"
     assert str(escape(shopify_advice.SIGNAL_ADVICE["phone"])) in text
-    assert "not TikTok's Event Match Quality score" in text
+    assert "not TikTok's own match quality score" in text
 
 
 def test_a_woocommerce_store_gets_woocommerce_words(client, services, woocommerce_store):

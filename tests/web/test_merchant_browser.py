@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from connector.models import Event, EventStatus
+from connector.models import EventStatus, OutboxEvent
 from tests.browser import chromium_page, log_in_page, needs_chromium, shoot
 from tests.support import (
     PIXEL_CODE,
@@ -128,8 +128,8 @@ def sent_purchases(services, with_bit: int | None = None) -> int:  # type: ignor
     """Purchases that were sent (not skipped), optionally only those carrying one signal."""
     with services.db.session() as session:
         rows = session.execute(
-            select(Event.signals).where(
-                Event.event_name == "Purchase", Event.status != EventStatus.SKIPPED
+            select(OutboxEvent.signals).where(
+                OutboxEvent.event_name == "Purchase", OutboxEvent.status != EventStatus.SKIPPED
             )
         ).scalars()
         return sum(1 for mask in rows if with_bit is None or mask & (1 << with_bit))

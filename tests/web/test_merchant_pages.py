@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from connector.models import Destination, Event, EventStatus, utcnow
+from connector.models import EventStatus, OutboxEvent, StoreDestination, utcnow
 from connector.pipeline import record_events
 from connector.stores import add_store
 from connector.web.merchant.access import login_token
@@ -78,7 +78,8 @@ def test_a_store_session_cannot_read_or_change_another_store(
     assert answer.status_code == 403
     with services.db.session() as session:
         assert (
-            session.scalar(select(Destination).where(Destination.store_id == other_store)) is None
+            session.scalar(select(StoreDestination).where(StoreDestination.store_id == other_store))
+            is None
         )
 
 
@@ -108,7 +109,7 @@ def test_posts_without_the_csrf_token_are_refused(client, services, shopify_stor
     )
     assert answer.status_code == 400
     with services.db.session() as session:
-        assert session.scalar(select(Destination)) is None
+        assert session.scalar(select(StoreDestination)) is None
 
 
 def test_pages_carry_security_headers(client, services, shopify_store):
@@ -151,7 +152,8 @@ def settings_form(page: str, **changes: str) -> dict[str, str]:
 def test_settings_save_the_connection_and_options(client, services, shopify_store):
     log_in(client, services, shopify_store)
     page = client.get(f"/settings/{shopify_store}/settings").get_data(as_text=True)
-    assert "TikTok connection" in page and TIKTOK_TOKEN not in page
+    assert 'id="destination-tiktok"' in page and 'id="destination-meta"' in page
+    assert TIKTOK_TOKEN not in page
     form = settings_form(
         page, purchase_event="Purchase", order_trigger="paid", content_id="sku", test_event_code=""
     )
@@ -161,8 +163,8 @@ def test_settings_save_the_connection_and_options(client, services, shopify_stor
     assert answer.status_code == 200 and b"Saved." in answer.data
     assert TIKTOK_TOKEN.encode() not in answer.data
     with services.db.session() as session:
-        destination = session.scalar(select(Destination))
-    assert destination.pixel_code == PIXEL_CODE
+        destination = session.scalar(select(StoreDestination))
+    assert destination.account_id == PIXEL_CODE
     assert services.cipher.decrypt(destination.access_token_encrypted) == TIKTOK_TOKEN
     assert destination.options == {
         "purchase_event": "Purchase",
@@ -181,7 +183,9 @@ def test_an_empty_token_keeps_the_current_one_and_a_save_lifts_a_pause(
     destination_id = connect_tiktok(services, shopify_store)
     with services.db.session() as session:
         session.execute(
-            update(Destination).values(paused_reason="TikTok refused the token", paused_at=utcnow())
+            update(StoreDestination).values(
+                paused_reason="TikTok refused the token", paused_at=utcnow()
+            )
         )
         session.commit()
     log_in(client, services, shopify_store)
@@ -192,7 +196,7 @@ def test_an_empty_token_keeps_the_current_one_and_a_save_lifts_a_pause(
     )
     assert answer.status_code == 200
     with services.db.session() as session:
-        destination = session.get(Destination, destination_id)
+        destination = session.get(StoreDestination, destination_id)
     assert destination.paused_reason is None
     assert services.cipher.decrypt(destination.access_token_encrypted) == TIKTOK_TOKEN
 
@@ -200,8 +204,9 @@ def test_an_empty_token_keeps_the_current_one_and_a_save_lifts_a_pause(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"pixel_code": ""}, b"Enter your TikTok pixel code"),
-        ({"access_token": ""}, b"Enter the Events API access token"),
+        ({"pixel_code": ""}, b"TikTok: Enter the Pixel code (TikTok Events Manager"),
+        ({"access_token": ""}, b"TikTok: Enter the Events API access token"),
+        ({"pixel_code": "not a pixel"}, b"The Pixel code does not look right"),
         ({"purchase_event": "Buy"}, b"purchase_event must be one of"),
     ],
 )
@@ -211,7 +216,7 @@ def test_bad_settings_are_refused_with_the_fix(client, services, shopify_store, 
     answer = client.post(f"/settings/{shopify_store}/settings", data=settings_form(page, **changes))
     assert answer.status_code == 400 and message in answer.data
     with services.db.session() as session:
-        assert session.scalar(select(Destination)) is None
+        assert session.scalar(select(StoreDestination)) is None
 
 
 def test_send_test_event_shows_tiktoks_answer(client, services, shopify_store, tiktok):
@@ -223,7 +228,7 @@ def test_send_test_event_shows_tiktoks_answer(client, services, shopify_store, t
     )
     text = answer.get_data(as_text=True)
     assert answer.status_code == 200, text
-    assert re.search(r"Test event test-[0-9a-f]+: delivered", text)
+    assert re.search(r"Test event test-[0-9a-f]+ to TikTok: delivered", text)
     assert "code <code>0</code>" in text
     [event] = tiktok.wait_for_events(1)
     assert event["event_id"].startswith("test-")
@@ -233,7 +238,7 @@ def test_send_test_event_without_a_test_code_explains_why(client, services, shop
     connect_tiktok(services, shopify_store)
     log_in(client, services, shopify_store)
     page = client.get(f"/settings/{shopify_store}/settings").get_data(as_text=True)
-    assert 'id="send-test-event" disabled' in page
+    assert 'id="send-test-event-tiktok" disabled' in page
     answer = client.post(
         f"/settings/{shopify_store}/test-event", data={"csrf_token": csrf_of(page)}
     )
@@ -251,8 +256,8 @@ def record(services, store_id: str, *order_ids: str) -> None:  # type: ignore[no
 def mark(services, status: str, code: int | None, message: str, *event_ids: str) -> None:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
         session.execute(
-            update(Event)
-            .where(Event.event_id.in_(event_ids))
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id.in_(event_ids))
             .values(status=status, last_code=code, last_error=message)
         )
         session.commit()
@@ -287,8 +292,8 @@ def test_replay_one_and_all_failed_events(client, services, shopify_store, other
     log_in(client, services, shopify_store)
     page = client.get(f"/settings/{shopify_store}/log").get_data(as_text=True)
     with services.db.session() as session:
-        first = session.scalar(select(Event.id).where(Event.event_id == "1"))
-        foreign = session.scalar(select(Event.id).where(Event.event_id == "4"))
+        first = session.scalar(select(OutboxEvent.id).where(OutboxEvent.event_id == "1"))
+        foreign = session.scalar(select(OutboxEvent.id).where(OutboxEvent.event_id == "4"))
     answer = client.post(
         f"/settings/{shopify_store}/log/replay",
         data={"csrf_token": csrf_of(page), "event": [str(first), str(foreign)]},
@@ -300,19 +305,19 @@ def test_replay_one_and_all_failed_events(client, services, shopify_store, other
     )
     assert "replayed=2" in answer.headers["Location"]
     with services.db.session() as session:
-        statuses = dict(session.execute(select(Event.event_id, Event.status)).all())
+        statuses = dict(session.execute(select(OutboxEvent.event_id, OutboxEvent.status)).all())
     assert statuses == {"1": "pending", "2": "pending", "3": "pending", "4": "failed"}
 
 
 def test_status_page_says_what_is_wrong_and_how_to_fix_it(client, services, shopify_store):
     log_in(client, services, shopify_store)
-    assert b"TikTok is not connected yet" in client.get(f"/settings/{shopify_store}/").data
+    assert b"No ad platform is connected yet" in client.get(f"/settings/{shopify_store}/").data
     destination_id = connect_tiktok(services, shopify_store)
     record(services, shopify_store, "1", "2")
     with services.db.session() as session:
         session.execute(
-            update(Destination)
-            .where(Destination.id == destination_id)
+            update(StoreDestination)
+            .where(StoreDestination.id == destination_id)
             .values(paused_reason="TikTok says the token is invalid (40105)", paused_at=utcnow())
         )
         session.commit()

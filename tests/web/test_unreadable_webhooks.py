@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from connector.crypto import TokenCipher
-from connector.models import Event, Store, UnreadableWebhook
+from connector.models import OutboxEvent, Store, UnreadableWebhook
 from connector.retention import purge_expired
 from connector.unreadable import KeptWebhook, keep_unreadable, reprocess
 from tests.support import (
@@ -51,7 +51,7 @@ def kept(services) -> list[UnreadableWebhook]:
 
 def event_count(services) -> int:
     with services.db.session() as session:
-        return session.scalar(select(func.count(Event.id)))
+        return session.scalar(select(func.count(OutboxEvent.id)))
 
 
 def post_shopify(client, body: bytes, topic: str = "orders/create"):  # type: ignore[no-untyped-def]
@@ -226,9 +226,9 @@ def store_body(services, store_id: str, body: bytes, topic: str, reason: str) ->
         keep_unreadable(services, connection, KeptWebhook(store_id, "shopify", topic, reason), body)
 
 
-def events(services) -> list[Event]:
+def events(services) -> list[OutboxEvent]:
     with services.db.session() as session:
-        return list(session.scalars(select(Event)))
+        return list(session.scalars(select(OutboxEvent)))
 
 
 def run_cli(settings, *args: str) -> str:  # type: ignore[no-untyped-def]

@@ -20,16 +20,26 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from connector.destinations import DestinationConfig, Outcome, SendResult
+from connector.destinations import (
+    ConfigField,
+    DestinationConfig,
+    EnvVar,
+    FailureAdvice,
+    Outcome,
+    SendResult,
+)
+from connector.destinations.tiktok.advice import advice
+from connector.destinations.tiktok.identity import user_data
 from connector.destinations.tiktok.tokens import access_token_for, send_with_renewed_token
-from connector.events import ConversionEvent
+from connector.events import ClickIds, ConversionEvent, Shopper
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from flask import Blueprint
 
-    from connector.models import Destination as DestinationRow
+    from connector.config import Settings
+    from connector.models import StoreDestination
     from connector.services import Services
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
@@ -51,15 +61,97 @@ TOKEN_FIX = (
     "in TikTok Events Manager (pixel settings, by an admin or operator of the ad account) and "
     "enter it on the Settings page or with `connector tiktok set`."
 )
-PIXEL_FIX = "Check the pixel code (TikTok Events Manager) and run `connector tiktok set`."
+PIXEL_FIX = (
+    "Check the pixel code (TikTok Events Manager) and run `connector destinations set STORE_ID "
+    "tiktok`."
+)
 ADDRESS_FIX = "Check TIKTOK_API_BASE: TikTok's Events API was not found at that address."
+
+
+API_BASE = EnvVar(
+    "TIKTOK_API_BASE",
+    "https://business-api.tiktok.com",
+    "TikTok's Business API (tests: a stand-in)",
+)
+ENV = (
+    API_BASE,
+    EnvVar("TIKTOK_APP_ID", help="The TikTok for Business app of 'Connect with TikTok'"),
+    EnvVar("TIKTOK_APP_SECRET", help="Its secret"),
+    # TikTok's advertiser authorization page, the first step of "Connect with TikTok" (TikTok
+    # API for Business, "Authorization"; Airbyte's TikTokMarketingOAuthFlow builds the same).
+    EnvVar("TIKTOK_AUTH_URL", "https://ads.tiktok.com/marketing_api/auth"),
+)
+FIELDS = (
+    ConfigField(
+        "pixel_code",
+        "Pixel code",
+        "TikTok Events Manager > Data sources > your web pixel: the code under its name.",
+        stored_as="account_id",
+        pattern=r"[A-Z0-9]{8,40}",
+        example="C4ABCDEFGHIJKLMNOPQR",
+    ),
+    ConfigField(
+        "access_token",
+        "Events API access token",
+        "Your pixel's Settings > Events API > Generate Access Token (an admin or operator of "
+        "the ad account); TikTok shows it once.",
+        stored_as="access_token",
+        secret=True,
+    ),
+    ConfigField(
+        "test_event_code",
+        "Test event code",
+        "Optional. Your pixel's Test events tab: while set, everything is sent as test events "
+        "(and the store's test orders too), which never count as conversions.",
+        stored_as="test_event_code",
+        required=False,
+    ),
+)
+# TikTok's purchase names: Purchase since about May 2025, CompletePayment before it (still
+# accepted, and what pixels installed earlier send), PlaceAnOrder for order-then-pay flows
+# (https://ads.tiktok.com/help/article/supported-standard-events). The default stays what
+# this connector always sent, so a merchant's pixel and server keep deduplicating.
+EVENT_NAMES = {
+    "purchase": ("CompletePayment", "Purchase", "PlaceAnOrder"),
+    "checkout": ("InitiateCheckout",),
+}
 
 
 class TikTokEventsApi:
     """The TikTok destination: payload builder and HTTP client."""
 
     kind = "tiktok"
+    label = "TikTok"
+    env = ENV
+    fields = FIELDS
+    event_names = EVENT_NAMES
+    click_ids = ("ttclid", "ttp")
+    signal_keys = {
+        "click_id": "ttclid",
+        "email": "email",
+        "phone": "phone",
+        "external_id": "external_id",
+        "ip": "ip",
+        "user_agent": "user_agent",
+        "browser_id": "ttp",
+    }
     max_batch = 1000
+    test_mode = "code"
+    test_hint = "set a TikTok test event code to send test orders"
+    setup = (
+        "Create a web pixel in TikTok Events Manager (or use the one your store has), then "
+        "connect with TikTok or paste the pixel code and an Events API access token. Your "
+        "browser pixel deduplicates with these events when it sends the same event name with "
+        "event_id set to the order id (the checkout token for InitiateCheckout)."
+    )
+
+    def advice(self, code: int | None) -> FailureAdvice:
+        """What a TikTok code means for the merchant (:mod:`.advice`)."""
+        return advice(code)
+
+    def user_data(self, shopper: Shopper, clicks: ClickIds, event_time: int) -> dict[str, Any]:
+        """TikTok's ``user`` object (:func:`connector.destinations.tiktok.identity.user_data`)."""
+        return user_data(shopper, clicks)
 
     @property
     def blueprint(self) -> Blueprint:
@@ -69,20 +161,31 @@ class TikTokEventsApi:
 
         return blueprint
 
+    def connect_url(self, settings: Settings, store_id: str) -> str | None:
+        """The "Connect with TikTok" page of a store, when a TikTok app is configured
+        (``TIKTOK_APP_ID``, ``TIKTOK_APP_SECRET``); called while a page is being built."""
+        from flask import url_for
+
+        from connector.destinations.tiktok.oauth import oauth_enabled
+
+        if not oauth_enabled(settings):
+            return None
+        return url_for("tiktok_connect.start", store_id=store_id)
+
     def problem(self, event: ConversionEvent, now: int) -> str | None:
         """TikTok accepts web events up to 7 days old; older ones would fail the whole batch."""
         if now - event.event_time > MAX_EVENT_AGE_SECONDS:
             return "event is older than 7 days, which TikTok does not accept"
         return None
 
-    def access_token(self, services: Services, row: DestinationRow) -> str:
+    def access_token(self, services: Services, row: StoreDestination) -> str:
         """The pasted token, or the OAuth one, renewed first when it is about to expire."""
         return access_token_for(services, row)
 
     def after_send(
         self,
         services: Services,
-        row: DestinationRow,
+        row: StoreDestination,
         config: DestinationConfig,
         result: SendResult,
         resend: Callable[[DestinationConfig], SendResult],
@@ -113,7 +216,7 @@ def build_body(config: DestinationConfig, events: list[ConversionEvent]) -> dict
     """The request body for one batch of web events."""
     body: dict[str, Any] = {
         "event_source": "web",
-        "event_source_id": config.pixel_code,
+        "event_source_id": config.account_id,
         "data": [event_data(event) for event in events],
     }
     if config.test_event_code:
@@ -127,7 +230,7 @@ def event_data(event: ConversionEvent) -> dict[str, Any]:
         "event": event.event_name,
         "event_time": event.event_time,
         "event_id": str(event.event_id),
-        "user": _present(vars(event.user)),
+        "user": _present(event.user),
         "properties": _properties(event),
         "limited_data_use": event.limited_data_use,
     }

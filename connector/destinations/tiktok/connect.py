@@ -43,7 +43,7 @@ from connector.destinations.tiktok.tokens import (
     save_grant,
 )
 from connector.jobs import request_delivery
-from connector.models import Destination
+from connector.models import StoreDestination
 from connector.stores import find_destination
 from connector.web import services
 from connector.web.merchant.access import (
@@ -186,7 +186,7 @@ def _pixels_page(
         "merchant/tiktok_pixels.html",
         store=g.store,
         accounts=found,
-        current=row.pixel_code if row else "",
+        current=row.account_id if row else "",
         waiting=bool(row and row.paused_reason == CHOOSE_PIXEL),
         error=error,
         chosen=chosen,
@@ -227,6 +227,6 @@ def _serializer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.signing_keys, salt=STATE_SALT)
 
 
-def _destination(store_id: str) -> Destination | None:
+def _destination(store_id: str) -> StoreDestination | None:
     with services().db.session() as session:
         return find_destination(session, store_id, KIND)

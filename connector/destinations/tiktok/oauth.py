@@ -120,14 +120,14 @@ class Pixel:
 
 def oauth_enabled(settings: Settings) -> bool:
     """Whether the operator configured a TikTok for Business app (else tokens are pasted)."""
-    return bool(settings.tiktok_app_id and settings.tiktok_app_secret)
+    return bool(settings.env("TIKTOK_APP_ID") and settings.env("TIKTOK_APP_SECRET"))
 
 
 def authorize_url(settings: Settings, *, redirect_uri: str, state: str) -> str:
     """TikTok's advertiser authorization page for this app, coming back to ``redirect_uri``."""
     app_id, _ = _credentials(settings)
     query = urlencode({"app_id": app_id, "redirect_uri": redirect_uri, "state": state})
-    return f"{settings.tiktok_auth_url}?{query}"
+    return f"{settings.env('TIKTOK_AUTH_URL')}?{query}"
 
 
 def exchange_auth_code(http: requests.Session, settings: Settings, auth_code: str) -> Grant:
@@ -198,7 +198,7 @@ def _call(
     try:
         response = http.request(
             method,
-            settings.tiktok_api_base + path,
+            f"{settings.env('TIKTOK_API_BASE')}{path}",
             json=json,
             params=params,
             headers=headers,
@@ -249,6 +249,7 @@ def _seconds(value: object) -> int | None:
 
 
 def _credentials(settings: Settings) -> tuple[str, str]:
-    if not (settings.tiktok_app_id and settings.tiktok_app_secret):
+    app_id, secret = settings.env("TIKTOK_APP_ID"), settings.env("TIKTOK_APP_SECRET")
+    if not (app_id and secret):
         raise TikTokOAuthError(NOT_SET_UP)
-    return settings.tiktok_app_id, settings.tiktok_app_secret
+    return app_id, secret

@@ -38,7 +38,7 @@ from connector.destinations.tiktok.oauth import (
     TikTokOAuthError,
     refresh_grant,
 )
-from connector.models import Destination, Store, utcnow
+from connector.models import Store, StoreDestination, utcnow
 from connector.stores import find_destination
 
 if TYPE_CHECKING:
@@ -64,8 +64,8 @@ def save_grant(services: Services, store_id: str, grant: Grant) -> int:
     with services.db.session() as session:
         if session.get(Store, store_id) is None:
             raise TikTokOAuthError(f"There is no store {store_id}.")
-        row = find_destination(session, store_id, KIND) or Destination(
-            store_id=store_id, kind=KIND, pixel_code="", options={}
+        row = find_destination(session, store_id, KIND) or StoreDestination(
+            store_id=store_id, kind=KIND, account_id="", options={}
         )
         for column, value in _grant_columns(services.cipher, grant, utcnow()).items():
             setattr(row, column, value)
@@ -83,7 +83,7 @@ def choose_pixel(services: Services, store_id: str, pixel: Pixel) -> None:
         row = find_destination(session, store_id, KIND)
         if row is None:
             raise TikTokOAuthError("This store is not connected to TikTok. " + RECONNECT)
-        row.pixel_code = pixel.code
+        row.account_id = pixel.code
         row.advertiser_id = pixel.advertiser_id
         if row.paused_reason == CHOOSE_PIXEL:
             row.paused_reason = None
@@ -92,7 +92,7 @@ def choose_pixel(services: Services, store_id: str, pixel: Pixel) -> None:
         session.commit()
 
 
-def access_token_for(services: Services, row: Destination) -> str:
+def access_token_for(services: Services, row: StoreDestination) -> str:
     """The token to send with, renewed first when it expires within :data:`REFRESH_MARGIN`.
 
     Never raises for TikTok trouble: if renewal fails the current token is used, and TikTok's
@@ -110,7 +110,7 @@ def access_token_for(services: Services, row: Destination) -> str:
 
 def send_with_renewed_token(
     services: Services,
-    row: Destination,
+    row: StoreDestination,
     config: DestinationConfig,
     expired: SendResult,
     send: Callable[[DestinationConfig], SendResult],
@@ -151,7 +151,7 @@ def renew_access_token(
     cipher = services.cipher
     with services.db.session() as session:
         _lock_row(session, destination_id)
-        row = session.get(Destination, destination_id)
+        row = session.get(StoreDestination, destination_id)
         if row is None:
             raise TikTokOAuthError("The TikTok connection was removed. " + RECONNECT)
         current = cipher.decrypt(row.access_token_encrypted)
@@ -181,9 +181,9 @@ def _lock_row(session: Session, destination_id: int) -> None:
     not. The lock is held for one call to TikTok, about once per token lifetime.
     """
     session.execute(
-        update(Destination)
-        .where(Destination.id == destination_id)
-        .values(updated_at=Destination.updated_at)
+        update(StoreDestination)
+        .where(StoreDestination.id == destination_id)
+        .values(updated_at=StoreDestination.updated_at)
     )
 
 
@@ -197,11 +197,11 @@ def _grant_columns(cipher: TokenCipher, grant: Grant, now: datetime) -> dict[str
     }
 
 
-def _expires_soon(row: Destination) -> bool:
+def _expires_soon(row: StoreDestination) -> bool:
     return row.token_expires_at is not None and row.token_expires_at - REFRESH_MARGIN <= utcnow()
 
 
-def _refresh_token(cipher: TokenCipher, row: Destination, access_token: str) -> str | None:
+def _refresh_token(cipher: TokenCipher, row: StoreDestination, access_token: str) -> str | None:
     """The refresh token for this access token, if it has one that has not expired."""
     if not row.refresh_token_encrypted:
         return None

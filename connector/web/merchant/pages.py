@@ -1,7 +1,9 @@
 """Status, settings, test event and delivery log: what a merchant configures and checks.
 
 The forms post back to the page they are on and the page answers with what happened (saved,
-refused and why, TikTok's answer), so a shop owner never needs the command line.
+refused and why, the platform's answer), so a shop owner never needs the command line. The
+settings page has one card per destination, drawn from the destination's own fields
+(``Destination.fields``), so a new ad platform brings its card with it.
 """
 
 from __future__ import annotations
@@ -9,23 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Response, current_app, g, redirect, request, url_for
+from flask import Response, abort, current_app, g, redirect, request, url_for
 from markupsafe import Markup
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from connector.destinations import Destination
 from connector.jobs import request_delivery
-from connector.mapping import (
-    CONTENT_ID_SOURCES,
-    ORDER_TRIGGERS,
-    PURCHASE_EVENT_NAMES,
-    VALUE_BASES,
-    EventOptions,
-)
-from connector.models import Destination, Event, EventStatus, utcnow
+from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, VALUE_BASES, EventOptions
+from connector.models import EventStatus, OutboxEvent, StoreDestination, utcnow
 from connector.reconcile import ReconcileStatus, reconciliation_status
 from connector.replay import REPLAYABLE, replay_events
-from connector.stores import StoreError, find_destination, set_destination
+from connector.stores import StoreError, find_destination, remove_destination, set_destination
 from connector.testevent import send_test_event
 from connector.unreadable import count_unreadable, reprocess, unreadable_records
 from connector.web import PLATFORMS_KEY, services
@@ -36,11 +32,6 @@ STATUSES = tuple(EventStatus)
 UNREADABLE = "unreadable"  # the Delivery log's filter for kept webhooks, beside the statuses
 # What each option means, in the words the settings form shows.
 OPTION_LABELS = {
-    "purchase_event": {
-        "CompletePayment": "CompletePayment (TikTok's usual purchase event)",
-        "Purchase": "Purchase (TikTok's newer name)",
-        "PlaceAnOrder": "PlaceAnOrder",
-    },
     "order_trigger": {"created": "when the order is placed", "paid": "when the order is paid"},
     "value_basis": {"total": "order total (with tax and shipping)", "subtotal": "subtotal"},
     "content_id": {"variant": "variant id", "sku": "SKU", "product": "product id"},
@@ -48,10 +39,25 @@ OPTION_LABELS = {
 
 
 @dataclass(frozen=True)
+class DestinationCard:
+    """One destination on the settings and status pages: the platform's code, the store's
+    row for it (None when not connected) and the options in force."""
+
+    api: Destination
+    row: StoreDestination | None
+    options: EventOptions
+    connect_url: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.api.kind
+
+
+@dataclass(frozen=True)
 class StoreStatus:
     """The numbers on the status page."""
 
-    destination: Destination | None
+    destinations: tuple[DestinationCard, ...]
     pending: int
     oldest_pending_seconds: float | None
     counts_24h: dict[str, int]
@@ -84,20 +90,20 @@ def _reconciliation(store_id: str) -> ReconcileStatus | None:
 
 def _store_status(store_id: str) -> StoreStatus:
     since = utcnow() - timedelta(hours=24)
+    cards = _cards(store_id)
     with services().db.session() as session:
-        destination = _tiktok(session, store_id)
         pending, oldest = session.execute(
-            select(func.count(), func.min(Event.received_at)).where(
-                Event.store_id == store_id, Event.status == EventStatus.PENDING
+            select(func.count(), func.min(OutboxEvent.received_at)).where(
+                OutboxEvent.store_id == store_id, OutboxEvent.status == EventStatus.PENDING
             )
         ).one()
         counts = session.execute(
-            select(Event.status, func.count())
-            .where(Event.store_id == store_id, Event.received_at >= since)
-            .group_by(Event.status)
+            select(OutboxEvent.status, func.count())
+            .where(OutboxEvent.store_id == store_id, OutboxEvent.received_at >= since)
+            .group_by(OutboxEvent.status)
         ).all()
     return StoreStatus(
-        destination=destination,
+        destinations=tuple(card for card in cards if card.row is not None),
         pending=pending,
         oldest_pending_seconds=(utcnow() - oldest).total_seconds() if oldest else None,
         counts_24h={status: count for status, count in counts},
@@ -114,19 +120,19 @@ def settings(store_id: str) -> str:
 
 @blueprint.post("/settings")
 def save_settings(store_id: str) -> str | tuple[str, int]:
-    """Save the TikTok connection and event options; a new token un-pauses delivery."""
+    """Save one destination's connection and event options (the form's ``kind``); new
+    credentials un-pause its delivery."""
     form = request.form
-    with services().db.session() as session:
-        current = _tiktok(session, store_id)
-    token = form.get("access_token", "").strip()
-    if not token and current is not None:
-        token = services().cipher.decrypt(current.access_token_encrypted)
-    pixel_code = form.get("pixel_code", "").strip()
-    problem = _connection_problem(pixel_code, token)
-    if problem:
-        return _settings_page(store_id, error=problem), 400
-    options = {
-        "purchase_event": form.get("purchase_event", ""),
+    api = _destination_api(form.get("kind", "tiktok"))
+    current = _row(store_id, api.kind)
+    values = {}
+    for field in api.fields:
+        value = form.get(field.name, "").strip()
+        if field.secret and not value and current is not None:
+            continue  # an empty secret keeps the stored one
+        values[field.name] = value
+    options: dict[str, object] = {
+        "purchase_event": form.get("purchase_event") or None,
         "order_trigger": form.get("order_trigger", ""),
         "value_basis": form.get("value_basis", ""),
         "content_id": form.get("content_id", ""),
@@ -136,65 +142,87 @@ def save_settings(store_id: str) -> str | tuple[str, int]:
     }
     try:
         destination = set_destination(
-            services(),
-            store_id,
-            kind="tiktok",
-            pixel_code=pixel_code,
-            access_token=token,
-            test_event_code=form.get("test_event_code", "").strip() or None,
-            options=options,
+            services(), store_id, kind=api.kind, values=values, options=options
         )
     except (StoreError, ValueError, TypeError) as exc:
-        return _settings_page(store_id, error=str(exc)), 400
+        return _settings_page(store_id, error=str(exc), kind=api.kind), 400
     request_delivery(services(), destination.id)
-    return _settings_page(store_id, saved=True)
+    return _settings_page(store_id, saved=api.kind)
 
 
-def _connection_problem(pixel_code: str, token: str) -> str | None:
-    if not pixel_code:
-        return "Enter your TikTok pixel code (TikTok Events Manager > Data sources > your pixel)."
-    if not token:
-        return (
-            "Enter the Events API access token (TikTok Events Manager > your pixel > Settings "
-            "> Generate access token)."
+@blueprint.post("/settings/remove")
+def remove_settings(store_id: str) -> str:
+    """Disconnect one destination: nothing more is sent to it, and its events and log go."""
+    api = _destination_api(request.form.get("kind", ""))
+    remove_destination(services(), store_id, api.kind)
+    return _settings_page(store_id, removed=api.kind)
+
+
+def _destination_api(kind: str) -> Destination:
+    api = services().destinations.get(kind)
+    if api is None:
+        abort(400, f"there is no destination {kind!r}")
+    return api
+
+
+def _row(store_id: str, kind: str) -> StoreDestination | None:
+    with services().db.session() as session:
+        return find_destination(session, store_id, kind)
+
+
+def _cards(store_id: str) -> list[DestinationCard]:
+    """Every destination the connector knows, the store's connected ones first."""
+    with services().db.session() as session:
+        rows = {
+            row.kind: row
+            for row in session.scalars(
+                select(StoreDestination).where(StoreDestination.store_id == store_id)
+            )
+        }
+    cards = [
+        DestinationCard(
+            api,
+            rows.get(kind),
+            EventOptions.from_json(rows[kind].options if kind in rows else None),
+            _connect_url(api, store_id),
         )
-    return None
+        for kind, api in services().destinations.items()
+    ]
+    return sorted(cards, key=lambda card: (card.row is None, card.api.label))
 
 
 def _settings_page(
-    store_id: str, *, error: str | None = None, saved: bool = False, test: dict | None = None
+    store_id: str,
+    *,
+    error: str | None = None,
+    kind: str | None = None,
+    saved: str | None = None,
+    removed: str | None = None,
+    test: dict | None = None,
 ) -> str:
-    with services().db.session() as session:
-        destination = _tiktok(session, store_id)
-    options = EventOptions.from_json(destination.options if destination else None)
     return render_merchant(
         "merchant/settings.html",
-        destination=destination,
-        options=options,
+        cards=_cards(store_id),
         choices={
-            "purchase_event": PURCHASE_EVENT_NAMES,
             "order_trigger": ORDER_TRIGGERS,
             "value_basis": VALUE_BASES,
             "content_id": CONTENT_ID_SOURCES,
         },
         labels=OPTION_LABELS,
-        connect_url=_connect_url(store_id),
         platform_panel=_platform_panel(store_id),
         error=error,
+        error_kind=kind,
         saved=saved,
+        removed=removed,
         test=test,
     )
 
 
-def _connect_url(store_id: str) -> str | None:
-    """The "Connect with TikTok" link when the TikTok destination offers OAuth and it is set up."""
-    settings = services().settings
-    endpoint = "tiktok_connect.start"
-    if endpoint not in current_app.view_functions:
-        return None
-    if not (settings.tiktok_app_id and settings.tiktok_app_secret):
-        return None
-    return url_for(endpoint, store_id=store_id)
+def _connect_url(api: Destination, store_id: str) -> str | None:
+    """The destination's own "Connect with ..." page, when it has one and it is set up
+    (``connect_url`` on the destination, beside its optional blueprint)."""
+    connect = getattr(api, "connect_url", None)
+    return connect(services().settings, store_id) if connect else None
 
 
 def _platform_notices(store_id: str) -> list[str]:
@@ -215,12 +243,13 @@ def _platform_panel(store_id: str) -> Markup | None:
 
 @blueprint.post("/test-event")
 def test_event(store_id: str) -> str | tuple[str, int]:
-    """Send a test purchase through the whole pipeline and show TikTok's answer."""
+    """Send a test purchase to one destination and show the platform's answer."""
+    api = _destination_api(request.form.get("kind", "tiktok"))
     try:
-        outcome = send_test_event(services(), store_id)
+        outcome = send_test_event(services(), store_id, api.kind)
     except StoreError as exc:
-        return _settings_page(store_id, error=str(exc)), 400
-    return _settings_page(store_id, test=outcome)
+        return _settings_page(store_id, error=str(exc), kind=api.kind), 400
+    return _settings_page(store_id, test={**outcome, "label": api.label})
 
 
 # -- delivery log ------------------------------------------------------------------------------
@@ -228,26 +257,36 @@ def test_event(store_id: str) -> str | tuple[str, int]:
 
 @blueprint.get("/log")
 def delivery_log(store_id: str) -> str:
-    """Recent events, newest first, filtered by status and event name, fifty a page."""
+    """Recent events, newest first, filtered by destination, status and event name, fifty a
+    page."""
     chosen_status = request.args.get("status", "")
     chosen_event = request.args.get("event", "")
+    chosen_destination = request.args.get("destination", "")
     before = request.args.get("before", type=int)
-    query = select(Event).where(Event.store_id == store_id)
+    query = select(OutboxEvent).where(OutboxEvent.store_id == store_id)
     if chosen_status == UNREADABLE:
         query = query.where(False)  # kept webhooks are listed apart; they are not events yet
     elif chosen_status in STATUSES:
-        query = query.where(Event.status == chosen_status)
+        query = query.where(OutboxEvent.status == chosen_status)
     if chosen_event:
-        query = query.where(Event.event_name == chosen_event)
+        query = query.where(OutboxEvent.event_name == chosen_event)
+    if chosen_destination:
+        query = query.where(OutboxEvent.destination == chosen_destination)
     if before:
-        query = query.where(Event.id < before)
+        query = query.where(OutboxEvent.id < before)
     with services().db.session() as session:
-        events = session.scalars(query.order_by(Event.id.desc()).limit(LOG_PAGE_SIZE + 1)).all()
+        events = session.scalars(
+            query.order_by(OutboxEvent.id.desc()).limit(LOG_PAGE_SIZE + 1)
+        ).all()
         names = session.scalars(
-            select(Event.event_name).where(Event.store_id == store_id).distinct()
+            select(OutboxEvent.event_name).where(OutboxEvent.store_id == store_id).distinct()
         ).all()
         replayable = session.scalar(
-            select(func.count()).where(Event.store_id == store_id, Event.status.in_(REPLAYABLE))
+            select(func.count()).where(
+                OutboxEvent.store_id == store_id,
+                OutboxEvent.status.in_(REPLAYABLE),
+                *([OutboxEvent.destination == chosen_destination] if chosen_destination else []),
+            )
         )
     more = len(events) > LOG_PAGE_SIZE
     events = events[:LOG_PAGE_SIZE]
@@ -261,6 +300,8 @@ def delivery_log(store_id: str) -> str:
         event_names=sorted(names),
         chosen_status=chosen_status,
         chosen_event=chosen_event,
+        labels={kind: api.label for kind, api in services().destinations.items()},
+        chosen_destination=chosen_destination,
         next_before=events[-1].id if more else None,
         replayable=replayable,
         replayed=request.args.get("replayed", type=int),
@@ -273,10 +314,14 @@ def replay(store_id: str) -> Response:
     """Put one failed or dead event, or all of them, back in the queue."""
     ids = [int(value) for value in request.form.getlist("event") if value.isdigit()]
     everything = request.form.get("all") == "yes"
+    kind = request.form.get("destination") or None
     count = 0
     if ids or everything:  # no ids and no "all" means nothing was chosen, not everything
-        count = replay_events(services(), ids=ids, status=None, store_id=store_id)
-    return redirect(url_for("merchant.delivery_log", store_id=store_id, replayed=count), code=303)
+        count = replay_events(services(), ids=ids, status=None, store_id=store_id, kind=kind)
+    return redirect(
+        url_for("merchant.delivery_log", store_id=store_id, replayed=count, destination=kind),
+        code=303,
+    )
 
 
 @blueprint.post("/log/reprocess")
@@ -287,10 +332,6 @@ def reprocess_kept(store_id: str) -> Response:
         url_for("merchant.delivery_log", store_id=store_id, reprocessed=report.recovered),
         code=303,
     )
-
-
-def _tiktok(session: Session, store_id: str) -> Destination | None:
-    return find_destination(session, store_id, "tiktok")
 
 
 def age(seconds: float | None) -> str:

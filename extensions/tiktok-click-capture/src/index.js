@@ -1,14 +1,22 @@
 /**
- * TikTok click capture, a Shopify Web Pixel (strict sandbox: no DOM, async browser APIs).
+ * Ad click capture, a Shopify Web Pixel (strict sandbox: no DOM, async browser APIs).
  *
  * What it does, and why:
- *  - page_viewed: reads `ttclid` from the landing URL (event.context.document.location.href)
- *    and keeps it in sessionStorage, so it survives the shopper browsing to checkout;
- *  - checkout_started / checkout_completed: reports {shop, checkout_token, cart_token, ttclid,
- *    ttp} to the connector's POST /collect. The order webhook carries the same checkout and
- *    cart tokens, which is how the server joins the click to the order (see connector/clicks.py
- *    for the precedence: order note_attributes, this report, then the order's landing_site).
- *  - `_ttp` is TikTok's first-party cookie, read with browser.cookie.get.
+ *  - page_viewed: reads the ad platforms' click ids from the landing URL
+ *    (event.context.document.location.href) and keeps each in sessionStorage, so it survives
+ *    the shopper browsing to checkout: TikTok's `ttclid`, Meta's `fbclid`, Google's `gclid`
+ *    and, for clicks from iOS 14+ devices, `gbraid` and `wbraid`;
+ *  - checkout_started / checkout_completed: reports {shop, checkout_token, cart_token} with the
+ *    click ids it kept and the ad platforms' first-party cookies, read with browser.cookie.get:
+ *    TikTok's `_ttp` (sent as `ttp`), Meta's `_fbc` and `_fbp` (sent as `fbc`, `fbp`), to the
+ *    connector's POST /collect. The order webhook carries the same checkout and cart tokens,
+ *    which is how the server joins the click to the order (see connector/clicks.py for the
+ *    precedence: order note_attributes, this report, then the order's landing_site).
+ *  - Values are sent as they are (only trimmed): the platforms match them byte for byte.
+ *
+ * URL_PARAMETERS and COOKIES are connector/clicks.py's CAPTURED_URL_PARAMETERS and
+ * CAPTURED_COOKIES; a test keeps this file, the custom pixel and the WordPress plugin equal to
+ * them.
  *
  * It does not fire TikTok's browser pixel: the strict sandbox has no page to load it in. The
  * custom pixel the connector prints (platforms/shopify/storefront/tiktok-custom-pixel.js) does,
@@ -20,35 +28,51 @@
  * Sources: Web Pixels API
  * (https://shopify.dev/docs/api/web-pixels-api: register, analytics.subscribe, browser.cookie,
  * browser.sessionStorage, init.data.shop.myshopifyDomain; standard events page_viewed,
- * checkout_started, checkout_completed with data.checkout.token).
+ * checkout_started, checkout_completed with data.checkout.token); Meta's fbclid, _fbc and _fbp
+ * (https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc);
+ * Google's gclid, gbraid and wbraid
+ * (https://developers.google.com/google-ads/api/reference/rpc/v21/ClickConversion).
  *
  * Not confirmed by a source: that `init.data.cart.id` is `gid://shopify/Cart/<token>` whose
  * token is the webhook's `cart_token` (the checkout token, which is documented, is sent too).
  */
 import { register } from "@shopify/web-pixels-extension";
 
-const TTCLID_KEY = "tiktok_ttclid";
+const URL_PARAMETERS = ["ttclid", "fbclid", "gclid", "gbraid", "wbraid"];
+const COOKIES = { "_ttp": "ttp", "_fbc": "fbc", "_fbp": "fbp" };
+const STORAGE_KEY_PREFIX = "connector_click:";
+// What /collect accepts (connector/clicks.py): a value it refuses would cost the whole report.
 const MAX_CLICK_ID_LENGTH = 500;
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+// _fbc and _fbp are fb.<subdomain index>.<creation time>.<fbclid or random number>.
+const META_COOKIE = /^fb\.[0-9]\.[0-9]+\..+$/;
 
 register(({ analytics, browser, init, settings }) => {
   const shop = init.data.shop.myshopifyDomain;
 
   analytics.subscribe("page_viewed", async (event) => {
-    const ttclid = ttclidFrom(event.context.document.location.href);
-    if (ttclid) {
-      await browser.sessionStorage.setItem(TTCLID_KEY, ttclid);
+    const found = clickIdsFrom(event.context.document.location.href);
+    for (const [name, value] of Object.entries(found)) {
+      await browser.sessionStorage.setItem(STORAGE_KEY_PREFIX + name, value);
     }
   });
 
   const reportCheckout = async (event) => {
-    const ttclid = await browser.sessionStorage.getItem(TTCLID_KEY);
-    const ttp = await browser.cookie.get("_ttp");
+    const clicks = {};
+    for (const name of URL_PARAMETERS) {
+      const value = cleanClickId(await browser.sessionStorage.getItem(STORAGE_KEY_PREFIX + name));
+      if (value) clicks[name] = value;
+    }
+    for (const [cookie, name] of Object.entries(COOKIES)) {
+      const value = cleanClickId(await browser.cookie.get(cookie));
+      if (value && (cookie === "_ttp" || META_COOKIE.test(value))) clicks[name] = value;
+    }
     const checkoutToken = event.data.checkout.token;
     const cartToken = cartTokenFrom(init.data.cart && init.data.cart.id);
-    if (!(ttclid || ttp) || !(checkoutToken || cartToken)) {
+    if (Object.keys(clicks).length === 0 || !(checkoutToken || cartToken)) {
       return;
     }
-    const report = { shop, ttclid: ttclid || null, ttp: ttp || null };
+    const report = { shop, ...clicks };
     if (checkoutToken) report.checkout_token = checkoutToken;
     if (cartToken) report.cart_token = cartToken;
     await fetch(settings.collectUrl, {
@@ -64,13 +88,25 @@ register(({ analytics, browser, init, settings }) => {
   analytics.subscribe("checkout_completed", reportCheckout);
 });
 
-function ttclidFrom(href) {
+function clickIdsFrom(href) {
+  const found = {};
   try {
-    const value = new URL(href).searchParams.get("ttclid");
-    return value && value.length <= MAX_CLICK_ID_LENGTH ? value.trim() : null;
+    const query = new URL(href).searchParams;
+    for (const name of URL_PARAMETERS) {
+      const value = cleanClickId(query.get(name));
+      if (value) found[name] = value;
+    }
   } catch (_error) {
-    return null;
+    // Not a URL: no click ids.
   }
+  return found;
+}
+
+function cleanClickId(value) {
+  if (typeof value !== "string") return null;
+  const trimmed = value.trim();
+  const usable = trimmed && trimmed.length <= MAX_CLICK_ID_LENGTH;
+  return usable && !CONTROL_CHARACTER.test(trimmed) ? trimmed : null;
 }
 
 function cartTokenFrom(cartId) {

@@ -21,9 +21,13 @@
  * No PageView is sent: page views stay with whatever TikTok setup the shop already has.
  *
  * It also captures click ids like the app extension (extensions/tiktok-click-capture), for
- * shops that cannot use it: ttclid from the landing URL (kept in sessionStorage for the
- * session) and the _ttp cookie, reported with the checkout and cart tokens to the connector's
- * POST /collect, where the order webhook later finds them by token.
+ * shops that cannot use it: every ad platform's click id from the landing URL (TikTok's
+ * ttclid, Meta's fbclid, Google's gclid, gbraid and wbraid; kept in sessionStorage for the
+ * session) and the ad cookies _ttp, _fbc and _fbp (sent as ttp, fbc, fbp), reported with the
+ * checkout and cart tokens to the connector's POST /collect, where the order webhook later
+ * finds them by token. URL_PARAMETERS and COOKIES are connector/clicks.py's
+ * CAPTURED_URL_PARAMETERS and CAPTURED_COOKIES (a test keeps them equal). Values are sent as
+ * they are, only trimmed: the platforms match them byte for byte.
  *
  * Sources:
  *  - Custom pixels run in Shopify's lax sandbox, an iframe where a script element may be
@@ -39,6 +43,10 @@
  *    loads https://analytics.tiktok.com/i18n/pixel/events.js?sdkid=<pixel code>&lib=ttq;
  *    ttq.track(event, properties, {event_id}) sets the id TikTok deduplicates on: same event
  *    name and event_id within 48 hours (https://ads.tiktok.com/help/article/event-deduplication).
+ *  - Meta's fbclid and its _fbc (fb.<subdomain index>.<creation time>.<fbclid>) and _fbp
+ *    cookies: https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc;
+ *    Google's gclid, and gbraid / wbraid for iOS 14+ clicks:
+ *    https://developers.google.com/google-ads/api/reference/rpc/v21/ClickConversion.
  *
  * Not confirmed by a source: that every variant and order id in Web Pixels events is a GID or
  * a plain number (both are handled). Saved storefront pages show the custom-pixel iframe as
@@ -51,18 +59,23 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
 (function (analytics, browser, init) {
   "use strict";
 
-  const TTCLID_KEY = "tiktok_ttclid";
+  const URL_PARAMETERS = ["ttclid", "fbclid", "gclid", "gbraid", "wbraid"];
+  const COOKIES = { "_ttp": "ttp", "_fbc": "fbc", "_fbp": "fbp" };
+  const CLICK_KEY_PREFIX = "connector_click:";
   const SENT_KEY_PREFIX = "tiktok_pixel_sent:";
+  // What /collect accepts (connector/clicks.py): a value it refuses would cost the whole report.
   const MAX_CLICK_ID_LENGTH = 500;
+  const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+  const META_COOKIE = /^fb\.[0-9]\.[0-9]+\..+$/;
   const sentOnThisPage = new Set();
 
   loadTikTokPixel(window, document, CONFIG.pixelCode);
   const shop = init.data.shop.myshopifyDomain;
 
   analytics.subscribe("page_viewed", async (event) => {
-    const ttclid = ttclidFrom(event.context.document.location.href);
-    if (ttclid) {
-      await browser.sessionStorage.setItem(TTCLID_KEY, ttclid);
+    const found = clickIdsFrom(event.context.document.location.href);
+    for (const [name, value] of Object.entries(found)) {
+      await browser.sessionStorage.setItem(CLICK_KEY_PREFIX + name, value);
     }
   });
 
@@ -121,14 +134,19 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
   }
 
   async function reportClicks(event, checkout) {
-    const ttclid =
-      ttclidFrom(event.context.document.location.href) ||
-      (await browser.sessionStorage.getItem(TTCLID_KEY));
-    const ttp = await browser.cookie.get("_ttp");
+    const clicks = clickIdsFrom(event.context.document.location.href);
+    for (const name of URL_PARAMETERS) {
+      const kept = cleanClickId(await browser.sessionStorage.getItem(CLICK_KEY_PREFIX + name));
+      if (kept && !clicks[name]) clicks[name] = kept;
+    }
+    for (const [cookie, name] of Object.entries(COOKIES)) {
+      const value = cleanClickId(await browser.cookie.get(cookie));
+      if (value && (cookie === "_ttp" || META_COOKIE.test(value))) clicks[name] = value;
+    }
     const checkoutToken = checkout.token;
     const cartToken = cartTokenFrom(init.data.cart && init.data.cart.id);
-    if (!(ttclid || ttp) || !(checkoutToken || cartToken)) return;
-    const report = { shop, ttclid: ttclid || null, ttp: ttp || null };
+    if (Object.keys(clicks).length === 0 || !(checkoutToken || cartToken)) return;
+    const report = { shop, ...clicks };
     if (checkoutToken) report.checkout_token = checkoutToken;
     if (cartToken) report.cart_token = cartToken;
     // A string body is sent as text/plain: a simple request, no CORS preflight.
@@ -141,17 +159,29 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
         keepalive: true,
       });
     } catch (_error) {
-      // The connector is unreachable: the order still converts, with its landing-page ttclid.
+      // The connector is unreachable: the order still converts, with its landing-page click ids.
     }
   }
 
-  function ttclidFrom(href) {
+  function clickIdsFrom(href) {
+    const found = {};
     try {
-      const value = new URL(href).searchParams.get("ttclid");
-      return value && value.trim() && value.length <= MAX_CLICK_ID_LENGTH ? value.trim() : null;
+      const query = new URL(href).searchParams;
+      for (const name of URL_PARAMETERS) {
+        const value = cleanClickId(query.get(name));
+        if (value) found[name] = value;
+      }
     } catch (_error) {
-      return null;
+      // Not a URL: no click ids.
     }
+    return found;
+  }
+
+  function cleanClickId(value) {
+    if (typeof value !== "string") return null;
+    const trimmed = value.trim();
+    const usable = trimmed && trimmed.length <= MAX_CLICK_ID_LENGTH;
+    return usable && !CONTROL_CHARACTER.test(trimmed) ? trimmed : null;
   }
 
   function cartTokenFrom(cartId) {

@@ -11,7 +11,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from connector.models import Event
+from connector.models import OutboxEvent
 from tests.support import (
     SHOP_DOMAIN,
     connect_tiktok,
@@ -68,7 +68,9 @@ def test_each_capture_path_delivers_the_ttclid(
         "9003": "E.C.P.url",
     }
     with services.db.session() as session:
-        sources = dict(session.execute(select(Event.event_id, Event.click_source)).all())
+        sources = dict(
+            session.execute(select(OutboxEvent.event_id, OutboxEvent.click_source)).all()
+        )
     assert sources == {
         "9001": "note_attributes",
         "9002": "stored_checkout_token",

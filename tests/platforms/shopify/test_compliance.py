@@ -9,7 +9,14 @@ from sqlalchemy import func, select
 
 from connector.clicks import save_click_record
 from connector.events import ClickIds
-from connector.models import Attempt, ClickRecord, Destination, Event, ShopifyToken, Store
+from connector.models import (
+    Attempt,
+    ClickRecord,
+    OutboxEvent,
+    ShopifyToken,
+    Store,
+    StoreDestination,
+)
 from connector.stores import add_store
 from platforms.shopify.compliance import DATA_REQUESTS_FOLDER
 from platforms.shopify.tokens import TokenGrant, save_grant
@@ -59,7 +66,7 @@ def stored(browser, app_services, store_id) -> str:
 
 def event_ids(services) -> set[str]:
     with services.db.session() as session:
-        return set(session.scalars(select(Event.event_id)))
+        return set(session.scalars(select(OutboxEvent.event_id)))
 
 
 def click_tokens(services) -> set[str]:
@@ -118,10 +125,10 @@ def test_shop_redact_deletes_everything_of_that_store_only(browser, app_services
     answer = send(browser, "shop/redact", {"shop_id": 954889, "shop_domain": INSTALL_SHOP})
     assert answer.status_code == 200
     with app_services.db.session() as session:
-        for model in (Event, ClickRecord, ShopifyToken, Attempt):
+        for model in (OutboxEvent, ClickRecord, ShopifyToken, Attempt):
             assert session.scalar(select(func.count()).select_from(model)) == 0, model
         assert session.scalars(select(Store.id)).all() == [other.id]
-        assert session.scalars(select(Destination.store_id)).all() == [other.id]
+        assert session.scalars(select(StoreDestination.store_id)).all() == [other.id]
     again = send(browser, "shop/redact", {"shop_id": 954889, "shop_domain": INSTALL_SHOP})
     assert again.status_code == 200 and again.json["status"] == "ignored"
 
@@ -172,18 +179,18 @@ def test_uninstall_deletes_tokens_and_pauses_deliveries(browser, app_services, s
         assert session.get(ShopifyToken, store_id) is None
         store = session.get(Store, store_id)
         assert (store.status, store.access_token_encrypted) == ("uninstalled", None)
-        destination = session.scalar(select(Destination))
+        destination = session.scalar(select(StoreDestination))
         assert "uninstalled" in destination.paused_reason and destination.paused_at
 
 
 def test_uninstall_keeps_an_earlier_pause_reason(browser, app_services, store_id):
     with app_services.db.session() as session:
-        session.scalar(select(Destination)).paused_reason = "TikTok refused the token"
+        session.scalar(select(StoreDestination)).paused_reason = "TikTok refused the token"
         session.commit()
     body = fixture_bytes("shopify", "app_uninstalled.json")
     browser.post("/webhooks/shopify", data=body, headers=app_webhook("app/uninstalled", body))
     with app_services.db.session() as session:
-        assert session.scalar(select(Destination)).paused_reason == "TikTok refused the token"
+        assert session.scalar(select(StoreDestination)).paused_reason == "TikTok refused the token"
 
 
 def test_uninstall_of_a_custom_apps_own_app_changes_nothing(client, services, shopify_store):
@@ -194,5 +201,5 @@ def test_uninstall_of_a_custom_apps_own_app_changes_nothing(client, services, sh
     )
     assert answer.status_code == 200 and answer.json["status"] == "ignored"
     with services.db.session() as session:
-        assert session.scalar(select(Destination)).paused_reason is None
+        assert session.scalar(select(StoreDestination)).paused_reason is None
         assert session.get(Store, shopify_store).status == "active"

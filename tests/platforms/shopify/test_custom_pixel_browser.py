@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 
 from connector.embedded_redis import free_port
 from connector.mapping import EventOptions
-from connector.models import ClickRecord, Event, Store
+from connector.models import ClickRecord, OutboxEvent, Store
 from platforms.shopify.custom_pixel import custom_pixel_code
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support import (
@@ -341,7 +341,9 @@ def test_browser_events_match_the_server_events_and_the_click_reaches_tiktok(
     assert server["CompletePayment"]["user"]["ttclid"] == TTCLID
     assert server["CompletePayment"]["user"]["ttp"] == TTP_COOKIE
     with services.db.session() as session:
-        source = session.scalar(select(Event.click_source).where(Event.event_id == ORDER_ID))
+        source = session.scalar(
+            select(OutboxEvent.click_source).where(OutboxEvent.event_id == ORDER_ID)
+        )
     assert source == "stored_checkout_token"
 
 

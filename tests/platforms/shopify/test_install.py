@@ -11,7 +11,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from connector.models import Destination, ShopifyToken, Store, utcnow
+from connector.models import ShopifyToken, Store, StoreDestination, utcnow
 from connector.stores import add_store
 from connector.worker import periodic_tasks
 from platforms.shopify.admin_api import TOML_TOPICS, remove_shop_webhooks
@@ -237,15 +237,15 @@ def test_reinstall_resumes_only_what_the_uninstall_paused(browser, shopify, app_
     )
     assert answer.status_code == 200 and answer.json == {"status": "uninstalled"}
     with app_services.db.session() as session:
-        destination = session.scalar(select(Destination))
+        destination = session.scalar(select(StoreDestination))
         assert destination.paused_reason == UNINSTALLED_REASON
         assert session.get(ShopifyToken, store_id) is None
         assert session.get(Store, store_id).status == "uninstalled"
     assert install(browser, shopify).status_code == 200
     assert shopify.pixels[INSTALL_SHOP] == {"collectUrl": f"{APP_URL}/collect"}  # kept
     with app_services.db.session() as session:
-        destination = session.scalar(select(Destination))
-        assert destination.paused_reason is None and destination.pixel_code == PIXEL_CODE
+        destination = session.scalar(select(StoreDestination))
+        assert destination.paused_reason is None and destination.account_id == PIXEL_CODE
         assert session.get(Store, store_id).status == "active"
         assert session.get(ShopifyToken, store_id) is not None
 

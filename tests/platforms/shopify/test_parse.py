@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from connector.events import Checkout, ClickIds, LineItem, Order, Shopper, UnreadablePayload
 from connector.mapping import EventOptions, build_event, plan_event
-from connector.models import Event
+from connector.models import OutboxEvent
 from platforms.shopify.parse import parse_checkout, parse_order, read_webhook
 from tests.platforms.mutations import LEAKABLE, mutations
 from tests.support import fixture_bytes, shopify_headers
@@ -787,7 +787,7 @@ def assert_reads_or_is_unreadable(topic: str, body: Any, change: str) -> None:
 
 def stored_notes(services: Any) -> dict[str, str | None]:
     with services.db.session() as session:
-        return {e.event_id: e.parse_notes for e in session.scalars(select(Event))}
+        return {e.event_id: e.parse_notes for e in session.scalars(select(OutboxEvent))}
 
 
 @pytest.mark.postgres

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from connector.events import Order
-from connector.models import Event, EventSource, Store
+from connector.models import EventSource, OutboxEvent, Store
 from connector.plugins import FetchError, NoApiAccess
 from connector.reconcile import reconcile_store
 from connector.stores import add_store
@@ -243,9 +243,9 @@ def test_a_store_without_any_token_has_no_api_access(shopify, app_services):
 # -- with the core: connector.reconcile ----------------------------------------------------------
 
 
-def events(services, store_id: str) -> list[Event]:  # type: ignore[no-untyped-def]
+def events(services, store_id: str) -> list[OutboxEvent]:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
-        return list(session.scalars(select(Event).where(Event.store_id == store_id)))
+        return list(session.scalars(select(OutboxEvent).where(OutboxEvent.store_id == store_id)))
 
 
 def test_a_webhook_that_never_came_is_recovered_and_one_that_came_adds_nothing(

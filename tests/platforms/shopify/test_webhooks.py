@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from app import create_app
 from connector.embedded_redis import free_port
-from connector.identity import sha256_hex
-from connector.models import Event
+from connector.hashing import sha256_hex
+from connector.models import OutboxEvent
 from tests.support import (
     connect_tiktok,
     fixture_bytes,
@@ -23,14 +23,14 @@ pytestmark = pytest.mark.postgres
 URL = "/webhooks/shopify"
 
 
-def events(services) -> list[Event]:
+def events(services) -> list[OutboxEvent]:
     with services.db.session() as session:
-        return list(session.scalars(select(Event).order_by(Event.id)))
+        return list(session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)))
 
 
 def count(services) -> int:
     with services.db.session() as session:
-        return session.scalar(select(func.count(Event.id)))
+        return session.scalar(select(func.count(OutboxEvent.id)))
 
 
 def test_order_is_recorded_as_one_pending_purchase(client, services, shopify_store):

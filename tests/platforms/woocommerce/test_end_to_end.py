@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from connector.models import Event
+from connector.models import OutboxEvent
 from tests.platforms.woocommerce.helpers import connect_args, order, output
 from tests.support import TIKTOK_TOKEN, WorkerProcess, connect_tiktok, wait_until
 
@@ -59,6 +59,8 @@ def test_a_connected_store_order_reaches_tiktok_once_with_its_meta_ttclid(
     assert {w.status for w in woo.webhooks()} == {"active"}
 
 
-def delivered_event(services) -> Event | None:  # type: ignore[no-untyped-def]
+def delivered_event(services) -> OutboxEvent | None:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
-        return session.scalars(select(Event).where(Event.status == "delivered")).one_or_none()
+        return session.scalars(
+            select(OutboxEvent).where(OutboxEvent.status == "delivered")
+        ).one_or_none()

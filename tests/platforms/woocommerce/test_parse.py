@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from connector.events import ClickIds, LineItem, Order, Shopper, UnreadablePayload
 from connector.mapping import EventOptions, plan_event
-from connector.models import Event
+from connector.models import OutboxEvent
 from platforms.woocommerce.parse import PAID_STATUSES, is_paid, parse_order, read_webhook
 from tests.platforms.mutations import LEAKABLE, mutations
 from tests.support import fixture_bytes, woocommerce_headers
@@ -567,7 +567,7 @@ def test_webhooks_read_leniently_are_accepted_with_their_notes_and_unpaid_ones_i
         "order_created__pending_unreadable_money.json": (200, "ignored"),
     }
     with services.db.session() as session:
-        stored = {e.event_id: e.parse_notes for e in session.scalars(select(Event))}
+        stored = {e.event_id: e.parse_notes for e in session.scalars(select(OutboxEvent))}
     assert stored == {
         "1192": None,
         "1193": "a line item whose 'quantity' is not a whole number from 0 was left out of"

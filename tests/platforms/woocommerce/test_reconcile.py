@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from connector.models import Event, Store, utcnow
+from connector.models import OutboxEvent, Store, utcnow
 from connector.pipeline import record_events
 from connector.reconcile import CHECKPOINT_OVERLAP, NO_API_ACCESS, reconcile_all, reconcile_store
 from connector.stores import add_store
@@ -62,9 +62,9 @@ def paid(order_id: int, **changes: Any) -> dict[str, Any]:
     return order(PROCESSING, id=order_id, number=str(order_id), **changes)
 
 
-def events(services, store_id: str) -> list[Event]:  # type: ignore[no-untyped-def]
+def events(services, store_id: str) -> list[OutboxEvent]:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
-        query = select(Event).where(Event.store_id == store_id).order_by(Event.id)
+        query = select(OutboxEvent).where(OutboxEvent.store_id == store_id).order_by(OutboxEvent.id)
         return list(session.scalars(query))
 
 
@@ -326,12 +326,12 @@ def test_the_status_page_counts_recovered_orders_once_whatever_the_destinations(
     woo.put_order(paid(1188))
     reconcile_store(services, store_id)
     with services.db.session() as session:  # a second destination's copy of each order
-        for event in session.scalars(select(Event).where(Event.store_id == store_id)):
+        for event in session.scalars(select(OutboxEvent).where(OutboxEvent.store_id == store_id)):
             session.add(
-                Event(
+                OutboxEvent(
                     **{
                         c.name: getattr(event, c.name)
-                        for c in Event.__table__.columns
+                        for c in OutboxEvent.__table__.columns
                         if c.name != "id"
                     }
                     | {"destination": "meta"}

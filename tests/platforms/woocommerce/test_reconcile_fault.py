@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from connector.models import Event, Store, utcnow
+from connector.models import OutboxEvent, Store, utcnow
 from tests.platforms.woocommerce.helpers import connect_args, order, output
 from tests.support import WorkerProcess, connect_tiktok, wait_until
 
@@ -66,7 +66,7 @@ def placed(order_id: str) -> dict:
 
 
 def sources(services) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    query = select(Event.source, func.count()).group_by(Event.source)
+    query = select(OutboxEvent.source, func.count()).group_by(OutboxEvent.source)
     with services.db.session() as session:
         return dict(session.execute(query).all())
 
@@ -77,6 +77,6 @@ def reconciled_at(services, store_id: str) -> datetime:  # type: ignore[no-untyp
 
 
 def delivered_count(services) -> int:  # type: ignore[no-untyped-def]
-    query = select(func.count()).where(Event.status == "delivered")
+    query = select(func.count()).where(OutboxEvent.status == "delivered")
     with services.db.session() as session:
         return session.scalar(query)

@@ -16,7 +16,7 @@ from unittest.mock import ANY
 import pytest
 from sqlalchemy import select, update
 
-from connector.models import Event, Store
+from connector.models import OutboxEvent, Store
 from connector.services import Services, build_services
 from connector.stores import add_store
 from connector.worker import periodic_tasks
@@ -80,7 +80,7 @@ def secret_of(services, store_id: str) -> str:  # type: ignore[no-untyped-def]
 
 def stored_event_ids(services) -> list[str]:  # type: ignore[no-untyped-def]
     with services.db.session() as session:
-        return list(session.scalars(select(Event.event_id)))
+        return list(session.scalars(select(OutboxEvent.event_id)))
 
 
 def recorded_url(services, store_id: str) -> str | None:  # type: ignore[no-untyped-def]

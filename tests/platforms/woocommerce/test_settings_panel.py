@@ -182,7 +182,7 @@ def test_an_unreachable_store_is_explained_and_the_page_still_answers(
     assert 'id="webhooks-unreadable"' in page
     assert f"Cannot reach {gone}: connection refused." in page
     assert "What to do: Check that your site is online" in page
-    assert 'id="repair-webhooks"' in page and 'id="settings-form"' in page
+    assert 'id="repair-webhooks"' in page and 'id="settings-form-tiktok"' in page
     answer = web.post(
         f"/settings/{store_id}/woocommerce/repair", data={"csrf_token": csrf_of(page)}
     )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connector.models import Event
+from connector.models import OutboxEvent
 from tests.platforms.woocommerce.helpers import order
 from tests.support import connect_tiktok, woocommerce_headers
 
@@ -45,9 +45,14 @@ def send(client, store: tuple[str, str], topic: str, payload: dict[str, Any]) ->
 
 def outbox(services) -> list[tuple[str, str, str, str | None]]:  # type: ignore[no-untyped-def]
     """(event_id, event name, source topic, click source) of every recorded event."""
-    query = select(Event.event_id, Event.event_name, Event.source_topic, Event.click_source)
+    query = select(
+        OutboxEvent.event_id,
+        OutboxEvent.event_name,
+        OutboxEvent.source_topic,
+        OutboxEvent.click_source,
+    )
     with services.db.session() as session:
-        return [tuple(row) for row in session.execute(query.order_by(Event.id))]
+        return [tuple(row) for row in session.execute(query.order_by(OutboxEvent.id))]
 
 
 @pytest.mark.parametrize("send_on", ["created", "paid"])
@@ -92,7 +97,7 @@ def test_meta_click_ids_are_kept_with_their_source(client, services, woocommerce
     guest = order("order_created__guest_with_ttclid_meta.json")
     send(client, woocommerce_store, "order.created", guest)
     with services.db.session() as session:
-        event = session.scalars(select(Event)).one()
+        event = session.scalars(select(OutboxEvent)).one()
     assert (event.event_id, event.click_source) == ("1191", "order_meta")
     assert event.payload["user"]["ttclid"] == "E.C.P.CsUBguestMeta5Hj8Kl2Mn6Pq9Rs3Tu7Vw0"
     assert event.payload["user"]["ttp"] == "2hVd8PkN3sQw6ZtRb1LmY4xGcFj"

@@ -73,6 +73,61 @@ check(
 check( 'only _ttp', tcc_click_id_meta( array( '_ttp' => 'ttp-value' ) ), array( '_ttp' => 'ttp-value' ) );
 check( 'unusable cookies give no meta', tcc_click_id_meta( array( 'tcc_ttclid' => "\x00", '_ttp' => '' ) ), array() );
 
+// -- every ad platform's click ids and cookies -------------------------------------------------
+
+$fbclid  = 'IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk';
+$fbc     = "fb.1.1554763741205.{$fbclid}";
+$fbp     = 'fb.1.1596403881668.1116446470';
+$landing = array(
+	'utm_source' => 'ads',
+	'ttclid'     => $ttclid,
+	'fbclid'     => " {$fbclid} ",
+	'gclid'      => 'Cj0KCQiA5NSdBhDfARIsALzs2EDw',
+	'gbraid'     => '0AAAAAoK1kZx9gbraid',
+	'wbraid'     => 'CjkKCQiA5NSdBhDfwbraid',
+);
+check(
+	'every landing-URL click id gets our cookie',
+	tcc_click_id_cookies( $landing ),
+	array(
+		'tcc_ttclid' => $ttclid,
+		'tcc_fbclid' => $fbclid,
+		'tcc_gclid'  => 'Cj0KCQiA5NSdBhDfARIsALzs2EDw',
+		'tcc_gbraid' => '0AAAAAoK1kZx9gbraid',
+		'tcc_wbraid' => 'CjkKCQiA5NSdBhDfwbraid',
+	)
+);
+check( 'only the parameters present', tcc_click_id_cookies( array( 'gclid' => 'g1', 'fbclid' => '' ) ), array( 'tcc_gclid' => 'g1' ) );
+check( 'no click id, no cookie', tcc_click_id_cookies( array( 'GCLID' => 'x', 'fbclid' => array( 'x' ) ) ), array() );
+check( 'the ttclid cookie keeps its name', tcc_click_id_cookies( array( 'ttclid' => $ttclid ) ), array( TCC_TTCLID_COOKIE => $ttclid ) );
+check(
+	'every click id and pixel cookie becomes order meta',
+	tcc_click_id_meta(
+		array_merge(
+			tcc_click_id_cookies( $landing ),
+			array(
+				'_ttp'  => 'ttp-value',
+				'_fbc'  => " {$fbc} ",
+				'_fbp'  => $fbp,
+				'other' => 'x',
+			)
+		)
+	),
+	array(
+		'_ttclid' => $ttclid,
+		'_fbclid' => $fbclid,
+		'_gclid'  => 'Cj0KCQiA5NSdBhDfARIsALzs2EDw',
+		'_gbraid' => '0AAAAAoK1kZx9gbraid',
+		'_wbraid' => 'CjkKCQiA5NSdBhDfwbraid',
+		'_ttp'    => 'ttp-value',
+		'_fbc'    => $fbc,
+		'_fbp'    => $fbp,
+	)
+);
+check( 'Meta cookies only in Meta\'s format', tcc_click_id_meta( array( '_fbc' => $fbclid, '_fbp' => 'fb.1.x.1' ) ), array() );
+check( 'a Meta cookie with an appendix is kept', tcc_clean_pixel_cookie( '_fbp', "{$fbp}.AQEAAQMB" ), "{$fbp}.AQEAAQMB" );
+check( 'a _ttp has no required format', tcc_clean_pixel_cookie( '_ttp', 'abc' ), 'abc' );
+
 // -- the pixel event ---------------------------------------------------------------------------
 
 check( 'configured event name', tcc_event_name( 'Purchase' ), 'Purchase' );

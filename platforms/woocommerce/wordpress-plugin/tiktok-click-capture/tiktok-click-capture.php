@@ -1,7 +1,7 @@
 <?php
 /**
  * Plugin Name:          TikTok Click Capture (Conversion Connector)
- * Description:          Keeps TikTok's ttclid and _ttp with each WooCommerce order (order meta _ttclid and _ttp, which the conversion connector sends to the TikTok Events API) and fires the TikTok pixel's purchase event with the order id as event_id, so TikTok counts the purchase once.
+ * Description:          Keeps the ad click ids (TikTok's ttclid, Meta's fbclid, Google's gclid, gbraid and wbraid) and the ad pixels' cookies (_ttp, _fbc, _fbp) with each WooCommerce order, as order meta the conversion connector sends to the ad platforms' conversion APIs, and fires the TikTok pixel's purchase event with the order id as event_id, so TikTok counts the purchase once.
  * Version:              0.1.0
  * Requires at least:    6.0
  * Requires PHP:         7.4
@@ -11,10 +11,12 @@
  * Text Domain:          tiktok-click-capture
  *
  * Why: the connector receives orders through WooCommerce webhooks, which know nothing of the
- * shopper's browser. The ad click id (ttclid, in the landing URL) and the pixel's _ttp cookie
- * are what TikTok attributes a purchase with, so this plugin puts them on the order at checkout,
- * where the webhook's `meta_data` carries them. Hooks used:
- * - `init`: remember `?ttclid=` in a first-party cookie for seven days;
+ * shopper's browser. The ad click ids in the landing URL (ttclid, fbclid, gclid, gbraid,
+ * wbraid) and the pixels' cookies (_ttp, _fbc, _fbp) are what the ad platforms attribute a
+ * purchase with, so this plugin puts them on the order at checkout, where the webhook's
+ * `meta_data` carries them. Hooks used:
+ * - `init`: remember each click id of the landing URL in a first-party cookie (tcc_<name>)
+ *   for seven days;
  * - `woocommerce_checkout_create_order` (classic checkout, before the order is saved) and
  *   `woocommerce_store_api_checkout_update_order_from_request` (checkout block / Store API,
  *   followed by `$order->save()` in WooCommerce's Checkout route): copy both into order meta;
@@ -30,7 +32,7 @@ require_once __DIR__ . '/includes/functions.php';
 /** The option holding the purchase event name (Settings → General). */
 const TCC_EVENT_OPTION = 'tcc_purchase_event';
 
-add_action( 'init', 'tcc_remember_ttclid' );
+add_action( 'init', 'tcc_remember_click_ids' );
 add_action( 'woocommerce_checkout_create_order', 'tcc_add_click_ids_to_order', 10, 1 );
 add_action( 'woocommerce_store_api_checkout_update_order_from_request', 'tcc_add_click_ids_to_order', 10, 1 );
 add_action( 'woocommerce_thankyou', 'tcc_print_purchase_event', 20, 1 );
@@ -38,20 +40,19 @@ add_action( 'admin_init', 'tcc_register_setting' );
 add_action( 'before_woocommerce_init', 'tcc_declare_compatibility' );
 
 /**
- * Keep the landing URL's ttclid in our cookie, so it is still known when the shopper pays,
- * pages and days later. A consent plugin can refuse it with the
+ * Keep the landing URL's click ids in our cookies, so they are still known when the shopper
+ * pays, pages and days later. A consent plugin can refuse them with the
  * `tcc_may_store_click_ids` filter.
  */
-function tcc_remember_ttclid(): void {
+function tcc_remember_click_ids(): void {
 	if ( is_admin() || headers_sent() || ! apply_filters( 'tcc_may_store_click_ids', true ) ) {
 		return;
 	}
-	$ttclid = tcc_ttclid_from_query( wp_unslash( $_GET ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- a landing page, no form.
-	if ( null === $ttclid ) {
-		return;
+	$cookies = tcc_click_id_cookies( wp_unslash( $_GET ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- a landing page, no form.
+	foreach ( $cookies as $name => $value ) {
+		setcookie( $name, $value, tcc_cookie_options( time(), is_ssl() ) );
+		$_COOKIE[ $name ] = wp_slash( $value ); // A checkout in this same request sees it.
 	}
-	setcookie( TCC_TTCLID_COOKIE, $ttclid, tcc_cookie_options( time(), is_ssl() ) );
-	$_COOKIE[ TCC_TTCLID_COOKIE ] = wp_slash( $ttclid ); // A checkout in this same request sees it.
 }
 
 /**

@@ -4,22 +4,40 @@
  * tests/test_functions.php runs them with plain `php`.
  *
  * Click ids are kept as sent (only trimmed), like the connector's own connector/clicks.py:
- * TikTok matches them byte for byte. A value that cannot be a click id (empty, over 500 bytes,
- * control characters, invalid UTF-8) is dropped rather than "cleaned".
+ * the ad platforms match them byte for byte. A value that cannot be a click id (empty, over
+ * 500 bytes, control characters, invalid UTF-8) is dropped rather than "cleaned".
+ *
+ * What is captured is connector/clicks.py's CAPTURED_URL_PARAMETERS and CAPTURED_COOKIES (a
+ * test keeps TCC_URL_PARAMETERS and TCC_COOKIES equal to them):
+ * - landing-URL parameters: TikTok's ttclid; Meta's fbclid
+ *   (https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc);
+ *   Google's gclid, and gbraid / wbraid for clicks from iOS 14+ devices
+ *   (https://developers.google.com/google-ads/api/reference/rpc/v21/ClickConversion);
+ * - the ad pixels' first-party cookies: TikTok's _ttp, Meta's _fbc and _fbp (Meta's format
+ *   fb.<subdomain index>.<creation time>.<value>, same page as above).
  *
  * @package TikTokClickCapture
  */
 
 defined( 'ABSPATH' ) || exit;
 
+/** Landing-URL parameters of the ad click that brought the shopper, kept in our cookies. */
+const TCC_URL_PARAMETERS = array( 'ttclid', 'fbclid', 'gclid', 'gbraid', 'wbraid' );
+
+/** The ad pixels' own first-party cookies (the pixels set and renew them), copied as they are. */
+const TCC_COOKIES = array( '_ttp', '_fbc', '_fbp' );
+
+/** Our cookie for a landing-URL parameter is this prefix and the parameter's name. */
+const TCC_COOKIE_PREFIX = 'tcc_';
+
 /** Our first-party cookie for the ttclid of the ad click that brought the shopper. */
-const TCC_TTCLID_COOKIE = 'tcc_ttclid';
+const TCC_TTCLID_COOKIE = TCC_COOKIE_PREFIX . 'ttclid';
 
-/** The TikTok pixel's own first-party cookie; the pixel sets and renews it. */
-const TCC_TTP_COOKIE = '_ttp';
-
-/** Seven days: TikTok's default click-through attribution window. */
+/** Seven days: TikTok's default click-through attribution window, the connector's too. */
 const TCC_TTCLID_LIFETIME = 7 * 24 * 60 * 60;
+
+/** Meta's _fbc / _fbp shape: fb.<subdomain index>.<creation time>.<value>[.<more>]. */
+const TCC_META_COOKIE = '/^fb\.[0-9]\.[0-9]+\..+$/';
 
 /** The longest value accepted as a click id (the connector's MAX_CLICK_ID_LENGTH). */
 const TCC_MAX_CLICK_ID_LENGTH = 500;
@@ -59,6 +77,38 @@ function tcc_ttclid_from_query( array $query ): ?string {
 }
 
 /**
+ * Every usable click id the ad platforms add to a landing URL (TCC_URL_PARAMETERS).
+ *
+ * @param array $query The request's query parameters, unslashed.
+ * @return array<string, string> Our cookie name (tcc_<parameter>) => value.
+ */
+function tcc_click_id_cookies( array $query ): array {
+	$cookies = array();
+	foreach ( TCC_URL_PARAMETERS as $name ) {
+		$value = tcc_clean_click_id( $query[ $name ] ?? null );
+		if ( null !== $value ) {
+			$cookies[ TCC_COOKIE_PREFIX . $name ] = $value;
+		}
+	}
+	return $cookies;
+}
+
+/**
+ * An ad pixel's cookie value: Meta's _fbc and _fbp only in Meta's format, any usable _ttp.
+ *
+ * @param string $cookie The cookie's name.
+ * @param mixed  $value  Its value (unslashed).
+ * @return string|null
+ */
+function tcc_clean_pixel_cookie( string $cookie, $value ): ?string {
+	$value = tcc_clean_click_id( $value );
+	if ( null === $value || ( '_ttp' !== $cookie && 1 !== preg_match( TCC_META_COOKIE, $value ) ) ) {
+		return null;
+	}
+	return $value;
+}
+
+/**
  * Options for setcookie(): seven days, the whole site, not readable by scripts (only the
  * server reads it, at checkout), sent on top-level navigation from other sites (Lax).
  *
@@ -77,17 +127,22 @@ function tcc_cookie_options( int $now, bool $secure ): array {
 }
 
 /**
- * The order meta to add at checkout: `_ttclid` and `_ttp`, each only when its cookie holds a
- * usable value. The connector reads these keys from the order's `meta_data`.
+ * The order meta to add at checkout, each only when its cookie holds a usable value:
+ * `_<parameter>` for each landing-URL parameter (`_ttclid`, `_fbclid`, `_gclid`, `_gbraid`,
+ * `_wbraid`) and each pixel cookie under its own name (`_ttp`, `_fbc`, `_fbp`). The connector
+ * reads these keys from the order's `meta_data` (connector/clicks.py, ATTRIBUTE_KEYS).
  *
  * @param array $cookies The request's cookies, unslashed.
  * @return array<string, string> Meta key => value.
  */
 function tcc_click_id_meta( array $cookies ): array {
-	$meta = array(
-		'_ttclid' => tcc_clean_click_id( $cookies[ TCC_TTCLID_COOKIE ] ?? null ),
-		'_ttp'    => tcc_clean_click_id( $cookies[ TCC_TTP_COOKIE ] ?? null ),
-	);
+	$meta = array();
+	foreach ( TCC_URL_PARAMETERS as $name ) {
+		$meta[ '_' . $name ] = tcc_clean_click_id( $cookies[ TCC_COOKIE_PREFIX . $name ] ?? null );
+	}
+	foreach ( TCC_COOKIES as $cookie ) {
+		$meta[ $cookie ] = tcc_clean_pixel_cookie( $cookie, $cookies[ $cookie ] ?? null );
+	}
 	return array_filter(
 		$meta,
 		static function ( $value ) {

@@ -1,4 +1,5 @@
-"""Normalisation and hashing of shopper identifiers (connector.identity)."""
+"""TikTok's normalisation and hashing of shopper identifiers
+(connector.destinations.tiktok.identity), and the shared helpers of connector.hashing."""
 
 from __future__ import annotations
 
@@ -6,21 +7,19 @@ import hashlib
 
 import pytest
 
-from connector.events import Shopper, UserData
-from connector.identity import (
+from connector.destinations.tiktok.identity import (
     format_city,
     format_country,
     format_locale,
     format_state,
-    hash_user,
-    is_sha256_hex,
-    normalise_email,
     normalise_external_id,
     normalise_name,
     normalise_phone,
     normalise_zip,
-    sha256_hex,
+    user_data,
 )
+from connector.events import ClickIds, Shopper
+from connector.hashing import is_sha256_hex, normalise_email, sha256_hex
 
 # Meta's documented test vector (customer-information-parameters), checked with sha256sum.
 JOHN_SMITH_EMAIL_SHA256 = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
@@ -282,10 +281,10 @@ def test_format_locale_rejects_malformed(raw: str | None) -> None:
     assert format_locale(raw) is None
 
 
-# --- hash_user ----------------------------------------------------------------------------
+# --- user_data ----------------------------------------------------------------------------
 
 
-def test_hash_user_hashes_personal_fields_and_formats_the_rest() -> None:
+def test_user_data_hashes_personal_fields_and_formats_the_rest() -> None:
     shopper = Shopper(
         email="  John_Smith@Gmail.com ",
         phone="(650) 555-1212",
@@ -301,27 +300,27 @@ def test_hash_user_hashes_personal_fields_and_formats_the_rest() -> None:
         locale="en_us",
     )
 
-    user = hash_user(shopper, ttclid=" E.C.P.abc123 ", ttp=" 2ZxQ-ttp ")
+    user = user_data(shopper, ClickIds(ttclid=" E.C.P.abc123 ", ttp=" 2ZxQ-ttp ", gclid="g"))
 
-    assert user == UserData(
-        email=JOHN_SMITH_EMAIL_SHA256,
-        phone=US_PHONE_SHA256,  # national format, region from the address country
-        external_id=_sha("7012345"),
-        first_name=ZOE_SHA256,
-        last_name=_sha("müllerlüdenscheidt"),
-        zip_code=_sha("94035"),
-        city="saopaulo",
-        state="ca",
-        country="us",
-        ttclid="E.C.P.abc123",
-        ttp="2ZxQ-ttp",
-        ip="203.0.113.4",
-        user_agent="Mozilla/5.0 (iPhone)",
-        locale="en-US",
-    )
+    assert user == {
+        "email": JOHN_SMITH_EMAIL_SHA256,
+        "phone": US_PHONE_SHA256,  # national format, region from the address country
+        "external_id": _sha("7012345"),
+        "first_name": ZOE_SHA256,
+        "last_name": _sha("müllerlüdenscheidt"),
+        "zip_code": _sha("94035"),
+        "city": "saopaulo",
+        "state": "ca",
+        "country": "us",
+        "ttclid": "E.C.P.abc123",  # TikTok's own click ids only: no gclid
+        "ttp": "2ZxQ-ttp",
+        "ip": "203.0.113.4",
+        "user_agent": "Mozilla/5.0 (iPhone)",
+        "locale": "en-US",
+    }
 
 
-def test_hash_user_passes_already_hashed_values_through_lowercased() -> None:
+def test_user_data_passes_already_hashed_values_through_lowercased() -> None:
     hashed = JOHN_SMITH_EMAIL_SHA256.upper()
     shopper = Shopper(
         email=f" {hashed} ",
@@ -332,13 +331,13 @@ def test_hash_user_passes_already_hashed_values_through_lowercased() -> None:
         zip_code=hashed,
     )
 
-    user = hash_user(shopper, ttclid=None, ttp=None)
+    user = user_data(shopper, ClickIds())
 
     for field in ("email", "phone", "external_id", "first_name", "last_name", "zip_code"):
-        assert getattr(user, field) == JOHN_SMITH_EMAIL_SHA256, field
+        assert user[field] == JOHN_SMITH_EMAIL_SHA256, field
 
 
-def test_hash_user_fields_that_normalise_to_nothing_are_none() -> None:
+def test_user_data_leaves_out_fields_that_normalise_to_nothing() -> None:
     shopper = Shopper(
         email="not-an-email",
         phone="020 7031 3000",  # no address country to read a national number with
@@ -354,10 +353,10 @@ def test_hash_user_fields_that_normalise_to_nothing_are_none() -> None:
         locale="nonsense!",
     )
 
-    assert hash_user(shopper, ttclid="  ", ttp="") == UserData()
+    assert user_data(shopper, ClickIds(ttclid="  ", ttp="")) == {}
 
 
-def test_hash_user_uses_the_address_country_for_national_phone_numbers() -> None:
-    user = hash_user(Shopper(phone="020 7031 3000", country_code="gb"), ttclid=None, ttp=None)
+def test_user_data_uses_the_address_country_for_national_phone_numbers() -> None:
+    user = user_data(Shopper(phone="020 7031 3000", country_code="gb"), ClickIds())
 
-    assert user.phone == _sha("+442070313000")
+    assert user["phone"] == _sha("+442070313000")

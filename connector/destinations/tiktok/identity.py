@@ -28,17 +28,21 @@ Nothing here logs: the inputs are personal data.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
-from collections.abc import Callable
+from typing import Any
 
-import phonenumbers
+from connector.events import ClickIds, Shopper
+from connector.hashing import (
+    country_code,
+    e164_phone,
+    hashed,
+    normalise_email,
+    plain_name,
+    plain_place,
+    trimmed,
+)
 
-from connector.events import Shopper, UserData
-
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-_REGION = re.compile(r"[A-Za-z]{2}")
 _ZIP_SEPARATORS = re.compile(r"[\s\-]+")
 _US_ZIP_PLUS_4 = re.compile(r"(\d{5})\d{4}")
 _LOCALE_SUBTAG = re.compile(r"[A-Za-z0-9]{1,8}")
@@ -48,63 +52,13 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,3}")
 _US_ZIP_COUNTRIES = frozenset({"us", "pr", "vi", "gu", "as", "mp", "um"})
 
 
-def sha256_hex(value: str) -> str:
-    """Lowercase hex SHA-256 of the UTF-8 bytes, the only hash format TikTok accepts."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def is_sha256_hex(value: str) -> bool:
-    """True for 64 hex digits in any case.
-
-    Stores and merchants sometimes hand us values already hashed (a pixel data layer, a CRM
-    export). Hashing those again would produce a hash of a hash that can never match, so every
-    TikTok integration checks this pattern first and passes such values through.
-    """
-    return _SHA256_HEX.fullmatch(value) is not None
-
-
-def normalise_email(raw: str | None) -> str | None:
-    """Trimmed, lowercased email, or None when it is clearly not an email.
-
-    TikTok's GTM template, Segment and Stape all lowercase and trim before hashing. Only the
-    obviously broken are rejected (no ``@`` with text on both sides, no dot inside the domain):
-    a hash of junk never matches anyone and only adds noise to the event.
-    """
-    if raw is None:
-        return None
-    email = raw.strip().lower()
-    local, at, domain = email.rpartition("@")
-    if not (at and local and "." in domain.strip(".")):
-        return None
-    return email
-
-
 def normalise_phone(raw: str | None, region: str | None) -> str | None:
     """E.164 with a leading ``+`` (``+442070313000``), or None if it is not a valid number.
 
-    TikTok's Customer File spec and Segment's TikTok pixel docs ask for E.164 with ``+``.
-    ``region`` is the ISO 3166-1 alpha-2 country of the address; it is how national formats
-    such as ``020 7031 3000`` (GB) or ``(650) 555-1212`` (US) get their country code.
-    ``phonenumbers`` also drops a trunk ``(0)`` written after the country code, which naive
-    digit stripping keeps (``+44 (0)20...`` would become ``+44020...``). A leading ``00`` is read
-    as the international prefix. Without a region or an international prefix we return None
-    rather than guess a country: a hash of a wrong number is worse than no phone at all.
+    TikTok's Customer File spec and Segment's TikTok pixel docs ask for E.164 with ``+``;
+    :func:`connector.hashing.e164_phone` says how national formats and trunk zeros are read.
     """
-    if raw is None:
-        return None
-    text = raw.strip()
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    region_code = region.strip().upper() if region and _REGION.fullmatch(region.strip()) else None
-    if region_code is None and not text.startswith("+"):
-        return None
-    try:
-        number = phonenumbers.parse(text, region_code)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164_phone(raw, region)
 
 
 def normalise_external_id(raw: str | None) -> str | None:
@@ -124,13 +78,9 @@ def normalise_name(raw: str | None) -> str | None:
     """First or last name lowercased, with whitespace and punctuation removed, accents kept.
 
     Segment's TikTok field help: "lowercase without any punctuation. Special characters are
-    allowed." So ``"Mary-Jane O'Brien"`` becomes ``"maryjaneobrien"`` while ``"Zoë"`` stays
-    ``"zoë"`` and names in any script survive. NFKC first, so a composed ``ë`` and ``e`` plus a
-    combining diaeresis hash the same and full-width letters become ordinary ones.
+    allowed." (:func:`connector.hashing.plain_name`).
     """
-    if raw is None:
-        return None
-    return _letters_and_digits(unicodedata.normalize("NFKC", raw).lower()) or None
+    return plain_name(raw)
 
 
 def normalise_zip(raw: str | None, country: str | None) -> str | None:
@@ -160,7 +110,7 @@ def format_city(raw: str | None) -> str | None:
     ``"sopaulo"``, so instead accents on Latin letters are folded (``"saopaulo"``, the same as
     a shopper who typed ``"Sao Paulo"``) and letters of other scripts are kept as they are.
     """
-    return _plain_place(raw)
+    return plain_place(raw)
 
 
 def format_state(raw: str | None) -> str | None:
@@ -169,19 +119,15 @@ def format_state(raw: str | None) -> str | None:
     Shopify and WooCommerce send the code (``province_code``, ``state``), which is what the
     reference file expects; full names are kept as written rather than guessed into codes.
     """
-    return _plain_place(raw)
+    return plain_place(raw)
 
 
 def format_country(raw: str | None) -> str | None:
     """ISO 3166-1 alpha-2 country code, lowercase (``"US"`` -> ``"us"``); None otherwise.
 
-    Sent unhashed and lowercased as Segment does. Both stores give alpha-2 codes; anything that
-    is not two letters (a country name, say) is dropped rather than guessed.
+    Sent unhashed and lowercased as Segment does.
     """
-    if raw is None:
-        return None
-    code = raw.strip()
-    return code.lower() if _REGION.fullmatch(code) else None
+    return country_code(raw)
 
 
 def format_locale(raw: str | None) -> str | None:
@@ -212,66 +158,30 @@ def format_locale(raw: str | None) -> str | None:
     return "-".join(tag)
 
 
-def hash_user(shopper: Shopper, *, ttclid: str | None, ttp: str | None) -> UserData:
-    """The matching signals TikTok receives for one shopper, with personal fields hashed.
+def user_data(shopper: Shopper, clicks: ClickIds) -> dict[str, Any]:
+    """The ``user`` object TikTok receives for one shopper, with personal fields hashed.
 
     Hashed (or passed through, lowercased, when already 64-hex): email, phone, external_id
     (the store customer id), first_name, last_name, zip_code. Plain, as every integration sends
     them: city, state, country, ip, user_agent, locale, ttclid, ttp; ip, user agent and click
-    ids are only trimmed because TikTok compares them byte for byte. Anything that normalises
-    to nothing is None, so an empty string is never hashed into a real-looking value.
+    ids are only trimmed because TikTok compares them byte for byte. Fields that normalise to
+    nothing are left out.
     """
     region = format_country(shopper.country_code)
-    return UserData(
-        email=_hashed(shopper.email, normalise_email),
-        phone=_hashed(shopper.phone, lambda value: normalise_phone(value, region)),
-        external_id=_hashed(shopper.customer_id, normalise_external_id),
-        first_name=_hashed(shopper.first_name, normalise_name),
-        last_name=_hashed(shopper.last_name, normalise_name),
-        zip_code=_hashed(shopper.zip_code, lambda value: normalise_zip(value, region)),
-        city=format_city(shopper.city),
-        state=format_state(shopper.state),
-        country=region,
-        ttclid=_trimmed(ttclid),
-        ttp=_trimmed(ttp),
-        ip=_trimmed(shopper.ip),
-        user_agent=_trimmed(shopper.user_agent),
-        locale=format_locale(shopper.locale),
-    )
-
-
-def _hashed(raw: str | None, normalise: Callable[[str], str | None]) -> str | None:
-    """SHA-256 of the normalised value; an already-hashed value passes through lowercased."""
-    if raw is None:
-        return None
-    value = raw.strip()
-    if is_sha256_hex(value):
-        return value.lower()
-    normalised = normalise(value)
-    return sha256_hex(normalised) if normalised else None
-
-
-def _trimmed(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    return raw.strip() or None
-
-
-def _plain_place(raw: str | None) -> str | None:
-    """Lowercase letters and digits of a place name, accents on Latin letters folded."""
-    if raw is None:
-        return None
-    folded: list[str] = []
-    # Lowercase first: "İ".lower() is "i" plus a combining dot, which the folding then drops.
-    for char in unicodedata.normalize("NFKD", raw.lower()):
-        # Drop a combining mark only when it sits on an ASCII base ("ã" -> "a"); marks on
-        # other scripts (Japanese dakuten, Devanagari vowel signs) are part of the letter.
-        if unicodedata.combining(char) and folded and folded[-1].isascii():
-            continue
-        folded.append(char)
-    return _letters_and_digits(unicodedata.normalize("NFC", "".join(folded))) or None
-
-
-def _letters_and_digits(text: str) -> str:
-    """Keep letters, combining marks and digits of any script; drop spaces and punctuation."""
-    return "".join(char for char in text if unicodedata.category(char)[0] in "LMN")
+    user = {
+        "email": hashed(shopper.email, normalise_email),
+        "phone": hashed(shopper.phone, lambda value: normalise_phone(value, region)),
+        "external_id": hashed(shopper.customer_id, normalise_external_id),
+        "first_name": hashed(shopper.first_name, normalise_name),
+        "last_name": hashed(shopper.last_name, normalise_name),
+        "zip_code": hashed(shopper.zip_code, lambda value: normalise_zip(value, region)),
+        "city": format_city(shopper.city),
+        "state": format_state(shopper.state),
+        "country": region,
+        "ttclid": trimmed(clicks.ttclid),
+        "ttp": trimmed(clicks.ttp),
+        "ip": trimmed(shopper.ip),
+        "user_agent": trimmed(shopper.user_agent),
+        "locale": format_locale(shopper.locale),
+    }
+    return {key: value for key, value in user.items() if value}
