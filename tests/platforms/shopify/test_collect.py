@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from connector.clicks import purge_expired_click_records
-from connector.models import ClickRecord, Event, utcnow
+from connector.clicks import STORED_COLUMNS, purge_expired_click_records, with_stored_clicks
+from connector.events import ClickIds
+from connector.models import ClickRecord, OutboxEvent, utcnow
 from connector.stores import add_store
+from platforms.shopify.parse import parse_order
 from tests.platforms.shopify.helpers import INSTALL_SHOP, app_webhook
 from tests.support import fixture_bytes
 
@@ -21,6 +23,9 @@ ORIGIN = f"https://{INSTALL_SHOP}"
 CHECKOUT = "b1946ac92492d2347c6235b4d2611184"  # the fixtures' checkout token
 CART = "eeafa272cebfd4b22385bc4b645e762c"  # and cart token
 LANDING_TTCLID = "E.C.P.CqgBvN3xY8kLm2Qw8vR7yZ3nA4sF6hJ1uP0tG5bW"
+FBCLID = "IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk"  # Meta's example
+FBC = f"fb.1.1554763741205.{FBCLID}"
+FBP = "fb.1.1596403881668.1116446470"  # Meta's example _fbp
 NOTE_TTCLID = "E.C.P.CpQBcartAttr7Hj2Kl9Mn4Pq6Rs8Tu1Vw3"
 
 
@@ -60,6 +65,75 @@ def test_a_later_report_adds_to_the_record_without_erasing(browser, app_services
     assert (record.token_kind, record.ttclid, record.ttp) == ("cart", "E.C.P.first", "late-ttp")
 
 
+def test_every_ad_platforms_click_ids_and_cookies_are_stored_as_sent(
+    browser, app_services, store_id
+):
+    body = {
+        "shop": INSTALL_SHOP,
+        "checkout_token": CHECKOUT,
+        "ttclid": " E.C.P.x ",
+        "ttp": "t1",
+        "fbc": FBC,
+        "fbp": f" {FBP}",
+        "gclid": "Cj0KCQiA5NSdBhDfARIsALzs2EDw",
+        "gbraid": "0AAAAAoK1kZx9gbraid",
+        "wbraid": "CjkKCQiA5NSdBhDfwbraid",
+    }
+    assert report(browser, body).status_code == 204
+    [record] = records(app_services)
+    stored = [getattr(record, name) for name in STORED_COLUMNS]
+    assert stored == [
+        "E.C.P.x",
+        "t1",
+        FBC,
+        FBP,
+        *(body[name] for name in ("gclid", "gbraid", "wbraid")),
+    ]
+
+
+def test_an_fbclid_without_fbc_is_kept_as_the_fbc_meta_documents(browser, app_services, store_id):
+    before = time.time_ns() // 1_000_000
+    body = {"shop": INSTALL_SHOP, "cart_token": CART, "fbclid": f" {FBCLID} "}
+    assert report(browser, body).status_code == 204
+    after = time.time_ns() // 1_000_000
+    [record] = records(app_services)
+    version, subdomain_index, created_ms, fbclid = record.fbc.split(".", 3)
+    assert (version, subdomain_index, fbclid) == ("fb", "1", FBCLID)
+    assert before <= int(created_ms) <= after
+
+
+def test_the_same_fbclid_reported_again_keeps_when_it_was_first_seen(
+    browser, app_services, store_id
+):
+    body = {"shop": INSTALL_SHOP, "cart_token": CART, "fbclid": FBCLID}
+    report(browser, body)
+    [first] = records(app_services)
+    time.sleep(0.005)
+    report(browser, {**body, "ttclid": "E.C.P.later"})
+    [again] = records(app_services)
+    assert (again.fbc, again.ttclid) == (first.fbc, "E.C.P.later")
+    report(browser, {**body, "fbclid": "IwNewerClick"})
+    [newer] = records(app_services)
+    assert newer.fbc.endswith(".IwNewerClick")
+
+
+def test_the_pixels_fbc_cookie_wins_over_an_fbclid_in_the_same_report(
+    browser, app_services, store_id
+):
+    body = {"shop": INSTALL_SHOP, "cart_token": CART, "fbclid": FBCLID, "fbc": FBC}
+    assert report(browser, body).status_code == 204
+    [record] = records(app_services)
+    assert record.fbc == FBC
+
+
+def test_a_report_of_a_cookie_alone_is_stored(browser, app_services, store_id):
+    assert (
+        report(browser, {"shop": INSTALL_SHOP, "cart_token": CART, "fbp": FBP}).status_code == 204
+    )
+    [record] = records(app_services)
+    assert (record.fbp, record.ttclid, record.fbc) == (FBP, None, None)
+
+
 def test_preflight_is_allowed_only_for_a_stores_origin(browser, store_id):
     allowed = browser.options("/collect", headers={"Origin": ORIGIN})
     assert allowed.status_code == 204
@@ -95,11 +169,18 @@ def test_reports_from_another_origin_are_refused(browser, app_services, store_id
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x", "email": "a@b.c"}, "only"),
         ({"cart_token": CART, "ttclid": "x"}, "shop"),
         ({"shop": INSTALL_SHOP, "ttclid": "x"}, "checkout_token or a cart_token"),
-        ({"shop": INSTALL_SHOP, "cart_token": CART}, "ttclid or a ttp"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART}, "give a click id or an ad cookie"),
         ({"shop": INSTALL_SHOP, "cart_token": "a b<script>", "ttclid": "x"}, "cart_token"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x\u0000y"}, "ttclid"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x" * 501}, "ttclid"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttp": 42}, "ttp"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "gclid": "g\u0007"}, "'gclid'"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "gbraid": ["g"]}, "'gbraid'"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "wbraid": "w" * 501}, "'wbraid'"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "fbclid": 7}, "'fbclid'"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "fbc": FBCLID}, "fb.<digit>"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "fbp": "fb.1.x.123"}, "'fbp'"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "gclid": "g", "_fbc": FBC}, "only"),
     ],
 )
 def test_invalid_reports_are_400_and_store_nothing(browser, app_services, store_id, body, message):
@@ -135,11 +216,11 @@ def order_body(**changes: object) -> bytes:
     return json.dumps(payload).encode()
 
 
-def recorded(browser, services, topic: str, body: bytes) -> Event:
+def recorded(browser, services, topic: str, body: bytes) -> OutboxEvent:
     answer = browser.post("/webhooks/shopify", data=body, headers=app_webhook(topic, body))
     assert answer.status_code == 200 and answer.json["events"] == 1, answer.json
     with services.db.session() as session:
-        return session.scalars(select(Event).order_by(Event.id.desc())).first()
+        return session.scalars(select(OutboxEvent).order_by(OutboxEvent.id.desc())).first()
 
 
 def store_click(browser, kind: str, token: str, ttclid: str) -> None:
@@ -205,3 +286,51 @@ def test_expired_records_are_purged(app_services, browser, store_id):
         session.commit()
     assert purge_expired_click_records(app_services) == 1
     assert [r.token for r in records(app_services)] == [CART]
+
+
+# -- every platform's ids through the stored record (no destination needed) ------------------
+
+
+def stored_clicks_of(services, store_id: str, body: bytes) -> ClickIds:  # type: ignore[no-untyped-def]
+    order = parse_order(json.loads(body), "orders/create")
+    with services.db.engine.begin() as connection:
+        return with_stored_clicks(connection, store_id, order).clicks
+
+
+def test_each_field_comes_from_the_first_place_that_has_it(browser, app_services, store_id):
+    """note_attributes (``_ttp``, ``gclid``), then the checkout record, then the cart record,
+    then landing_site (the ttclid and a wbraid)."""
+    checkout = {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "fbclid": FBCLID, "fbp": FBP}
+    cart = {"shop": INSTALL_SHOP, "cart_token": CART, "gclid": "gclid-cart", "gbraid": "gb-cart"}
+    assert report(browser, checkout).status_code == 204
+    assert report(browser, cart).status_code == 204
+    attributes = [{"name": "_ttp", "value": "ttp-note"}, {"name": "gclid", "value": "gclid-note"}]
+    landing = f"/?ttclid={LANDING_TTCLID}&wbraid=wb-landing&gclid=gclid-landing"
+    clicks = stored_clicks_of(
+        app_services, store_id, order_body(note_attributes=attributes, landing_site=landing)
+    )
+    checkout_fbc = next(r.fbc for r in records(app_services) if r.token_kind == "checkout")
+    assert checkout_fbc.endswith(f".{FBCLID}")
+    assert clicks == ClickIds(
+        ttclid=LANDING_TTCLID,
+        ttp="ttp-note",
+        fbc=checkout_fbc,
+        fbp=FBP,
+        gclid="gclid-note",
+        gbraid="gb-cart",
+        wbraid="wb-landing",
+        source="note_attributes",
+    )
+
+
+def test_a_stored_google_click_alone_names_the_stored_record_as_source(
+    browser, app_services, store_id
+):
+    assert (
+        report(browser, {"shop": INSTALL_SHOP, "cart_token": CART, "wbraid": "wb"}).status_code
+        == 204
+    )
+    clicks = stored_clicks_of(
+        app_services, store_id, order_body(note_attributes=[], landing_site="/")
+    )
+    assert clicks == ClickIds(wbraid="wb", source="stored_cart_token")
