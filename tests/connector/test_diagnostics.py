@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import update
 
 from connector.delivery import deliver_pending
+from connector.destinations.tiktok.advice import FAILURE_ADVICE
+from connector.destinations.tiktok.advice import advice as advice_for
 from connector.diagnostics import (
     CLICK_SOURCE_LABELS,
     SIGNAL_ACTIONS,
@@ -21,8 +23,6 @@ from connector.diagnostics import (
     diagnose,
     tier_of,
 )
-from connector.destinations.tiktok.advice import FAILURE_ADVICE
-from connector.destinations.tiktok.advice import advice as advice_for
 from connector.events import Basket, Checkout, ClickIds, Order
 from connector.models import OutboxEvent, utcnow
 from connector.pipeline import record_events
