@@ -18,6 +18,7 @@ import requests
 
 from connector.destinations import DestinationConfig, Outcome
 from connector.destinations.tiktok import DESTINATION
+from connector.destinations.tiktok import DESTINATION as TIKTOK
 from connector.destinations.tiktok.client import (
     TRACK_PATH,
     TikTokEventsApi,
@@ -27,7 +28,6 @@ from connector.destinations.tiktok.client import (
 )
 from connector.events import Content, ConversionEvent
 from connector.hashing import sha256_hex
-from connector.destinations.tiktok import DESTINATION as TIKTOK
 from connector.mapping import EventOptions, plan_event
 from tests.support import PIXEL_CODE, TIKTOK_TOKEN, make_order
 
