@@ -80,7 +80,7 @@ def _database_advice(error: str, settings: Settings) -> str:
 @click.group(cls=ConnectorGroup)
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """Server-side conversions from store webhooks to the TikTok Events API.
+    """Server-side conversions from store webhooks to ad platforms (TikTok, Meta, Google Ads).
 
     Reads a .env file (in the current folder or the nearest parent that has one) without
     overriding variables already set.
@@ -461,7 +461,7 @@ def forget_stored_secrets(ctx: click.Context, yes: bool) -> None:
     lost for good; the stores it names need their secrets, keys or tokens entered again."""
     if not yes:
         raise click.UsageError(
-            "this empties the webhook secrets and API keys, and deletes the TikTok settings, "
+            "this empties the webhook secrets and API keys, and deletes the destinations, "
             "Shopify tokens and kept webhooks, that no configured key decrypts (see `connector "
             "secrets check`); if the old key can be found, put it in SECRET_KEY_FALLBACKS "
             "instead. Run again with --yes to go ahead"

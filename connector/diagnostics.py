@@ -254,7 +254,8 @@ def diagnose(
     platform. Without it every text is generic.
     """
     if destination is None:  # the deployment's first default destination
-        destination = services.destinations[services.settings.default_destinations[0]]
+        kinds = [*services.settings.default_destinations, *sorted(services.destinations)]
+        destination = services.destinations[kinds[0]]
     advice = platform.signal_advice if platform else {}
     source_labels = platform.click_source_labels if platform else {}
     since = (now or utcnow()) - timedelta(days=days)

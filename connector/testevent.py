@@ -27,7 +27,7 @@ from connector.services import Services
 from connector.stores import StoreError, find_destination
 
 
-def send_test_event(services: Services, store_id: str, kind: str = "tiktok") -> dict[str, Any]:
+def send_test_event(services: Services, store_id: str, kind: str) -> dict[str, Any]:
     """Send a test purchase to the store's ``kind`` destination now; return the outcome and
     the platform's answer (its code, message and request id)."""
     api = services.destinations.get(kind)

@@ -123,7 +123,7 @@ def save_settings(store_id: str) -> str | tuple[str, int]:
     """Save one destination's connection and event options (the form's ``kind``); new
     credentials un-pause its delivery."""
     form = request.form
-    api = _destination_api(form.get("kind", "tiktok"))
+    api = _destination_api(form.get("kind") or _default_kind())
     current = _row(store_id, api.kind)
     values = {}
     for field in api.fields:
@@ -163,6 +163,12 @@ def _destination_api(kind: str) -> Destination:
     if api is None:
         abort(400, f"there is no destination {kind!r}")
     return api
+
+
+def _default_kind() -> str:
+    """The destination a form without ``kind`` is about (a form from before there were
+    several): the deployment's first default destination."""
+    return [*services().settings.default_destinations, *sorted(services().destinations)][0]
 
 
 def _row(store_id: str, kind: str) -> StoreDestination | None:
@@ -244,7 +250,7 @@ def _platform_panel(store_id: str) -> Markup | None:
 @blueprint.post("/test-event")
 def test_event(store_id: str) -> str | tuple[str, int]:
     """Send a test purchase to one destination and show the platform's answer."""
-    api = _destination_api(request.form.get("kind", "tiktok"))
+    api = _destination_api(request.form.get("kind") or _default_kind())
     try:
         outcome = send_test_event(services(), store_id, api.kind)
     except StoreError as exc:
