@@ -149,9 +149,10 @@ def clean_meta_cookie(value: object) -> str | None:
 def fbc_from_fbclid(fbclid: str, observed_ms: int) -> str:
     """The ``fbc`` for an fbclid seen without an ``_fbc`` cookie.
 
-    Meta documents the format ``fb.1.<creationTime>.<fbclid>``: subdomain index 1 when the
-    value is not a cookie set on a domain, and, without a saved cookie, "the timestamp when you
-    first observed or received this fbclid value", in milliseconds
+    Meta documents the format ``fb.<subdomainIndex>.<creationTime>.<fbclid>``: subdomain
+    index 1 for a value generated on a server without saving a cookie, and as creation time,
+    without a saved cookie, "the timestamp when you first observed or received this fbclid
+    value", in milliseconds
     (https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc).
     The fbclid is kept as it came: it is case sensitive.
     """
