@@ -19,6 +19,7 @@ from connector.destinations import ConfigField, Destination, load_destinations
 from connector.jobs import request_delivery
 from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, VALUE_BASES
 from connector.models import EventStatus, StoreDestination
+from connector.reconcile import parse_since, reconcile_store
 from connector.stores import StoreError, destinations_of, remove_destination, set_destination
 from connector.testevent import send_test_event
 
@@ -135,6 +136,44 @@ destinations.add_command(set_command("set", kind=None, apis=load_destinations().
 def test_destination(ctx: click.Context, store_id: str, kind: str) -> None:
     """Send one test event to the platform through the whole path and print its answer."""
     _test(ctx, store_id, kind)
+
+
+@destinations.command("backfill")
+@click.argument("store_id")
+@click.argument("kind")
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    metavar="AGE|DATE",
+    help="Orders changed since then: 2d, 12h or an ISO date. Older than the platform takes "
+    "are recorded skipped.",
+)
+@click.pass_context
+def backfill(ctx: click.Context, store_id: str, kind: str, since: str) -> None:
+    """Send a destination added later the orders it missed, read again from the store's API.
+
+    The outbox keeps each platform's own hashes, never raw email or phone, so the orders are
+    read back from the store (as reconciliation does) and recorded for this destination only;
+    those it already has add nothing.
+    """
+    services = services_from(ctx)
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    try:
+        if not any(row.kind == kind for row in destinations_of(services, store_id)):
+            raise StoreError(
+                f"store {store_id} has no {kind} destination: connect it first "
+                f"(`connector destinations set {store_id} {kind} ...`)"
+            )
+        summary = reconcile_store(services, store_id, since=start, backfill=kind)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    if summary.error:
+        raise click.ClickException(summary.error)
+    emit(summary.to_json())
 
 
 @destinations.command("remove")

@@ -50,6 +50,7 @@ class EventSource(StrEnum):
     WEBHOOK = "webhook"
     RECONCILED = "reconciled"  # read from the store's API: its webhook never came
     REPROCESSED = "reprocessed"  # a kept unreadable webhook, read again by newer code
+    BACKFILLED = "backfilled"  # read from the store's API for a destination added later
 
 
 class Base(DeclarativeBase):

@@ -69,19 +69,23 @@ def record_events(
     *,
     connection: Connection | None = None,
     origin: EventSource = EventSource.WEBHOOK,
+    only: str | None = None,
 ) -> RecordResult:
     """Store the events for every destination of the store and request their delivery.
 
     The rows are committed on ``connection`` when given (a webhook's own, so it needs no
     second checkout from the pool), else on a connection of their own. ``origin`` says how
-    the order reached us (its webhook, reconciliation, a reprocessed unreadable webhook).
+    the order reached us (its webhook, reconciliation, a reprocessed unreadable webhook);
+    ``only`` records it for that one destination kind (a backfill).
     Raises the database's error when the rows cannot be stored: the caller answers 503 so the
     store platform retries.
     """
     if connection is None:
         with services.db.engine.connect() as own:
-            return record_events(services, store_id, topic, source, connection=own, origin=origin)
-    result = _insert_events(connection, store_id, topic, source, origin, services)
+            return record_events(
+                services, store_id, topic, source, connection=own, origin=origin, only=only
+            )
+    result = _insert_events(connection, store_id, topic, source, origin, services, only)
     connection.commit()
     for destination_id in result.destinations_to_deliver:
         request_delivery(services, destination_id)
@@ -95,16 +99,18 @@ def _insert_events(
     source: Order | Checkout,
     origin: EventSource,
     services: Services,
+    only: str | None,
 ) -> RecordResult:
     result = RecordResult()
     source = with_stored_clicks(connection, store_id, source)
-    for target in _targets(connection, store_id, services):
+    targets = _targets(connection, store_id, services)
+    for target in [t for t in targets if only is None or t.api.kind == only]:
         planned = plan_event(
             source, target.api, EventOptions.from_json(target.options), test_mode=target.test_mode
         )
         if planned is None:
             continue
-        if origin == EventSource.RECONCILED:
+        if origin in (EventSource.RECONCILED, EventSource.BACKFILLED):
             planned = _skipped_when_too_late(planned, target.api)
         row = _row(store_id, target.api, topic, planned, origin, source.notes)
         if not _insert_ignoring_duplicate(connection, row):

@@ -73,6 +73,7 @@ class ReconcileSummary:
     unreadable: int = 0
     reconciled_until: datetime | None = None
     error: str | None = None
+    backfill: str | None = None  # the one destination a backfill recorded orders for
 
     def count(self, result: RecordResult) -> None:
         self.inserted += result.inserted
@@ -100,16 +101,26 @@ class ReconcileStatus:
 
 
 def reconcile_store(
-    services: Services, store_id: str, *, since: datetime | None = None
+    services: Services,
+    store_id: str,
+    *,
+    since: datetime | None = None,
+    backfill: str | None = None,
 ) -> ReconcileSummary:
     """Read the store's orders changed since ``since`` (naive UTC; default: its checkpoint)
     and record the missing ones.
+
+    ``backfill`` names one destination kind to record them for, alone (a destination added
+    after the orders came: the outbox holds other platforms' hashes, which cannot be turned
+    into its own, so the orders are read again). A backfill leaves the store's checkpoint
+    alone: it recorded the orders for one destination, not for the others.
 
     A store that cannot be read gives a summary with ``error`` (also recorded on the store).
     Raises StoreError for an unknown store or a platform that cannot be read back.
     """
     store, fetch = _store_and_fetcher(services, store_id)
-    summary = ReconcileSummary(store.id, store.platform, since or _default_since(store))
+    start = since or _default_since(store)
+    summary = ReconcileSummary(store.id, store.platform, start, backfill=backfill)
     latest: datetime | None = None
     try:
         with services.db.engine.connect() as connection:
@@ -122,9 +133,10 @@ def reconcile_store(
         summary.error = _error_text(exc)
         _log_failure(store, summary.error, quiet=isinstance(exc, NoApiAccess))
     else:
-        if latest is not None:
+        if latest is not None and backfill is None:
             summary.reconciled_until = latest - CHECKPOINT_OVERLAP
-    _save_checkpoint(services, store.id, summary)
+    if backfill is None:
+        _save_checkpoint(services, store.id, summary)
     _log_summary(summary)
     return summary
 
@@ -196,7 +208,8 @@ def _record(
         fetched.topic,
         fetched.order,
         connection=connection,
-        origin=EventSource.RECONCILED,
+        origin=EventSource.BACKFILLED if summary.backfill else EventSource.RECONCILED,
+        only=summary.backfill,
     )
 
 
