@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from connector.destinations.tiktok import DESTINATION as TIKTOK
 from connector.events import Checkout, ClickIds, LineItem, Order, Shopper, UnreadablePayload
 from connector.mapping import EventOptions, build_event, plan_event
 from connector.models import OutboxEvent
@@ -459,7 +460,9 @@ def test_amounts_with_only_a_shop_side_are_converted_at_the_orders_own_rate() ->
         "an amount without 'presentment_money' was converted from the shop currency at the"
         " order's own rate (total_price_set)",
     )
-    event = build_event(order, EventOptions(), name="CompletePayment", event_id="x", order_id="x")
+    event = build_event(
+        order, TIKTOK, EventOptions(), name="CompletePayment", event_id="x", order_id="x"
+    )
     assert (event.currency, event.value) == ("EUR", 357.95)
     assert [c.price for c in event.contents] == [183.59, 183.59]
 
@@ -780,7 +783,7 @@ def assert_reads_or_is_unreadable(topic: str, body: Any, change: str) -> None:
     assert isinstance(source, Order | Checkout), change
     assert not any(value in note for note in source.notes for value in LEAKABLE), change
     trigger = "paid" if isinstance(source, Order) and "paid" in source.triggers else "created"
-    planned = plan_event(source, EventOptions(order_trigger=trigger), test_mode=True)
+    planned = plan_event(source, TIKTOK, EventOptions(order_trigger=trigger), test_mode=True)
     assert planned is not None, change
     json.dumps(planned.event.to_json(), allow_nan=False)
 

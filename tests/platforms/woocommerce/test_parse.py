@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 import pytest
 from sqlalchemy import select
 
+from connector.destinations.tiktok import DESTINATION as TIKTOK
 from connector.events import ClickIds, LineItem, Order, Shopper, UnreadablePayload
 from connector.mapping import EventOptions, plan_event
 from connector.models import OutboxEvent
@@ -537,7 +538,7 @@ def assert_reads_or_is_unreadable(body: Any, change: str) -> None:
         return
     assert order.triggers == PAID, change
     assert not any(value in note for note in order.notes for value in LEAKABLE), change
-    planned = plan_event(order, EventOptions(), test_mode=True)
+    planned = plan_event(order, TIKTOK, EventOptions(), test_mode=True)
     assert planned is not None, change
     json.dumps(planned.event.to_json(), allow_nan=False)
 
