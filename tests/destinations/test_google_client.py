@@ -187,6 +187,7 @@ def error_info(reason: str) -> dict[str, Any]:
         (response(503, google_error(503, "UNAVAILABLE")), Outcome.RETRY, 14, None),
         (response(504, google_error(504, "DEADLINE_EXCEEDED")), Outcome.RETRY, 4, None),
         (response(502, "<html>Bad gateway</html>"), Outcome.RETRY, None, None),
+        (response(200, "<html>Sign in to the Wi-Fi</html>"), Outcome.RETRY, None, None),
         (response(401, "<html>no</html>"), Outcome.PAUSE, 16, TOKEN_FIX),
         (response(400, google_error(400, "INVALID_ARGUMENT")), Outcome.REJECTED, 3, None),
         (

@@ -238,7 +238,9 @@ class GoogleDataManager:
     }
     max_batch = MAX_EVENTS
     test_mode = "validate"
-    test_hint = "use the test button: Google checks the batch without recording it"
+    # Google Ads has no test events: a test order is never sent; the settings card's test
+    # button sends a sample with validateOnly, which Google checks without recording.
+    test_hint = "Google Ads has no test events; the test button checks the setup instead"
     setup = (
         "In Google Ads, create (or pick) a purchase conversion action of the Website kind and "
         "note its ID and your customer ID. The connector's operator enables the Data Manager "
@@ -409,9 +411,8 @@ def classify(response: requests.Response) -> SendResult:
     """
     status = response.status_code
     body = _json(response)
-    if 200 <= status < 300:
-        request_id = body.get("requestId") if isinstance(body, dict) else None
-        return SendResult(Outcome.DELIVERED, "accepted", status, 0, request_id)
+    if 200 <= status < 300 and isinstance(body, dict):
+        return SendResult(Outcome.DELIVERED, "accepted", status, 0, body.get("requestId"))
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return _classify_http(status, _retry_after(response, []))
@@ -490,10 +491,12 @@ def _int(value: Any) -> int | None:
 
 
 def _classify_http(status: int, retry_after: float | None) -> SendResult:
-    """An answer without Google's error body: a proxy, a gateway, an outage page."""
-    message = f"Google answered HTTP {status} without an error body"
+    """An answer without Google's JSON: a proxy, a gateway, an outage page. A 2xx of that kind
+    is not taken as delivered: nothing shows Google received the batch, so it is sent again
+    (Google deduplicates on ``transactionId``)."""
+    message = f"Google answered HTTP {status} without a JSON body"
     code = HTTP_CODES.get(status)
-    if status >= 500 or status == 429:
+    if status >= 500 or status == 429 or status < 300:  # < 300: a portal or proxy page
         return SendResult(Outcome.RETRY, message, status, code, retry_after=retry_after)
     if status == 401:
         return SendResult(Outcome.PAUSE, message, status, code, fix=TOKEN_FIX)
