@@ -268,6 +268,13 @@ def test_problem() -> None:
     assert "cannot match" in (DESTINATION.problem(lonely, NOW) or "")
 
 
+def test_advice_for_codes() -> None:
+    assert "refresh token" in DESTINATION.advice(16).action
+    assert "retries by itself" in DESTINATION.advice(8).action
+    assert "90 days" in DESTINATION.advice(None).action
+    assert "Report the code" in DESTINATION.advice(12345).action
+
+
 def test_fields_and_registration() -> None:
     fields = {f.name: f for f in DESTINATION.fields}
     assert fields["customer_id"].problem("123-456-7890") is None

@@ -11,8 +11,12 @@ events a request ("Limits and quotas", https://developers.google.com/data-manage
 the ``events[]`` field says the same). Success is HTTP 200 ``{requestId}``; failure is a
 ``google.rpc.Status`` ``{error: {code, message, status, details}}`` whose ``status`` names the
 canonical code and whose details carry ``ErrorInfo`` (the API's ``ErrorReason``) and
-``BadRequest.fieldViolations`` naming fields by path, ``events[3]....``
-(https://developers.google.com/data-manager/api/devguides/concepts/understand-errors). The API
+``BadRequest.fieldViolations`` (https://developers.google.com/data-manager/api/devguides/
+concepts/understand-errors). A violation names its field by path, list positions in brackets
+(``emailAddresses[1].email`` in google/rpc/error_details.proto,
+https://github.com/googleapis/googleapis/blob/master/google/rpc/error_details.proto); Google
+shows no Data Manager sample, so both the proto form ``events[3].event_timestamp`` and the
+JSON form ``events[3].eventTimestamp`` are read. The API
 "doesn't support partial failure. If any field of an IngestEventsRequest fails validation,
 the Data Manager API rejects the entire request"
 (https://developers.google.com/data-manager/api/devguides/events/google-ads/offline/upgrade/field-mappings),
@@ -102,8 +106,9 @@ PERMISSION_FIX = (
     "account or conversion action. Give that account access in Google Ads (Admin > Access "
     "and security), or, if it reaches the account through a manager account, set the "
     "manager's ID as login customer ID; check the IDs with `connector destinations set "
-    "STORE_ID google`. The Data Manager API must also be enabled in the OAuth client's "
-    "Google Cloud project."
+    "STORE_ID google`. The refresh token must carry the scope "
+    "https://www.googleapis.com/auth/datamanager, and the Data Manager API must be enabled "
+    "in the OAuth client's Google Cloud project."
 )
 ADDRESS_FIX = (
     "Check GOOGLE_DATAMANAGER_API_BASE: Google's Data Manager API was not found at that address."
