@@ -122,8 +122,27 @@ def parse_order(payload: dict[str, Any]) -> Order:
         items=items,
         shopper=_shopper(body),
         clicks=_clicks(body.get("meta_data")),
+        page_url=_site_url(body.get("_links")),
         notes=tuple(dict.fromkeys(notes)),
     )
+
+
+def _site_url(links: object) -> str | None:
+    """The shop's address, from the REST links every order body carries
+    (``_links.self[0].href`` = ``https://shop.example/wp-json/wc/v3/orders/1187``).
+
+    A WooCommerce order knows no page; its shop's home page is the truest ``page_url`` there
+    is, and Meta requires one for website events (``event_source_url``, Meta's Server Event
+    Parameters, https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event).
+    The thank-you page's address would carry the order key, which lets anyone view the order.
+    """
+    self_links = links.get("self") if isinstance(links, dict) else None
+    first = self_links[0] if isinstance(self_links, list) and self_links else None
+    href = first.get("href") if isinstance(first, dict) else None
+    if not isinstance(href, str) or "/wp-json/" not in href:
+        return None
+    site = href.split("/wp-json/", 1)[0]
+    return site + "/" if site.startswith(("https://", "http://")) and len(site) < 500 else None
 
 
 def is_paid(status: str, date_paid_gmt: object) -> bool:

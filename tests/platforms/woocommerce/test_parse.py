@@ -71,7 +71,7 @@ EXPECTED_PROCESSING = Order(
     clicks=ClickIds(
         ttclid="E.C.P.CvgBwoo9Qx3Lm7Np2Rs5Tv8Xz1Bd4Fh6Jk0", ttp=None, source="order_meta"
     ),
-    page_url=None,
+    page_url="https://shop.example.com/",  # the shop's home, from the order's REST links
     referrer=None,
     is_test=False,
     checkout_token=None,
@@ -574,3 +574,14 @@ def test_webhooks_read_leniently_are_accepted_with_their_notes_and_unpaid_ones_i
         "1193": "a line item whose 'quantity' is not a whole number from 0 was left out of"
         " contents",
     }
+
+
+@pytest.mark.parametrize(
+    "links",
+    [None, {}, {"self": []}, {"self": [{"href": "ftp://x/wp-json/"}]}, {"self": [{"href": 5}]}],
+)
+def test_an_order_without_usable_rest_links_has_no_page(links) -> None:
+    payload = load("order_created__processing.json")
+    payload["_links"] = links
+    order = read_webhook("order.created", payload)
+    assert order is not None and order.page_url is None
