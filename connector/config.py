@@ -144,7 +144,7 @@ def _destination_env(env: Mapping[str, str]) -> dict[str, str | None]:
 
 def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """A comma-separated list; unset means ``default``, empty means none."""
-    if name not in env:
+    if env.get(name) is None:
         return default
     return tuple(part.strip() for part in env[name].split(",") if part.strip())
 

@@ -33,7 +33,8 @@ from connector.services import build_services
 from tests.support import ROOT, wait_until
 
 # Read by load_settings but set by the platform or the tests, never by an operator.
-NOT_FOR_OPERATORS = {"DYNO", "SHOPIFY_ADMIN_BASE_URL"}
+# TIKTOK_BATCH_SIZE: BATCH_SIZE's former name, still read for deployments that set it.
+NOT_FOR_OPERATORS = {"DYNO", "SHOPIFY_ADMIN_BASE_URL", "TIKTOK_BATCH_SIZE"}
 BACKTICKED = re.compile(r"`([^`]*)`")
 EXAMPLE_LINE = re.compile(r"^# ([A-Z][A-Z0-9_]+)=(\S*)", re.MULTILINE)
 

@@ -140,9 +140,10 @@ def parse_checkout(payload: dict[str, Any]) -> Checkout:
 
     ``occurred_at`` is ``created_at`` for both topics: the event is "checkout started", sent
     once per token, so later updates must not move its time (``updated_at`` stands in, with
-    a note, only when ``created_at`` cannot be read). ``page_url`` stays None because
-    the only URL in the body, ``abandoned_checkout_url``, carries a key that reopens the
-    checkout with the shopper's details.
+    a note, only when ``created_at`` cannot be read). ``page_url`` is the shop's origin
+    only: the one URL in the body, ``abandoned_checkout_url``, carries a key that reopens the
+    checkout with the shopper's details, so its path and query are dropped (Meta requires a
+    page for website events, ``event_source_url``).
 
     Raises:
         UnreadablePayload: no usable token, currency or total.
@@ -157,7 +158,7 @@ def parse_checkout(payload: dict[str, Any]) -> Checkout:
         token=token,
         cart_token=cart_token,
         occurred_at=occurred_at,
-        **basket,
+        **{**basket, "page_url": _shop_origin(body.get("abandoned_checkout_url"))},
         notes=_unique(notes),
     )
 

@@ -87,7 +87,7 @@ FIELDS = (
         "Pixel code",
         "TikTok Events Manager > Data sources > your web pixel: the code under its name.",
         stored_as="account_id",
-        pattern=r"[A-Z0-9]{8,40}",
+        pattern=r"[A-Za-z0-9]{1,64}",
         example="C4ABCDEFGHIJKLMNOPQR",
     ),
     ConfigField(

@@ -251,7 +251,7 @@ EXPECTED_CHECKOUTS_CREATE = Checkout(
         locale="en-US",
     ),
     clicks=ClickIds(ttclid=CART_ATTRIBUTE_TTCLID, ttp=TTP, source="note_attributes"),
-    page_url=None,
+    page_url="https://toys-example.myshopify.com/",  # abandoned_checkout_url's origin only
     referrer="https://www.tiktok.com/",
     is_test=False,
 )
