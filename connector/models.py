@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -188,6 +189,11 @@ class Attempt(Base):
     code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # A platform that reports on accepted requests later (Destination.follow_up): its latest
+    # words, when it was last asked, and whether its processing is final.
+    follow_up: Mapped[str | None] = mapped_column(Text)
+    followed_up_at: Mapped[datetime | None] = mapped_column(DateTime)
+    follow_up_done: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class UnreadableWebhook(Base):

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker
 
+from connector.followup import follow_up_task
 from connector.jobs import sweep, use_services
 from connector.plugins import PeriodicTask, load_store_platforms
 from connector.reconcile import reconcile_task
@@ -144,6 +145,7 @@ def periodic_tasks(services: Services) -> list[PeriodicTask]:
         PeriodicTask("sweep", services.settings.sweep_interval_seconds, sweep),
         PeriodicTask("retention", RETENTION_EVERY_SECONDS, purge_expired),
         reconcile_task(services),
+        follow_up_task(),
     ]
     for platform in load_store_platforms():
         tasks.extend(platform.periodic)

@@ -7,6 +7,10 @@ event names, how it normalises and hashes shopper data, which click ids it uses,
 limit, how it classifies answers, its test event and its failure advice. The core names no ad
 platform; adding one is one new folder here (docs/ARCHITECTURE.md walks through it).
 
+``DESTINATION`` may also have a ``follow_up`` method, for platforms that process a request
+after accepting it and report on it later (Google's Data Manager API): :mod:`connector.followup`
+asks it about delivered requests and keeps its words with the attempt, for the delivery log.
+
 ``DESTINATION`` may also have a ``blueprint`` attribute: a Flask blueprint of the platform's own
 pages (TikTok's "Connect with TikTok" OAuth and pixel choice), which the web app registers
 (``app.register_blueprints``). Its store pages use ``connector.web.merchant.access`` for access
@@ -72,6 +76,15 @@ class FailureAdvice:
 
     meaning: str
     action: str
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What a platform later says about a request it accepted: ``done`` once its processing is
+    final (nothing more to ask), ``message`` in its words for the delivery log."""
+
+    done: bool
+    message: str
 
 
 StoredAs = Literal["account_id", "access_token", "refresh_token", "test_event_code", "setting"]

@@ -47,6 +47,7 @@ from connector.destinations import (
     DestinationConfig,
     EnvVar,
     FailureAdvice,
+    FollowUp,
     Outcome,
     SendResult,
 )
@@ -214,6 +215,23 @@ class RequestStatus:
     destinations: tuple[DestinationStatus, ...] = ()
     problem: str | None = None
 
+    def describe(self) -> str:
+        """One line for the delivery log: each destination's status, records and errors."""
+        if self.problem:
+            return f"status not available yet: {self.problem}"
+        parts = []
+        for entry in self.destinations:
+            words = entry.status
+            if entry.record_count is not None:
+                words += f", {entry.record_count} record{'' if entry.record_count == 1 else 's'}"
+            if entry.errors:
+                words += ", errors: " + ", ".join(f"{k} {v}" for k, v in entry.errors.items())
+            if entry.warnings:
+                warned = ", ".join(f"{k} {v}" for k, v in entry.warnings.items())
+                words += f", warnings: {warned}"
+            parts.append(words)
+        return "; ".join(parts) or "no status reported"
+
     @property
     def finished(self) -> bool:
         """Every destination reached a final status (Google advises asking again with backoff
@@ -311,6 +329,14 @@ class GoogleDataManager:
         except requests.RequestException as exc:
             return SendResult(Outcome.RETRY, f"cannot reach Google: {type(exc).__name__}")
         return classify(response)
+
+    def follow_up(
+        self, http: requests.Session, config: DestinationConfig, request_id: str
+    ) -> FollowUp:
+        """Google's processing report of an accepted request, in words for the delivery log
+        (the core's optional follow-up, :mod:`connector.followup`)."""
+        status = self.request_status(http, config, request_id)
+        return FollowUp(done=status.finished, message=status.describe())
 
     def request_status(
         self, http: requests.Session, config: DestinationConfig, request_id: str

@@ -3,7 +3,8 @@
 The TikTok-named ``pixel_code`` becomes ``account_id`` (what events are sent to, whatever the
 platform calls it), ``settings`` holds a destination's other non-secret fields, and the access
 token may be absent until a refresh token makes one. Click records keep Meta's and Google's
-click ids and cookies beside TikTok's.
+click ids and cookies beside TikTok's. Attempts keep what a platform reports later about a
+request it accepted (Google's request status).
 
 Revision ID: 0005
 Revises: 0004
@@ -35,9 +36,16 @@ def upgrade() -> None:
     with op.batch_alter_table("click_records") as batch:
         for column in CLICK_COLUMNS:
             batch.add_column(sa.Column(column, sa.Text(), nullable=True))
+    with op.batch_alter_table("attempts") as batch:
+        batch.add_column(sa.Column("follow_up", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("followed_up_at", sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column("follow_up_done", sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("attempts") as batch:
+        for column in ("follow_up_done", "followed_up_at", "follow_up"):
+            batch.drop_column(column)
     with op.batch_alter_table("click_records") as batch:
         for column in CLICK_COLUMNS:
             batch.drop_column(column)

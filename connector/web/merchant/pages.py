@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from connector.destinations import Destination
 from connector.jobs import request_delivery
 from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, VALUE_BASES, EventOptions
-from connector.models import EventStatus, OutboxEvent, StoreDestination, utcnow
+from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
 from connector.reconcile import ReconcileStatus, reconciliation_status
 from connector.replay import REPLAYABLE, replay_events
 from connector.stores import StoreError, find_destination, remove_destination, set_destination
@@ -296,6 +296,7 @@ def delivery_log(store_id: str) -> str:
         )
     more = len(events) > LOG_PAGE_SIZE
     events = events[:LOG_PAGE_SIZE]
+    follow_ups = _follow_ups([e.request_id for e in events if e.request_id])
     return render_merchant(
         "merchant/log.html",
         events=events,
@@ -308,11 +309,25 @@ def delivery_log(store_id: str) -> str:
         chosen_event=chosen_event,
         labels={kind: api.label for kind, api in services().destinations.items()},
         chosen_destination=chosen_destination,
+        follow_ups=follow_ups,
         next_before=events[-1].id if more else None,
         replayable=replayable,
         replayed=request.args.get("replayed", type=int),
         now=utcnow(),
     )
+
+
+def _follow_ups(request_ids: list[str]) -> dict[str, str]:
+    """What platforms reported later about these requests (connector.followup), by id."""
+    if not request_ids:
+        return {}
+    with services().db.session() as session:
+        rows = session.execute(
+            select(Attempt.request_id, Attempt.follow_up).where(
+                Attempt.request_id.in_(set(request_ids)), Attempt.follow_up.is_not(None)
+            )
+        ).all()
+    return {request_id: words for request_id, words in rows}
 
 
 @blueprint.post("/log/replay")
