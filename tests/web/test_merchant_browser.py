@@ -60,21 +60,25 @@ def test_a_merchant_manages_the_store_in_a_browser(
 
     # Log in by the link `connector stores login-link` prints.
     log_in_page(page, live_server, services.settings.secret_key, shopify_store)
-    expect(page.locator("#health")).to_contain_text("TikTok is not connected yet")
+    expect(page.locator("#health")).to_contain_text("No ad platform is connected yet")
     shoot(page, "status-not-connected")
 
-    # Settings: connect the pixel, with a test event code, and choose options.
+    # Settings: one card per ad platform; connect TikTok's pixel, with a test event code.
     page.click("text=Settings")
-    page.fill("#pixel_code", PIXEL_CODE)
-    page.fill("#access_token", TIKTOK_TOKEN)
-    page.fill("#test_event_code", "TEST42")
-    page.select_option("#purchase_event", "Purchase")
-    page.click("#save")
+    for kind in ("tiktok", "meta", "google"):
+        expect(page.locator(f"#destination-{kind}")).to_have_attribute("data-connected", "no")
+    expect(page.locator("#destination-google")).to_contain_text("Conversion action ID")
+    page.fill("#tiktok-pixel_code", PIXEL_CODE)
+    page.fill("#tiktok-access_token", TIKTOK_TOKEN)
+    page.fill("#tiktok-test_event_code", "TEST42")
+    page.select_option("#tiktok-purchase_event", "Purchase")
+    page.click("#save-tiktok")
     expect(page.locator("#saved")).to_be_visible()
-    expect(page.locator("#purchase_event")).to_have_value("Purchase")
+    expect(page.locator("#destination-tiktok")).to_have_attribute("data-connected", "yes")
+    expect(page.locator("#tiktok-purchase_event")).to_have_value("Purchase")
 
     # Send a test event: the whole pipeline, then TikTok's answer on the page.
-    page.click("#send-test-event")
+    page.click("#send-test-event-tiktok")
     expect(page.locator("#test-result")).to_contain_text("delivered")
     expect(page.locator("#test-result")).to_contain_text("code 0")
     shoot(page, "settings")
@@ -117,7 +121,7 @@ def test_a_merchant_manages_the_store_in_a_browser(
     page.click("text=Diagnostics")
     purchases = page.locator('#coverage-chart .coverage-event[data-event="Purchase"]')
     expect(purchases).to_have_attribute("data-events", str(sent_purchases(services)))
-    ttclid = purchases.locator('.bar-row[data-signal="ttclid"]')
+    ttclid = purchases.locator('.bar-row[data-signal="click_id"]')
     expect(ttclid).to_have_attribute("data-count", str(sent_purchases(services, with_bit=0)))
     expect(page.locator("#bots")).to_have_attribute("data-count", "1")
     expect(page.locator("#match-tier")).to_be_visible()
