@@ -17,9 +17,10 @@ from connector.models import EventStatus, OutboxEvent, utcnow
 from connector.pipeline import record_events
 from connector.services import Services
 from connector.signals import signals_in
+from connector.stores import set_destination
 from platforms.shopify import advice as shopify_advice
 from platforms.woocommerce import advice as woocommerce_advice
-from tests.support import log_in, make_order
+from tests.support import connect_tiktok, log_in, make_order
 
 pytestmark = pytest.mark.postgres
 
@@ -212,3 +213,37 @@ def test_another_stores_session_gets_403(client, services, shopify_store, woocom
     assert answer.status_code == 403
     assert "CompletePayment" not in answer.get_data(as_text=True)
     assert client.get(f"/settings/{other}/diagnostics").status_code == 200
+
+
+def test_each_destination_has_its_own_diagnostics(client, services, shopify_store):
+    """One order, two destinations: each page counts its own rows, names its own click id
+    and explains its own platform's codes."""
+    connect_tiktok(services, shopify_store)
+    meta = {"pixel_id": "123456789012345", "access_token": "meta-token"}
+    set_destination(services, shopify_store, kind="meta", values=meta)
+    tiktok_click = ClickIds(ttclid="E.C.P.only-tiktok", source="landing_site")
+    record_events(services, shopify_store, "orders/create", order("1", clicks=tiktok_click))
+    with services.db.session() as session:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.destination == "meta")
+            .values(status=EventStatus.FAILED, last_code=190, last_error="token expired")
+        )
+        session.commit()
+    log_in(client, services, shopify_store)
+
+    meta_page = client.get(f"/settings/{shopify_store}/diagnostics?destination=meta").get_data(
+        as_text=True
+    )
+    tiktok_page = client.get(f"/settings/{shopify_store}/diagnostics").get_data(as_text=True)
+
+    assert "Meta click id" in meta_page and "Meta cookie (_fbp)" in meta_page
+    meta_bars = Elements(meta_page).with_attr("data-count")
+    assert {a["data-count"] for a in meta_bars if a.get("data-signal") == "click_id"} == {"0"}
+    assert "TikTok click id" in tiktok_page  # TikTok's is the deployment's default
+    tiktok_bars = Elements(tiktok_page).with_attr("data-count")
+    assert {a["data-count"] for a in tiktok_bars if a.get("data-signal") == "click_id"} == {"1"}
+    assert "Meta&#39;s access token expired" in meta_page
+    assert 'data-destination="meta" aria-current="true"' in meta_page
+    answer = client.get(f"/settings/{shopify_store}/diagnostics?destination=nope")
+    assert answer.status_code == 400
