@@ -32,6 +32,8 @@ import pkgutil
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -219,6 +221,24 @@ class Destination(Protocol):
     ) -> SendResult:
         """A second look at an answer: a destination may renew an expired token and
         ``resend`` once; otherwise it returns ``result`` as it is."""
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, given as seconds or as an HTTP date
+    (RFC 9110, section 10.2.3); None without a usable one. Every platform may send it with a
+    429 or 503."""
+    raw = response.headers.get("Retry-After", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def load_destinations() -> dict[str, Destination]:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -50,6 +49,7 @@ from connector.destinations import (
     FollowUp,
     Outcome,
     SendResult,
+    retry_after_seconds,
 )
 from connector.destinations.google import tokens
 from connector.destinations.google.advice import advice
@@ -634,16 +634,9 @@ def _refused(violations: list[tuple[str, str]]) -> dict[int, str]:
 def _retry_after(response: requests.Response, details: list[dict[str, Any]]) -> float | None:
     """Seconds to wait: ``Retry-After`` (seconds or an HTTP date), else a ``RetryInfo``
     detail's ``retryDelay`` (a protobuf Duration in JSON, ``"30s"``)."""
-    raw = response.headers.get("Retry-After", "").strip()
-    if raw:
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            pass
-        try:
-            return max(0.0, (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            pass
+    header = retry_after_seconds(response)
+    if header is not None:
+        return header
     for detail in details:
         if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
             delay = str(detail.get("retryDelay", "")).removesuffix("s")

@@ -42,8 +42,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -55,6 +53,7 @@ from connector.destinations import (
     FailureAdvice,
     Outcome,
     SendResult,
+    retry_after_seconds,
 )
 from connector.destinations.meta.identity import user_data
 from connector.events import ClickIds, ConversionEvent, Shopper
@@ -400,7 +399,7 @@ def classify(response: requests.Response) -> SendResult:
       loop sends the batch again in halves until the bad event stands alone.
     """
     status = response.status_code
-    retry_after = _retry_after(response)
+    retry_after = retry_after_seconds(response)
     try:
         answer = response.json()
     except ValueError:
@@ -476,19 +475,3 @@ def _refused(error: dict[str, Any]) -> dict[int, str]:
     words = " ".join(str(error.get(key) or "") for key in ("message", "error_user_msg"))
     detail = str(error.get("error_user_msg") or error.get("message") or "refused by Meta")
     return {int(found.group(1)): detail for found in EVENT_PATH.finditer(words)}
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header, given as seconds or as an HTTP date."""
-    raw = response.headers.get("Retry-After", "").strip()
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

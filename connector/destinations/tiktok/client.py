@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -27,6 +25,7 @@ from connector.destinations import (
     FailureAdvice,
     Outcome,
     SendResult,
+    retry_after_seconds,
 )
 from connector.destinations.tiktok.advice import advice
 from connector.destinations.tiktok.identity import user_data
@@ -257,7 +256,7 @@ def classify(response: requests.Response) -> SendResult:
     ``data``, where TikTok would say more, is kept with the message.
     """
     status = response.status_code
-    retry_after = _retry_after(response)
+    retry_after = retry_after_seconds(response)
     try:
         envelope = response.json()
     except ValueError:
@@ -351,19 +350,3 @@ def _refused(message: str) -> dict[int, str]:
         index, words = int(path.group(1)), message[path.start() : end].strip(" ;,")
         refused[index] = f"{refused[index]}; {words}" if index in refused else words
     return refused
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header, given as seconds or as an HTTP date."""
-    raw = response.headers.get("Retry-After", "").strip()
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
