@@ -50,13 +50,11 @@ Decided here, not confirmed by any source found:
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import math
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -66,7 +64,8 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from connector.standins.server import LocalServer
 
 TOKEN_PATH = "/token"
 INGEST_PATH = "/v1/events:ingest"
@@ -501,19 +500,6 @@ def check_destination(dest: Any, path: str) -> Problem:
 # ---------------------------------------------------------------------------------------
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def setup(self) -> None:
-        super().setup()
-        self.server.stand_in_connections.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        self.server.stand_in_connections.discard(self.connection)  # type: ignore[attr-defined]
-        super().finish()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
 class GoogleStandIn:
     """Google's token endpoint and Data Manager API on 127.0.0.1.
 
@@ -524,38 +510,18 @@ class GoogleStandIn:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
         self._app = self._build_app()
+        self._http = LocalServer(self._app, "google-standin")
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> GoogleStandIn:
-        server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
-        )
-        server.stand_in_connections = set()  # type: ignore[attr-defined]
-        self._server, self._port = server, server.server_port
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="google-standin", daemon=True
-        )
-        self._thread.start()
+        self._http.listen()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        for connection in server.stand_in_connections.copy():  # type: ignore[attr-defined]
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._http.close()
 
     def __enter__(self) -> GoogleStandIn:
         return self.start()
@@ -565,7 +531,7 @@ class GoogleStandIn:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return self._http.base_url
 
     @property
     def token_url(self) -> str:

@@ -57,7 +57,6 @@ Decided here, not confirmed by a source found:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -65,7 +64,6 @@ import json
 import math
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -73,7 +71,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from connector.standins.server import LocalServer
 
 MAX_BATCH_SIZE = 1000  # M1
 MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600  # M3
@@ -362,21 +361,6 @@ def check_data(body: dict, now: float | None = None) -> list[dict]:
     return data
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without access logs, registering its socket with the server."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.stand_in_connections.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        self.server.stand_in_connections.discard(self.connection)  # type: ignore[attr-defined]
-        super().finish()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
 @dataclass
 class _Accounts:
     """Which tokens exist, which pixels each may send to, and which were revoked."""
@@ -403,35 +387,16 @@ class MetaStandIn:
         self.batches: list[ReceivedBatch] = []
         self._faults: deque[_Fault] = deque()
         self._app = self._build_app()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
+        self._http = LocalServer(self._app, "meta-standin")
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> MetaStandIn:
-        server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
-        )
-        server.stand_in_connections = set()  # type: ignore[attr-defined]
-        self._server, self._port = server, server.server_port
-        self._thread = threading.Thread(target=server.serve_forever, name="meta-standin")
-        self._thread.daemon = True
-        self._thread.start()
+        self._http.listen()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is None:
-            return
-        server.shutdown()
-        for connection in server.stand_in_connections.copy():  # type: ignore[attr-defined]
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._http.close()
 
     def __enter__(self) -> MetaStandIn:
         return self.start()
@@ -441,7 +406,7 @@ class MetaStandIn:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return self._http.base_url
 
     # -- configuration and faults ----------------------------------------------------------
 

@@ -66,13 +66,11 @@ Decided here, not confirmed by any source found:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -84,7 +82,8 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, request
 from markupsafe import escape
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from connector.standins.server import LocalServer
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 
@@ -819,21 +818,6 @@ def _page(title: str, body: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without access logs, registering its socket with the server."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.stand_in_connections.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        self.server.stand_in_connections.discard(self.connection)  # type: ignore[attr-defined]
-        super().finish()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
 class TikTokStandIn:
     """A real HTTP server answering `POST /open_api/v1.3/event/track/` like TikTok.
 
@@ -858,19 +842,17 @@ class TikTokStandIn:
         self._in_flight = 0
         self.oauth = TikTokOAuth(self._lock)
         self._app = self._build_app()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
+        self._http = LocalServer(self._app, "tiktok-standin")
         self._down = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> TikTokStandIn:
-        self._listen(0)
+        self._http.listen()
         return self
 
     def stop(self) -> None:
-        self._close_server()
+        self._http.close()
 
     def __enter__(self) -> TikTokStandIn:
         return self.start()
@@ -880,7 +862,7 @@ class TikTokStandIn:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return self._http.base_url
 
     @property
     def authorize_url(self) -> str:
@@ -895,42 +877,14 @@ class TikTokStandIn:
         """
         with self._lock:
             self._down = True
-        self._close_server()
+        self._http.close()
 
     def come_up(self) -> None:
         """Listen again on the same port as before."""
-        if self._server is None:
-            self._listen(self._port)
+        if not self._http.serving:
+            self._http.listen(self._http.port)
         with self._lock:
             self._down = False
-
-    def _listen(self, port: int) -> None:
-        try:
-            server = make_server(
-                "127.0.0.1", port, self._app, threaded=True, request_handler=_QuietHandler
-            )
-        except SystemExit as exc:  # werkzeug exits when the port cannot be bound
-            raise RuntimeError(f"TikTok stand-in cannot listen on port {port}") from exc
-        server.stand_in_connections = set()  # type: ignore[attr-defined]
-        self._server = server
-        self._port = server.server_port
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="tiktok-standin", daemon=True
-        )
-        self._thread.start()
-
-    def _close_server(self) -> None:
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is None:
-            return
-        server.shutdown()
-        for connection in server.stand_in_connections.copy():  # type: ignore[attr-defined]
-            with contextlib.suppress(OSError):  # already closed by its client
-                connection.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
 
     # -- configuration and faults ----------------------------------------------------------
 
