@@ -31,9 +31,17 @@ from connector.models import (
     UnreadableWebhook,
 )
 from connector.services import Services, build_services
+from connector.standins.google import GoogleStandIn
+from connector.standins.meta import MetaStandIn
 from connector.standins.tiktok import TikTokStandIn
 from connector.stores import add_store
 from tests.support import (
+    GOOGLE_ACTION,
+    GOOGLE_CLIENT,
+    GOOGLE_CUSTOMER,
+    GOOGLE_SECRET,
+    META_PIXEL,
+    META_TOKEN,
     PIXEL_CODE,
     SHOP_DOMAIN,
     SHOPIFY_SECRET,
@@ -126,6 +134,34 @@ def tiktok_session() -> Iterator[TikTokStandIn]:
 def tiktok(tiktok_session: TikTokStandIn) -> TikTokStandIn:
     tiktok_session.reset()
     return tiktok_session
+
+
+@pytest.fixture(scope="session")
+def meta_session() -> Iterator[MetaStandIn]:
+    with MetaStandIn({META_TOKEN: {META_PIXEL}}) as standin:
+        yield standin
+
+
+@pytest.fixture
+def meta(meta_session: MetaStandIn) -> MetaStandIn:
+    meta_session.reset()
+    return meta_session
+
+
+@pytest.fixture(scope="session")
+def google_session() -> Iterator[GoogleStandIn]:
+    with GoogleStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def google(google_session: GoogleStandIn) -> GoogleStandIn:
+    """Google with the connector's OAuth client and one Ads account with a conversion
+    action; ``tests.support.google_env`` points settings at it."""
+    google_session.reset()
+    google_session.register_client(GOOGLE_CLIENT, GOOGLE_SECRET)
+    google_session.add_account(GOOGLE_CUSTOMER, {GOOGLE_ACTION})
+    return google_session
 
 
 @pytest.fixture

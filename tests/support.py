@@ -19,6 +19,7 @@ import requests
 from connector.config import Settings
 from connector.events import ClickIds, LineItem, Order, Shopper
 from connector.services import Services
+from connector.standins.google import GoogleStandIn
 from connector.stores import set_destination
 
 ISO_DATETIME = re.compile(rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)([^"]*)"')
@@ -107,6 +108,35 @@ def run_connector(  # type: ignore[no-untyped-def]
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+GOOGLE_CLIENT, GOOGLE_SECRET = "client-1.apps.googleusercontent.com", "secret-1"
+GOOGLE_CUSTOMER, GOOGLE_ACTION = "1234567890", "555"
+META_PIXEL, META_TOKEN = "123456789012345", "meta-system-user-token"
+
+
+def connect_meta(services: Services, store_id: str) -> int:
+    values = {"pixel_id": META_PIXEL, "access_token": META_TOKEN}
+    return set_destination(services, store_id, kind="meta", values=values).id
+
+
+def connect_google(services: Services, store_id: str, refresh_token: str) -> int:
+    values = {
+        "customer_id": GOOGLE_CUSTOMER,
+        "conversion_action": GOOGLE_ACTION,
+        "refresh_token": refresh_token,
+    }
+    return set_destination(services, store_id, kind="google", values=values).id
+
+
+def google_env(settings: Settings, google: GoogleStandIn) -> Settings:
+    """``settings`` pointed at the Google stand-in, with the OAuth client it knows."""
+    return settings.with_env(
+        GOOGLE_DATAMANAGER_API_BASE=google.base_url,
+        GOOGLE_OAUTH_TOKEN_URL=google.token_url,
+        GOOGLE_OAUTH_CLIENT_ID=GOOGLE_CLIENT,
+        GOOGLE_OAUTH_CLIENT_SECRET=GOOGLE_SECRET,
     )
 
 

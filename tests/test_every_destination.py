@@ -7,7 +7,6 @@ tags use and only its own click ids; one platform's trouble holds back no other.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -15,12 +14,16 @@ from sqlalchemy import select
 from connector.hashing import sha256_hex
 from connector.models import OutboxEvent, StoreDestination
 from connector.standins.google import GoogleStandIn
-from connector.standins.meta import MetaStandIn
-from connector.stores import set_destination
 from tests.support import (
+    GOOGLE_CLIENT,
+    GOOGLE_CUSTOMER,
+    META_TOKEN,
+    connect_google,
+    connect_meta,
     connect_tiktok,
     fixture_bytes,
     fresh,
+    google_env,
     post,
     shopify_headers,
     wait_until,
@@ -29,61 +32,23 @@ from tests.support import (
 
 pytestmark = pytest.mark.postgres
 
-META_PIXEL, META_TOKEN = "123456789012345", "meta-system-user-token"
-GOOGLE_CLIENT, GOOGLE_SECRET = "connector.apps.googleusercontent.com", "google-client-secret"
-CUSTOMER, ACTION = "1234567890", "987654321"
 FBCLID = "IwAR2xQe9KpLm3Nv7Rt1Yz"
 FBP = "fb.1.1733200000000.1098765432"
 GCLID = "Cj0KCQiA-shopify-gclid"
 WOO_GCLID = "Cj0KCQiA-woocommerce-gclid"
 
 
-@pytest.fixture(scope="module")
-def meta_session() -> Iterator[MetaStandIn]:
-    with MetaStandIn({META_TOKEN: {META_PIXEL}}) as standin:
-        yield standin
-
-
-@pytest.fixture(scope="module")
-def google_session() -> Iterator[GoogleStandIn]:
-    with GoogleStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def meta(meta_session: MetaStandIn) -> MetaStandIn:
-    meta_session.reset()
-    return meta_session
-
-
-@pytest.fixture
-def google(google_session: GoogleStandIn) -> GoogleStandIn:
-    google_session.reset()
-    google_session.register_client(GOOGLE_CLIENT, GOOGLE_SECRET)
-    google_session.add_account(CUSTOMER, {ACTION})
-    return google_session
-
-
 @pytest.fixture
 def settings(settings, meta, google):  # type: ignore[no-untyped-def]
-    """The test settings with Meta's and Google's addresses pointed at their stand-ins, for
-    this process and the worker alike."""
-    return settings.with_env(
-        META_API_BASE=meta.base_url,
-        GOOGLE_DATAMANAGER_API_BASE=google.base_url,
-        GOOGLE_OAUTH_TOKEN_URL=google.token_url,
-        GOOGLE_OAUTH_CLIENT_ID=GOOGLE_CLIENT,
-        GOOGLE_OAUTH_CLIENT_SECRET=GOOGLE_SECRET,
-    )
+    """The test settings pointed at Meta's and Google's stand-ins, for this process and the
+    worker alike."""
+    return google_env(settings, google).with_env(META_API_BASE=meta.base_url)
 
 
 def connect_all(services, store_id: str, google: GoogleStandIn) -> None:  # type: ignore[no-untyped-def]
     connect_tiktok(services, store_id)
-    meta_values = {"pixel_id": META_PIXEL, "access_token": META_TOKEN}
-    set_destination(services, store_id, kind="meta", values=meta_values)
-    refresh = google.issue_refresh_token(GOOGLE_CLIENT, {CUSTOMER})
-    google_values = {"customer_id": CUSTOMER, "conversion_action": ACTION, "refresh_token": refresh}
-    set_destination(services, store_id, kind="google", values=google_values)
+    connect_meta(services, store_id)
+    connect_google(services, store_id, google.issue_refresh_token(GOOGLE_CLIENT, {GOOGLE_CUSTOMER}))
 
 
 def shopify_order_with_every_click() -> bytes:

@@ -4,7 +4,6 @@ shows in the delivery log beside the request's events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,36 +14,22 @@ from connector.events import ClickIds
 from connector.followup import ASK_EVERY, FIRST_ASK_AFTER, follow_up_requests
 from connector.models import Attempt, utcnow
 from connector.pipeline import record_events
-from connector.standins.google import GoogleStandIn
-from connector.stores import set_destination
-from tests.support import connect_tiktok, log_in, make_order
-
-CLIENT, SECRET = "connector.apps.googleusercontent.com", "client-secret"
-CUSTOMER, ACTION = "1234567890", "987654321"
-
-
-@pytest.fixture
-def google() -> Iterator[GoogleStandIn]:
-    with GoogleStandIn() as standin:
-        standin.register_client(CLIENT, SECRET)
-        standin.add_account(CUSTOMER, {ACTION})
-        yield standin
+from tests.support import (
+    GOOGLE_CLIENT,
+    GOOGLE_CUSTOMER,
+    connect_google,
+    connect_tiktok,
+    google_env,
+    log_in,
+    make_order,
+)
 
 
 @pytest.fixture
 def google_destination(services, shopify_store, google) -> int:  # type: ignore[no-untyped-def]
-    services.settings = services.settings.with_env(
-        GOOGLE_DATAMANAGER_API_BASE=google.base_url,
-        GOOGLE_OAUTH_TOKEN_URL=google.token_url,
-        GOOGLE_OAUTH_CLIENT_ID=CLIENT,
-        GOOGLE_OAUTH_CLIENT_SECRET=SECRET,
-    )
-    values = {
-        "customer_id": CUSTOMER,
-        "conversion_action": ACTION,
-        "refresh_token": google.issue_refresh_token(CLIENT, {CUSTOMER}),
-    }
-    return set_destination(services, shopify_store, kind="google", values=values).id
+    services.settings = google_env(services.settings, google)
+    refresh = google.issue_refresh_token(GOOGLE_CLIENT, {GOOGLE_CUSTOMER})
+    return connect_google(services, shopify_store, refresh)
 
 
 def attempt(services) -> Attempt:  # type: ignore[no-untyped-def]

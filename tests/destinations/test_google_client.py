@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from connector.config import Settings
 from connector.destinations import DestinationConfig, Outcome, SendResult, load_destinations
 from connector.destinations.google import DESTINATION
 from connector.destinations.google.client import (
@@ -37,11 +34,12 @@ from connector.destinations.google.tokens import NO_REFRESH_TOKEN_FIX, RECONNECT
 from connector.events import Content, ConversionEvent
 from connector.hashing import sha256_hex
 from connector.models import Store, StoreDestination
-from connector.services import Services, build_services
+from connector.services import Services
 from connector.standins.google import GoogleStandIn
+from tests.support import GOOGLE_ACTION, GOOGLE_CLIENT, GOOGLE_CUSTOMER, GOOGLE_SECRET
 
-CLIENT, SECRET = "client-1.apps.googleusercontent.com", "secret-1"
-CUSTOMER, ACTION = "1234567890", "555"
+CLIENT, SECRET = GOOGLE_CLIENT, GOOGLE_SECRET
+CUSTOMER, ACTION = GOOGLE_CUSTOMER, GOOGLE_ACTION
 MANAGER = "9999999999"
 NOW = int(time.time())
 
@@ -288,41 +286,6 @@ def test_fields_and_registration() -> None:
 
 
 # -- against the stand-in ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[GoogleStandIn]:
-    with GoogleStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def google(running: GoogleStandIn) -> GoogleStandIn:
-    running.reset()
-    running.register_client(CLIENT, SECRET)
-    running.add_account(CUSTOMER, {ACTION})
-    return running
-
-
-@pytest.fixture
-def google_services(database_url: str, google: GoogleStandIn, tmp_path: Path) -> Iterator[Services]:
-    settings = Settings(
-        instance_path=tmp_path / "instance",
-        database_url=database_url,
-        redis_url=None,
-        secret_key="test-secret-key",
-        token_encryption_key=None,
-        app_url="http://connector.test",
-        http_timeout_seconds=3.0,
-    ).with_env(
-        GOOGLE_DATAMANAGER_API_BASE=google.base_url,
-        GOOGLE_OAUTH_TOKEN_URL=google.token_url,
-        GOOGLE_OAUTH_CLIENT_ID=CLIENT,
-        GOOGLE_OAUTH_CLIENT_SECRET=SECRET,
-    )
-    services = build_services(settings)
-    yield services
-    services.db.dispose()
 
 
 def connected(services: Services, google: GoogleStandIn) -> tuple[StoreDestination, str]:

@@ -11,15 +11,12 @@ access token; a revoked refresh token or a missing OAuth client giving "" instea
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import update
 
-from connector.config import Settings
 from connector.destinations.google.tokens import (
     CLIENT_FIX,
     RECONNECT_FIX,
@@ -28,48 +25,14 @@ from connector.destinations.google.tokens import (
     refresh_grant,
 )
 from connector.models import Store, StoreDestination, utcnow
-from connector.services import Services, build_services
+from connector.services import Services
 from connector.standins.google import GoogleStandIn
+from tests.support import GOOGLE_ACTION, GOOGLE_CLIENT, GOOGLE_CUSTOMER, GOOGLE_SECRET
 
 pytestmark = pytest.mark.postgres
 
-CLIENT, SECRET = "client-1.apps.googleusercontent.com", "secret-1"
-CUSTOMER, ACTION = "1234567890", "555"
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[GoogleStandIn]:
-    with GoogleStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def google(running: GoogleStandIn) -> GoogleStandIn:
-    running.reset()
-    running.register_client(CLIENT, SECRET)
-    running.add_account(CUSTOMER, {ACTION})
-    return running
-
-
-@pytest.fixture
-def google_services(database_url: str, google: GoogleStandIn, tmp_path: Path) -> Iterator[Services]:
-    settings = Settings(
-        instance_path=tmp_path / "instance",
-        database_url=database_url,
-        redis_url=None,
-        secret_key="test-secret-key",
-        token_encryption_key=None,
-        app_url="http://connector.test",
-        http_timeout_seconds=3.0,
-    ).with_env(
-        GOOGLE_DATAMANAGER_API_BASE=google.base_url,
-        GOOGLE_OAUTH_TOKEN_URL=google.token_url,
-        GOOGLE_OAUTH_CLIENT_ID=CLIENT,
-        GOOGLE_OAUTH_CLIENT_SECRET=SECRET,
-    )
-    services = build_services(settings)
-    yield services
-    services.db.dispose()
+CLIENT, SECRET = GOOGLE_CLIENT, GOOGLE_SECRET
+CUSTOMER, ACTION = GOOGLE_CUSTOMER, GOOGLE_ACTION
 
 
 def add_destination(services: Services, refresh_token: str) -> int:
