@@ -74,19 +74,28 @@ def deliver_pending(
     report = RunReport()
     deadline = time.monotonic() + time_budget
     http = services.http
-    pace = Pace(services.settings.max_requests_per_second)
+    pace: Pace | None = None
     while time.monotonic() < deadline and not (report.paused or report.cooldown_seconds):
         with services.db.session() as session:
             row = session.get(StoreDestination, destination_id)
             if row is None or row.paused_reason:
                 break
             destination = services.destinations[row.kind]
+            pace = pace or Pace(requests_per_second(services.settings, destination))
             config = destination_config(services, row, destination)
             batch = claim_batch(session, row, services.settings, destination.max_batch)
             if not batch:
                 break
             _send_batch(session, row, destination, config, http, batch, services, report, pace)
     return report
+
+
+def requests_per_second(settings: Settings, destination: Destination) -> float:
+    """The slower of ``DESTINATION_MAX_QPS`` and the platform's own limit (0: no limit)."""
+    limits = [
+        r for r in (settings.max_requests_per_second, destination.max_requests_per_second) if r > 0
+    ]
+    return min(limits, default=0.0)
 
 
 class Pace:

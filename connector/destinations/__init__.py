@@ -169,6 +169,8 @@ class Destination(Protocol):
         signal_keys: for each neutral signal of :mod:`connector.signals`, the key of
             :meth:`user_data` that carries it, for diagnostics' coverage.
         max_batch: the most events one request may carry.
+        max_requests_per_second: the platform's own request rate limit for one destination
+            (0: none documented; ``DESTINATION_MAX_QPS`` applies to every destination).
         test_mode: ``code`` when test events carry a test event code the merchant enters,
             ``validate`` when the test button asks the platform to validate without recording.
         test_hint: how a merchant gets test events in, for messages (a test order with no way
@@ -184,6 +186,7 @@ class Destination(Protocol):
     click_ids: tuple[str, ...]
     signal_keys: Mapping[str, str]
     max_batch: int
+    max_requests_per_second: float
     test_mode: Literal["code", "validate"]
     test_hint: str
     setup: str

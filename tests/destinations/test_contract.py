@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from connector.config import Settings
+from connector.delivery import requests_per_second
 from connector.destinations import Destination, FailureAdvice, load_destinations
 from connector.events import CLICK_ID_FIELDS, ClickIds, Content, ConversionEvent, Shopper
 from connector.signals import SIGNALS
@@ -73,6 +75,7 @@ def test_identity_environment_and_fields(kind: str) -> None:
     if api.test_mode == "code":
         assert any(f.stored_as == "test_event_code" for f in api.fields)
     assert 0 < api.max_batch <= 10_000
+    assert api.max_requests_per_second >= 0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -155,3 +158,14 @@ def _event(api: Destination, event_time: int) -> ConversionEvent:
         contents=(Content(content_id="1", name="x", price=10.0, quantity=1),),
         order_id="1001",
     )
+
+
+def test_delivery_keeps_to_the_slower_of_the_operators_and_the_platforms_rate() -> None:
+    settings = Settings(
+        instance_path=ROOT, database_url="sqlite://", redis_url=None, secret_key="k",
+        token_encryption_key=None, app_url="http://x", max_requests_per_second=20.0,
+    )  # fmt: skip
+    assert requests_per_second(settings, DESTINATIONS["google"]) == 5.0  # Google: 300 a minute
+    assert requests_per_second(settings, DESTINATIONS["tiktok"]) == 20.0
+    unlimited = settings.with_overrides(max_requests_per_second=0.0)
+    assert requests_per_second(unlimited, DESTINATIONS["tiktok"]) == 0.0

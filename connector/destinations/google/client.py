@@ -260,6 +260,9 @@ class GoogleDataManager:
         "user_agent": "user_agent",
     }
     max_batch = MAX_EVENTS
+    # "300 requests per minute per project" (https://developers.google.com/data-manager/api/limits);
+    # one destination keeps under it alone, several stores share the project's quota.
+    max_requests_per_second = 5.0
     test_mode = "validate"
     # Google Ads has no test events: a test order is never sent; the settings card's test
     # button sends a sample with validateOnly, which Google checks without recording.

@@ -217,6 +217,10 @@ class MetaConversionsApi:
         "browser_id": "fbp",
     }
     max_batch = 1000
+    # Conversions API calls count against no documented per-pixel rate; throttling comes as
+    # codes 4, 17, 613 and 80000-80014, which retry (Rate Limits,
+    # https://developers.facebook.com/docs/graph-api/overview/rate-limiting/).
+    max_requests_per_second = 0.0
     test_mode = "code"
     test_hint = "set a Meta test event code (Events Manager > Test events) to send test orders"
     setup = (

@@ -135,6 +135,7 @@ class TikTokEventsApi:
         "browser_id": "ttp",
     }
     max_batch = 1000
+    max_requests_per_second = 0.0  # none documented for event/track; DESTINATION_MAX_QPS
     test_mode = "code"
     test_hint = "set a TikTok test event code to send test orders"
     setup = (
