@@ -338,6 +338,77 @@ def test_tiktok_set_refuses_an_unknown_event_name(settings, shopify_store):
     ]
 
 
+# -- destinations ----------------------------------------------------------------------------
+
+
+def test_destinations_set_list_and_remove_every_platform(settings, services, shopify_store):
+    meta = ("--pixel-id", "123456789012345", "--access-token", "meta-secret-token")
+    google = ("--customer-id", "123-456-7890", "--conversion-action", "987654321",
+              "--refresh-token", "1//google-secret",
+              "--login-customer-id", "111-222-3333")  # fmt: skip
+    for kind, flags in (("meta", meta), ("google", google)):
+        result = connector(settings, "destinations", "set", shopify_store, kind, *flags)
+        assert result.returncode == 0, result.stderr
+        assert "secret" not in result.stdout  # tokens are never printed
+    connector(settings, "tiktok", "set", shopify_store, "--pixel-code", PIXEL_CODE,
+              "--access-token", "tiktok-secret")  # fmt: skip
+
+    listed = connector(settings, "destinations", "list", shopify_store)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["kind"], r["status"], r["paused_reason"]) for r in rows] == [
+        ("google", "active", None),
+        ("meta", "active", None),
+        ("tiktok", "active", None),
+    ]
+    assert rows[0]["customer_id"] == "123-456-7890"
+    assert (rows[0]["conversion_action"], rows[0]["login_customer_id"]) == (
+        "987654321",
+        "111-222-3333",
+    )
+    assert (
+        rows[1]["pixel_id"] == "123456789012345"
+        and rows[1]["options"]["purchase_event"] == "Purchase"
+    )
+    assert "secret" not in listed.stdout
+
+    removed = connector(settings, "destinations", "remove", shopify_store, "google")
+    assert json.loads(removed.stdout) == {
+        "store_id": shopify_store,
+        "kind": "google",
+        "removed": True,
+    }
+    again = connector(settings, "destinations", "list", shopify_store)
+    assert [json.loads(line)["kind"] for line in again.stdout.splitlines()] == ["meta", "tiktok"]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("meta", "--pixel-code", "C1"), "Error: Meta has no --pixel-code"),
+        (("meta", "--pixel-id", "12x", "--access-token", "t"), "Error: Meta: The Pixel (dataset"),
+        (("meta", "--access-token", "t"), "Error: Meta: Enter the Pixel (dataset) ID"),
+        (("pinterest", "--access-token", "t"), "choose one of google, meta, tiktok"),
+    ],
+)  # fmt: skip
+def test_destinations_set_says_what_is_wrong(settings, shopify_store, args, error):
+    result = connector(settings, "destinations", "set", shopify_store, *args)
+    assert result.returncode in (1, 2)
+    assert error in result.stderr
+
+
+def test_events_list_by_destination(settings, services, shopify_store):
+    connector(settings, "tiktok", "set", shopify_store, "--pixel-code", PIXEL_CODE,
+              "--access-token", "t")  # fmt: skip
+    connector(settings, "destinations", "set", shopify_store, "meta", "--pixel-id",
+              "123456789012345", "--access-token", "m")  # fmt: skip
+    record_events(services, shopify_store, "orders/create", make_order("5001"))
+    result = connector(settings, "events", "list", "--destination", "meta")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["destination"], r["event"], r["event_id"]) for r in rows] == [
+        ("meta", "Purchase", "5001")
+    ]
+
+
 # -- events list ---------------------------------------------------------------------------
 
 
