@@ -194,6 +194,9 @@ def web(ctx: click.Context, port: int | None, host: str | None) -> None:
         "--bind", f"{host or settings.host or ALL_INTERFACES}:{port or settings.port}",
         "--workers", str(settings.web_concurrency),
         "--access-logfile", "-",
+        # Paths without query strings or login tokens (connector/web/accesslog.py).
+        "--access-logformat", '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"',
+        "--logger-class", "connector.web.accesslog.RedactingLogger",
         "--graceful-timeout", "25",
     ]  # fmt: skip
     os.execv(sys.executable, args)

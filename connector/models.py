@@ -276,3 +276,20 @@ class ClickRecord(Base):
     order_id: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class MerchantSession(Base):
+    """A browser logged in to one store's merchant pages (connector.web.merchant.access).
+
+    The cookie holds a random id; only its SHA-256 is kept here, so a copy of the table lets
+    no one in. A session ends at ``expires_at`` (absolute), after a while unused
+    (``last_seen_at``), or when its row is deleted: logout, an uninstall, a deleted store.
+    """
+
+    __tablename__ = "merchant_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

@@ -35,6 +35,7 @@ from connector.destinations import Destination
 from connector.events import ClickIds, Shopper
 from connector.models import ClickRecord, OutboxEvent, ShopifyToken, Store, StoreDestination, utcnow
 from connector.services import Services
+from connector.web.merchant.access import end_store_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def uninstall(services: Services, store: Store, _payload: dict[str, Any]) -> dic
             .values(paused_reason=UNINSTALLED_REASON, paused_at=utcnow(), updated_at=utcnow())
         )
         session.commit()
+    end_store_sessions(services, store.id)
     logger.info("shopify.uninstalled store=%s", store.id)
     return {"status": "uninstalled"}
 

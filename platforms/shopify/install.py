@@ -18,9 +18,11 @@ Bridge session token (``id_token`` on the first document request, ``Authorizatio
 later fetches). The token authenticates the page, and when the store has no access token yet
 it is exchanged for one (token exchange), then the store is set up as above
 (https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/token-exchange).
-Then the merchant pages open with an embedded grant (connector/web/merchant/access.py). The
-redirect routes stay for installs started from a link (``/shopify/install?shop=...``), which
-end in the same app.
+Then the merchant pages open with an embedded grant (connector/web/merchant/access.py): five
+minutes long, for this shop's store only; the pages renew it with a fresh session token
+(``shopify.idToken()``, https://shopify.dev/docs/api/app-bridge-library/apis/id-token) posted
+to ``/shopify/app/grant`` (``static/embedded-grant.js``). The redirect routes stay for
+installs started from a link (``/shopify/install?shop=...``), which end in the same app.
 
 Webhooks are the TOML's app-specific subscriptions, the same for every shop; an install only
 removes shop-specific duplicates an older version made (:func:`remove_duplicate_webhooks`,
@@ -46,7 +48,7 @@ from connector.plugins import EmbeddedHead, PeriodicTask, in_own_thread
 from connector.services import Services
 from connector.stores import add_store, find_store
 from connector.web import services
-from connector.web.merchant.access import embedded_grant
+from connector.web.merchant.access import embedded_csrf_token, embedded_grant
 from platforms.shopify.admin_api import (
     AdminApiError,
     activate_pixel,
@@ -158,15 +160,9 @@ def embedded_home() -> Response | tuple[Response, int]:
     settings = svc.settings
     if disabled := _disabled(settings):
         return disabled
-    id_token = request.args.get("id_token") or request.headers.get(
-        "Authorization", ""
-    ).removeprefix("Bearer ")
+    id_token = request.args.get("id_token") or _bearer()
     try:
-        shop = decode_session_token(
-            f"Bearer {id_token}",
-            api_key=settings.shopify_api_key or "",
-            secret=settings.shopify_api_secret or "",
-        )
+        shop = _shop_of(settings, id_token)
     except OAuthError as exc:
         return jsonify(error=f"{exc}: open the app from the Shopify admin"), 401
     admin_base = _admin_base(settings, shop)
@@ -185,11 +181,52 @@ def embedded_home() -> Response | tuple[Response, int]:
         logger.warning("shopify.install-failed reason=%s", type(exc).__name__)
         return jsonify(error=f"the install could not finish: {exc}"), 502
     # The merchant pages, with a grant carried in their URLs (cookies do not survive in the
-    # admin's iframe); only the shop's admin may frame them (Shopify's rule for embedded apps).
-    grant = embedded_grant(
-        store_id, (f"https://{shop}", "https://admin.shopify.com"), platform="shopify"
-    )
+    # admin's iframe).
+    grant = _grant_for(store_id, shop)
     return redirect(url_for("merchant.status", store_id=store_id, session=grant), code=303)
+
+
+RENEW_GRANT_PATH = "/shopify/app/grant"
+
+
+@blueprint.post(RENEW_GRANT_PATH)
+def renew_grant() -> tuple[Response, int]:
+    """A fresh embedded grant, for the pages' script, in exchange for a fresh App Bridge
+    session token (``Authorization: Bearer``): the grant is for the token's shop, and only
+    while its store is installed. A header, not a cookie, authenticates this POST, so no
+    other site can make a browser send it."""
+    settings = services().settings
+    if disabled := _disabled(settings):
+        return disabled
+    try:
+        shop = _shop_of(settings, _bearer())
+    except OAuthError as exc:
+        return jsonify(error=f"{exc}: reload the app from the Shopify admin"), 401
+    store_id = _installed_store(services(), shop)
+    if store_id is None:
+        return jsonify(error="this shop has not installed the app: open it from the admin"), 403
+    grant = _grant_for(store_id, shop)
+    return jsonify(session=grant, csrf_token=embedded_csrf_token(grant)), 200
+
+
+def _grant_for(store_id: str, shop: str) -> str:
+    """An embedded grant for the shop's store, which only the shop's admin may frame
+    (Shopify's rule for embedded apps)."""
+    frames = (f"https://{shop}", "https://admin.shopify.com")
+    return embedded_grant(store_id, frames, platform="shopify", shop=shop)
+
+
+def _bearer() -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+
+def _shop_of(settings: Settings, id_token: str) -> str:
+    """The shop of a valid App Bridge session token (OAuthError if it is not one)."""
+    return decode_session_token(
+        f"Bearer {id_token}",
+        api_key=settings.shopify_api_key or "",
+        secret=settings.shopify_api_secret or "",
+    )
 
 
 APP_BRIDGE_SCRIPT = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
@@ -197,11 +234,15 @@ APP_BRIDGE_SCRIPT = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
 
 def app_bridge_head(svc: Services) -> EmbeddedHead:
     """App Bridge, which Shopify requires of embedded app pages: its script from Shopify's CDN
-    and the app's API key (https://shopify.dev/docs/api/app-bridge-library, "Setup")."""
+    and the app's API key (https://shopify.dev/docs/api/app-bridge-library, "Setup"); then our
+    script that renews the pages' short grant through it."""
     api_key = escape(svc.settings.shopify_api_key or "")
+    renew = escape(url_for("static", filename="embedded-grant.js"))
+    endpoint = escape(request.script_root + RENEW_GRANT_PATH)
     return EmbeddedHead(
         html=f'<meta name="shopify-api-key" content="{api_key}">'
-        f'<script src="{APP_BRIDGE_SCRIPT}"></script>',
+        f'<script src="{APP_BRIDGE_SCRIPT}"></script>'
+        f'<script src="{renew}" data-renew-url="{endpoint}" defer></script>',
         script_sources=("https://cdn.shopify.com",),
     )
 

@@ -32,19 +32,22 @@ def test_login_link_shows_a_button_and_logs_in_once(client, services, shopify_st
     page = client.get(path)
     assert page.status_code == 200 and b"Continue" in page.data
     assert "connector_session" not in (page.headers.get("Set-Cookie") or "")
-    answer = client.post(path)
+    form = {"csrf_token": csrf_of(page.get_data(as_text=True))}
+    answer = client.post(path, data=form)
     assert answer.status_code == 303
     assert answer.headers["Location"].endswith(f"/settings/{shopify_store}/")
     cookie = answer.headers["Set-Cookie"]
     assert "connector_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert client.get(f"/settings/{shopify_store}/").status_code == 200
-    again = client.post(path)
+    again = client.post(path, data=form)
     assert again.status_code == 400 and b"already used" in again.data
 
 
 def test_forged_and_expired_login_links_are_refused(client, services, shopify_store):
-    forged = login_token("another-secret", shopify_store)
-    answer = client.post(f"/login/{forged}")
+    forged = f"/login/{login_token('another-secret', shopify_store)}"
+    assert client.get(forged).status_code == 400
+    real = client.get(f"/login/{login_token(services.settings.secret_key, shopify_store)}")
+    answer = client.post(forged, data={"csrf_token": csrf_of(real.get_data(as_text=True))})
     assert answer.status_code == 400 and b"not valid" in answer.data
     assert client.get(f"/settings/{shopify_store}/").status_code == 403
 
@@ -55,7 +58,11 @@ def test_session_cookie_is_secure_when_the_app_is_served_over_https(settings, sh
 
     services = build_services(settings.with_overrides(app_url="https://connector.example"))
     client = create_app(services=services).test_client()
-    answer = client.post(f"/login/{login_token(services.settings.secret_key, shopify_store)}")
+    path = f"/login/{login_token(services.settings.secret_key, shopify_store)}"
+    page = client.get(path, base_url="https://connector.example")
+    assert "; Secure" in page.headers["Set-Cookie"]
+    form = {"csrf_token": csrf_of(page.get_data(as_text=True))}
+    answer = client.post(path, data=form, base_url="https://connector.example")
     assert answer.status_code == 303
     assert "; Secure" in answer.headers["Set-Cookie"]
     services.db.dispose()
@@ -363,7 +370,9 @@ def test_a_login_while_redis_is_down_says_to_retry(settings, shopify_store):
     unreachable = settings.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     services = build_services(unreachable)
     client = create_app(services=services).test_client()
-    answer = client.post(f"/login/{login_token(services.settings.secret_key, shopify_store)}")
+    path = f"/login/{login_token(services.settings.secret_key, shopify_store)}"
+    form = {"csrf_token": csrf_of(client.get(path).get_data(as_text=True))}
+    answer = client.post(path, data=form)
     assert answer.status_code == 503 and b"retry soon" in answer.data
     assert "connector_session" not in (answer.headers.get("Set-Cookie") or "")
     services.db.dispose()

@@ -1,15 +1,22 @@
 """The "Connect with TikTok" pages: TikTok for Business OAuth, then choosing the pixel.
 
-1. ``GET /settings/<store_id>/tiktok/connect`` (the merchant's own store only) sends the browser
-   to TikTok's advertiser authorization page with a ``state`` that names the store and this
-   browser's session, signed and expiring (``itsdangerous``), and ``redirect_uri =
-   APP_URL/tiktok/callback``, which must be the app's advertiser redirect URL at TikTok.
-2. ``GET /tiktok/callback`` refuses a state we did not sign, that expired, or that was issued to
-   another session or store; then exchanges TikTok's ``auth_code`` and stores the token
-   encrypted on the store's TikTok destination, paused until a pixel is chosen
-   (:func:`connector.destinations.tiktok.tokens.save_grant`), so nothing reaches a wrong pixel.
+1. ``GET /settings/<store_id>/tiktok/connect`` (the merchant's own store only, by session
+   cookie or embedded grant) sends the browser to TikTok's advertiser authorization page with a
+   ``state`` that names the store and a nonce, signed and expiring (``itsdangerous``), and
+   ``redirect_uri = APP_URL/tiktok/callback``, which must be the app's advertiser redirect URL
+   at TikTok. The nonce also goes in a cookie, so only this browser can finish (the OAuth
+   ``state`` rule, https://datatracker.ietf.org/doc/html/rfc6749#section-10.12). No session is
+   started: an embedded grant in the URL never becomes a cookie session.
+2. ``GET /tiktok/callback`` refuses a state we did not sign, that expired, that another browser
+   started or that was already used (the nonce is spent in Redis); then exchanges TikTok's
+   ``auth_code`` and stores the token encrypted on the store's TikTok destination, paused until
+   a pixel is chosen (:func:`connector.destinations.tiktok.tokens.save_grant`), so nothing
+   reaches a wrong pixel.
 3. ``GET /settings/<store_id>/tiktok/pixels`` lists the pixels of every ad account the merchant
-   granted; its form (CSRF-checked) sets the pixel and lifts that pause.
+   granted; its form (CSRF-checked) sets the pixel and lifts that pause. A browser without a
+   session of the store (one that started from a store platform's admin) gets there with a
+   short grant of its own (:func:`connector.web.merchant.access.embedded_grant`, framed by no
+   one).
 
 Every refusal renders a page saying what happened and what to do. The pages are disabled, with
 that explanation, until the operator sets ``TIKTOK_APP_ID`` and ``TIKTOK_APP_SECRET``.
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from redis.exceptions import RedisError
 
 from connector.config import Settings
 from connector.destinations.tiktok.oauth import (
@@ -43,14 +52,14 @@ from connector.destinations.tiktok.tokens import (
     save_grant,
 )
 from connector.jobs import request_delivery
-from connector.models import StoreDestination
+from connector.models import Store, StoreDestination
 from connector.stores import find_destination
 from connector.web import services
 from connector.web.merchant.access import (
+    current_grant,
+    embedded_grant,
     guard_store_page,
-    require_store,
     security_headers,
-    start_session,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,6 +71,7 @@ CALLBACK_PATH = "/tiktok/callback"
 STATE_SALT = "tiktok-oauth-state"
 STATE_MAX_AGE_SECONDS = 15 * 60
 """How long a merchant may spend on TikTok's consent screens."""
+NONCE_COOKIE = "tiktok_oauth_nonce"
 
 START_AGAIN = "Open your store's Settings page and click Connect with TikTok again."
 
@@ -83,15 +93,19 @@ def start(store_id: str) -> Response | tuple[str, int]:
     settings = services().settings
     if not oauth_enabled(settings):
         return _problem("Connect with TikTok is not available here.", NOT_SET_UP, 404)
-    grant = require_store(store_id)
-    if grant.embedded_token:
-        # Opened from a store platform's admin, in the top window (TikTok's page refuses to be
-        # framed): here our cookie is first-party, so the grant becomes a cookie session, which
-        # the callback and the pixel page then find.
-        start_session(store_id)
-        grant = require_store(store_id, fresh=True)
-    state = _serializer(settings).dumps({"store": store_id, "sid": grant.session_id})
-    return redirect(authorize_url(settings, redirect_uri=callback_url(settings), state=state))
+    nonce = secrets.token_urlsafe(24)
+    state = _serializer(settings).dumps({"store": store_id, "nonce": nonce})
+    response = redirect(authorize_url(settings, redirect_uri=callback_url(settings), state=state))
+    response.set_cookie(
+        NONCE_COOKIE,
+        nonce,
+        max_age=STATE_MAX_AGE_SECONDS,
+        path="/tiktok/",
+        httponly=True,
+        secure=settings.app_url.startswith("https://"),
+        samesite="Lax",  # sent on TikTok's top-level redirect back to the callback
+    )
+    return response
 
 
 @blueprint.get(CALLBACK_PATH)
@@ -116,7 +130,9 @@ def callback() -> Response | tuple[str, int]:
         logger.warning("tiktok.connect-failed store=%s code=%s", g.store.id, exc.code)
         return _problem("TikTok refused the connection.", str(exc), 502)
     logger.info("tiktok.connected store=%s advertisers=%d", g.store.id, len(grant.advertiser_ids))
-    return redirect(url_for(".pixels", store_id=g.store.id))
+    response = redirect(_pixels_url(g.store))
+    response.delete_cookie(NONCE_COOKIE, path="/tiktok/")
+    return response
 
 
 @blueprint.get("/settings/<store_id>/tiktok/pixels")
@@ -164,15 +180,42 @@ def _state_problem(settings: Settings, state: str | None) -> tuple[str, int] | N
             START_AGAIN,
             400,
         )
-    grant = require_store(data["store"])
-    if not hmac.compare_digest(grant.session_id, data["sid"]):
+    if not hmac.compare_digest(request.cookies.get(NONCE_COOKIE, ""), data.get("nonce", "")):
         return _problem(
             "This connection was started in another browser session.",
-            "Log in to your store's pages in this browser, then connect from its Settings page.",
+            "Connect from your store's Settings page in this browser.",
             403,
         )
-    guard_store_page(data["store"])
+    try:
+        first_use = _spend_nonce(data["nonce"])
+    except RedisError:
+        logger.error("tiktok.connect-unavailable reason=redis")
+        return _problem("The connector cannot finish this right now.", START_AGAIN, 503)
+    if not first_use:
+        return _problem("This link back from TikTok was already used.", START_AGAIN, 400)
+    with services().db.session() as session:
+        g.store = session.get(Store, data["store"])
+    if g.store is None:
+        return _problem("This store is not connected here any more.", START_AGAIN, 404)
     return None
+
+
+def _spend_nonce(nonce: str) -> bool:
+    """True the first time a state comes back, False ever after: a state seen in a browser's
+    history or a log cannot finish a connection again. In Redis, so every web process
+    agrees."""
+    key = f"connector:tiktok-state:{nonce}"
+    return bool(services().redis.set(key, 1, nx=True, ex=STATE_MAX_AGE_SECONDS + 60))
+
+
+def _pixels_url(store: Store) -> str:
+    """The pixel page, for this browser's session of the store, or, for a browser that came
+    from a store platform's admin (no session), with a short grant of its own."""
+    grant = current_grant()
+    if grant is not None and not grant.embedded_token and grant.store_id == store.id:
+        return url_for(".pixels", store_id=store.id)
+    own = embedded_grant(store.id, (), None, shop=store.domain)
+    return url_for(".pixels", store_id=store.id, session=own)
 
 
 def _pixels_page(

@@ -4,13 +4,24 @@ Two ways in, one rule: a browser may act on a store only when it holds a grant f
 
 - A **login link** (``connector stores login-link STORE_ID``) for WooCommerce and custom
   stores: a signed, expiring, single-use token (``itsdangerous``). Opening it shows a button,
-  and the POST behind the button spends it and sets a session cookie (HttpOnly, SameSite=Lax,
-  Secure when ``APP_URL`` is https). The extra click is deliberate: mail scanners fetch links,
-  and a GET that logged in would spend the link before the merchant could.
+  and the POST behind the button spends it and starts a session. The extra click is
+  deliberate: mail scanners fetch links, and a GET that logged in would spend the link before
+  the merchant could. That POST is refused cross-site (``Origin``, ``Sec-Fetch-Site``) and
+  without the form's CSRF token, which is bound to a cookie the login page set, so no other
+  site can log a browser in to a store of its choosing (login CSRF).
+- A **session** is a row of ``merchant_sessions``; the cookie (HttpOnly, SameSite=Lax, Secure
+  when ``APP_URL`` is https, set once at login and never re-issued) holds only a random id, and
+  the row only its SHA-256. It ends :data:`SESSION_HOURS` after login whatever happens, after
+  :data:`SESSION_IDLE_HOURS` unused, on logout, and when the store is uninstalled or deleted.
+  Flask's own signed session is not used.
 - An **embedded grant** for pages framed by a store platform's admin (Shopify): the platform
   authenticates its own session token, then calls :func:`embedded_grant`. Browsers block or
   partition cookies in third-party frames, so this grant travels in the URL (``?session=``) of
-  every link and form of the pages, short-lived, and the pages send no Referer.
+  every link and form of the pages. It stays stateless (signed) but lasts
+  :data:`EMBEDDED_GRANT_SECONDS` only, names its store and shop and is refused once the store
+  is no longer that shop's or no longer active (an uninstall ends it at once); the pages
+  renew it through the platform (App Bridge, ``static/embedded-grant.js``). It never becomes a
+  cookie session, the pages send no Referer, and the access log leaves out query strings.
 
 Every POST carries a CSRF token derived from the grant (HMAC of the session's id), so a page
 of another site cannot submit our forms even while the merchant is logged in.
@@ -22,21 +33,34 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-from flask import abort, current_app, g, request, session
+from flask import Response, abort, current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from markupsafe import Markup, escape
+from sqlalchemy import ColumnElement, delete, or_, update
 
-from connector.models import Store
+from connector.models import MerchantSession, Store, utcnow
 from connector.plugins import EmbeddedHead
+from connector.services import Services
 from connector.web import PLATFORMS_KEY, services
 
 LOGIN_SALT = "merchant-login"
 EMBEDDED_SALT = "merchant-embedded"
 EMBEDDED_PARAM = "session"
 LOGIN_LINK_MINUTES = 30
-EMBEDDED_GRANT_SECONDS = 3600
+EMBEDDED_GRANT_SECONDS = 300
+"""Short: the grant is in URLs, so it must be worthless soon after it leaks. The embedded
+page renews it through App Bridge before it runs out."""
 SESSION_HOURS = 12
+"""A session's absolute lifetime, from login: using it does not extend it."""
+SESSION_IDLE_HOURS = 2
+"""A session unused this long is over (a browser left logged in on a shared computer)."""
+LAST_SEEN_EVERY = timedelta(minutes=1)
+"""How stale ``last_seen_at`` may get before a request writes it again (one write a minute
+per session rather than one per page)."""
+LOGIN_CSRF_COOKIE = "connector_login_csrf"
 
 
 class LoginLinkError(Exception):
@@ -52,6 +76,7 @@ class Grant:
     embedded_token: str | None = None
     frame_ancestors: tuple[str, ...] = ()
     platform: str | None = None  # whose admin frames the pages, for an embedded grant
+    shop: str | None = None  # the store's domain an embedded grant was issued for
 
 
 # -- login links -------------------------------------------------------------------------------
@@ -89,30 +114,184 @@ def spend_login_nonce(nonce: str) -> bool:
     return bool(services().redis.set(key, 1, nx=True, ex=LOGIN_LINK_MINUTES * 60 + 60))
 
 
-def start_session(store_id: str) -> None:
-    """Log this browser in to one store, replacing whatever session it had."""
-    session.clear()
-    session.permanent = True
-    session["store_id"] = store_id
-    session["sid"] = secrets.token_urlsafe(16)
+def login_csrf_token(response: Response) -> str:
+    """The token the login page's form carries back, bound to a cookie set here.
+
+    A page of another site can neither read the token nor send the cookie (SameSite=Strict,
+    path ``/login/``), so it cannot make a browser log in to the store of its own link."""
+    browser = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        browser,
+        max_age=LOGIN_LINK_MINUTES * 60,
+        path="/login/",
+        httponly=True,
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        samesite="Strict",
+    )
+    return _login_csrf_digest(services().settings.secret_key, browser)
+
+
+def _login_csrf_digest(key: str, browser: str) -> str:
+    return hmac.new(key.encode(), f"login-csrf:{browser}".encode(), hashlib.sha256).hexdigest()
+
+
+def login_post_problem() -> str | None:
+    """Why a login POST must be refused, or None: it came from another site (its
+    ``Origin`` is not ours, or ``Sec-Fetch-Site`` says cross-site or same-site), or it lacks
+    the CSRF token of the login page shown to this browser.
+
+    A browser without those headers (older ones) is still held by the token.
+    https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Sec-Fetch-Site
+    https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Origin
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return "cross-site"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in _own_origins():
+        return "cross-origin"
+    browser = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    sent = request.form.get("csrf_token", "")
+    keys = services().settings.signing_keys
+    if not browser or not any(
+        hmac.compare_digest(sent, _login_csrf_digest(key, browser)) for key in keys
+    ):
+        return "csrf"
+    return None
+
+
+def _own_origins() -> set[str]:
+    """Our origin as the browser sees it (this request's host) and as ``APP_URL`` says."""
+    own = {request.host_url.rstrip("/")}
+    app_url = urlsplit(services().settings.app_url)
+    if app_url.scheme and app_url.netloc:
+        own.add(f"{app_url.scheme}://{app_url.netloc}")
+    return own
+
+
+# -- server-side sessions ----------------------------------------------------------------------
+
+
+def _session_cookie() -> str:
+    return current_app.config["SESSION_COOKIE_NAME"]
+
+
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def start_session(response: Response, store_id: str) -> None:
+    """Log this browser in to one store: a new session row, its id in the cookie of
+    ``response``; the browser's previous session, if any, ends. Sessions past their time are
+    swept here, so the table holds live ones only."""
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    with services().db.session() as db:
+        db.execute(delete(MerchantSession).where(_over(now)))
+        if previous := request.cookies.get(_session_cookie()):
+            db.execute(delete(MerchantSession).where(MerchantSession.id_sha256 == _hash(previous)))
+        db.add(
+            MerchantSession(
+                id_sha256=_hash(session_id),
+                store_id=store_id,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + timedelta(hours=SESSION_HOURS),
+            )
+        )
+        db.commit()
+    config = current_app.config
+    response.set_cookie(
+        _session_cookie(),
+        session_id,
+        max_age=SESSION_HOURS * 3600,
+        httponly=True,
+        secure=config["SESSION_COOKIE_SECURE"],
+        samesite=config["SESSION_COOKIE_SAMESITE"],
+    )
+
+
+def end_session(response: Response) -> None:
+    """Log this browser out: its session row goes, so a copy of the cookie is worthless."""
+    if session_id := request.cookies.get(_session_cookie()):
+        with services().db.session() as db:
+            db.execute(
+                delete(MerchantSession).where(MerchantSession.id_sha256 == _hash(session_id))
+            )
+            db.commit()
+    response.delete_cookie(_session_cookie())
+
+
+def end_store_sessions(svc: Services, store_id: str) -> int:
+    """End every session of a store (uninstalled, or deleted): its merchants must log in
+    again, and an uninstalled store's pages open to no one. Returns how many ended."""
+    with svc.db.session() as db:
+        ended = db.execute(delete(MerchantSession).where(MerchantSession.store_id == store_id))
+        db.commit()
+    return ended.rowcount
+
+
+def _over(now: datetime) -> ColumnElement[bool]:
+    """The sessions past their absolute lifetime or their idle timeout."""
+    return or_(
+        MerchantSession.expires_at <= now,
+        MerchantSession.last_seen_at <= now - timedelta(hours=SESSION_IDLE_HOURS),
+    )
+
+
+def _is_over(row: MerchantSession, now: datetime) -> bool:
+    return row.expires_at <= now or row.last_seen_at <= now - timedelta(hours=SESSION_IDLE_HOURS)
+
+
+def _session_from_request() -> Grant | None:
+    """The store of this browser's live session, noting that it was used."""
+    session_id = request.cookies.get(_session_cookie())
+    if not session_id:
+        return None
+    digest, now = _hash(session_id), utcnow()
+    with services().db.session() as db:
+        row = db.get(MerchantSession, digest)
+        if row is None or _is_over(row, now):
+            return None
+        if now - row.last_seen_at >= LAST_SEEN_EVERY:
+            db.execute(
+                update(MerchantSession)
+                .where(MerchantSession.id_sha256 == digest)
+                .values(last_seen_at=now)
+            )
+            db.commit()
+        return Grant(row.store_id, digest)
 
 
 # -- embedded grants ---------------------------------------------------------------------------
 
 
-def embedded_grant(store_id: str, frame_ancestors: tuple[str, ...], platform: str) -> str:
+def embedded_grant(
+    store_id: str,
+    frame_ancestors: tuple[str, ...],
+    platform: str | None,
+    shop: str | None = None,
+) -> str:
     """A short-lived grant for pages shown inside ``platform``'s admin, which may frame them
-    from ``frame_ancestors`` only. The platform calls this after verifying its own session
-    token."""
+    from ``frame_ancestors`` only, for ``store_id`` while it is ``shop``'s active store. The
+    platform calls this after verifying its own session token."""
     serializer = URLSafeTimedSerializer(services().settings.signing_keys, salt=EMBEDDED_SALT)
     return serializer.dumps(
         {
             "store": store_id,
+            "shop": shop,
             "sid": secrets.token_urlsafe(16),
             "frame": list(frame_ancestors),
             "platform": platform,
         }
     )
+
+
+def embedded_csrf_token(grant: str) -> str:
+    """The CSRF token forms must carry with ``grant`` (a renewed grant has a new one)."""
+    serializer = URLSafeTimedSerializer(services().settings.signing_keys, salt=EMBEDDED_SALT)
+    return _csrf_digest(services().settings.secret_key, serializer.loads(grant)["sid"])
 
 
 def _embedded_from_request() -> Grant | None:
@@ -125,31 +304,35 @@ def _embedded_from_request() -> Grant | None:
     except BadSignature:
         return None
     frame = tuple(data.get("frame", ()))
-    return Grant(data["store"], data["sid"], token, frame, data.get("platform"))
+    return Grant(data["store"], data["sid"], token, frame, data.get("platform"), data.get("shop"))
+
+
+def _grant_fits(grant: Grant, store: Store) -> bool:
+    """An embedded grant holds for its store only while that store is active and still the
+    shop (and platform) it was issued for: an uninstall ends it before it expires."""
+    if not grant.embedded_token:
+        return True
+    return (
+        store.status == "active"
+        and (grant.shop is None or hmac.compare_digest(grant.shop, store.domain))
+        and (grant.platform is None or grant.platform == store.platform)
+    )
 
 
 # -- the checks every page runs ----------------------------------------------------------------
 
 
-def current_grant(*, fresh: bool = False) -> Grant | None:
-    """The grant this request carries: an embedded one in the URL, else the session cookie
-    (``fresh`` reads the cookie session again, after :func:`start_session`)."""
-    if fresh:
-        g.merchant_grant = None
-        if session.get("store_id") and session.get("sid"):
-            g.merchant_grant = Grant(session["store_id"], session["sid"])
+def current_grant() -> Grant | None:
+    """The grant this request carries: an embedded one in the URL, else the session cookie."""
     if "merchant_grant" not in g:
-        grant = _embedded_from_request()
-        if grant is None and session.get("store_id") and session.get("sid"):
-            grant = Grant(session["store_id"], session["sid"])
-        g.merchant_grant = grant
+        g.merchant_grant = _embedded_from_request() or _session_from_request()
     return g.merchant_grant
 
 
-def require_store(store_id: str, *, fresh: bool = False) -> Grant:
+def require_store(store_id: str) -> Grant:
     """The grant for ``store_id``, or 403. The same answer whether or not the store exists,
     so store ids cannot be probed."""
-    grant = current_grant(fresh=fresh)
+    grant = current_grant()
     if grant is None:
         abort(403, "you are not logged in: open a new login link for your store")
     if not hmac.compare_digest(grant.store_id, store_id):
@@ -160,10 +343,12 @@ def require_store(store_id: str, *, fresh: bool = False) -> Grant:
 def guard_store_page(store_id: str, *, platform: str | None = None) -> None:
     """What every page of a store runs first: access (403), then CSRF on a POST (400), then
     the store itself (404 if it is gone, or not of ``platform``), which goes in ``g.store``."""
-    require_store(store_id)
+    grant = require_store(store_id)
     check_csrf()
     with services().db.session() as session:
         store = session.get(Store, store_id)
+    if store is not None and not _grant_fits(grant, store):
+        abort(403, "this page's access ended: open the app again from your store's admin")
     if store is None or (platform is not None and store.platform != platform):
         abort(404, "this store is not connected here (or not to this page)")
     g.store = store
