@@ -24,6 +24,7 @@ from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
 from connector.events import ConversionEvent
 from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
+from connector.privacy import forget_network_signals, known_destinations
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -412,6 +413,20 @@ def _finish(
     if delivered_at is not None:
         values["delivered_at"] = delivered_at
     session.execute(update(EVENTS).where(EVENTS.c.id.in_(ids)).values(**values))
+    if status == EventStatus.DELIVERED:
+        _forget_delivered_network_signals(session, ids)
+
+
+def _forget_delivered_network_signals(session: Session, ids: list[int]) -> None:
+    """A delivered event is never sent again, so the shopper's IP and user agent have done
+    their work: drop them from its payload now (its ``signals`` still say it carried them).
+    Failed and dead events keep them for a replay; ``connector.retention`` drops them later."""
+    rows = session.execute(
+        select(EVENTS.c.id, EVENTS.c.destination, EVENTS.c.payload).where(EVENTS.c.id.in_(ids))
+    )
+    forget_network_signals(
+        session, rows, known_destinations(), only_statuses=(EventStatus.DELIVERED,)
+    )
 
 
 def _release(session: Session, result: SendResult, retry_at: dict[int, datetime]) -> None:

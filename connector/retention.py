@@ -8,16 +8,32 @@ sent again nor prevent a double count; keeping less also means holding less pers
 Kept unreadable webhooks hold raw personal data (encrypted) and are deleted after their own,
 shorter ``UNREADABLE_RETENTION_DAYS`` (14 by default): long enough to deploy a fix and run
 ``connector events reprocess``, while the order can still be sent.
+
+The shopper's IP address and user agent (:mod:`connector.privacy`) leave the stored payloads
+well before that: a delivered event loses them when delivered (``connector.delivery``), a
+skipped one (never sent) here, and a failed or dead one once ``REPLAY_WINDOW`` (7 days) after
+it was received. Until then a replay sends them, as the first attempt did; TikTok and Meta
+refuse events older than 7 days anyway (their destinations' ``MAX_EVENT_AGE_SECONDS``, with
+sources), and a Google event replayed later goes without them, matched by its click id,
+email or phone as Google requires of every event.
+
+Exports written for a ``customers/data_request`` are deleted ``DATA_REQUEST_RETENTION``
+(30 days) after they were written: Shopify asks apps to complete a request within 30 days
+(https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance), so by then the
+merchant has handed it over and our copy is only a liability.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import Text, and_, cast, delete, or_, select
 
 from connector.models import Attempt, EventStatus, OutboxEvent, UnreadableWebhook, utcnow
+from connector.privacy import all_network_keys, forget_network_signals
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -29,6 +45,13 @@ FINAL_STATUSES = (
     EventStatus.SKIPPED,
 )
 CHUNK = 5000  # rows per DELETE, so no statement holds locks for long
+REPLAYABLE_STATUSES = (EventStatus.FAILED, EventStatus.DEAD)
+REPLAY_WINDOW = timedelta(days=7)
+SCRUB_CHUNK = 1000  # payloads read and rewritten per transaction
+# Where customers/data_request exports are written, under the instance folder: one folder per
+# store (so shop/redact removes it whole), readable by the connector's user only.
+DATA_REQUESTS_FOLDER = "shopify-data-requests"
+DATA_REQUEST_RETENTION = timedelta(days=30)
 
 
 def purge_expired(services: Services) -> dict[str, int]:
@@ -50,11 +73,76 @@ def purge_expired(services: Services) -> dict[str, int]:
         select(UnreadableWebhook.id).where(UnreadableWebhook.received_at < kept_cutoff),
         UnreadableWebhook,
     )
-    if events or attempts or unreadable:
+    scrubbed = scrub_network_signals(services)
+    data_requests = purge_data_requests(services.settings.instance_path / DATA_REQUESTS_FOLDER)
+    counts = {
+        "events": events,
+        "attempts": attempts,
+        "unreadable": unreadable,
+        "scrubbed": scrubbed,
+        "data_requests": data_requests,
+    }
+    if any(counts.values()):
         logger.info(
-            "retention.purged events=%d attempts=%d unreadable=%d", events, attempts, unreadable
+            "retention.purged %s", " ".join(f"{name}={count}" for name, count in counts.items())
         )
-    return {"events": events, "attempts": attempts, "unreadable": unreadable}
+    return counts
+
+
+def scrub_network_signals(services: Services) -> int:
+    """Drop the shopper's IP and user agent from final payloads that no longer need them;
+    returns how many payloads were rewritten.
+
+    A textual match on the JSON (same SQL on SQLite and PostgreSQL) narrows the scan to rows
+    that may hold a key; Python decides with the row's own destination's keys. Rows are walked
+    by id, so a row matched but holding nothing to drop is read once per run, not forever.
+    """
+    done = _done_with_network_signals(utcnow())
+    text = cast(OutboxEvent.payload, Text)
+    keys = sorted(all_network_keys(services.destinations))
+    may_hold = or_(*(text.contains(f'"{key}"', autoescape=True) for key in keys))
+    rows = select(OutboxEvent.id, OutboxEvent.destination, OutboxEvent.payload).where(
+        done, may_hold
+    )
+    total, after = 0, 0
+    while True:
+        with services.db.session() as session:
+            chunk = session.execute(
+                rows.where(OutboxEvent.id > after).order_by(OutboxEvent.id).limit(SCRUB_CHUNK)
+            ).all()
+            if not chunk:
+                return total
+            total += forget_network_signals(
+                session, chunk, services.destinations, only_statuses=FINAL_STATUSES
+            )
+            session.commit()
+        after = chunk[-1][0]
+
+
+def _done_with_network_signals(now: datetime):  # type: ignore[no-untyped-def]
+    """Delivered and skipped events are never sent again; failed and dead ones may be
+    replayed until ``REPLAY_WINDOW`` after they were received."""
+    never_sent_again = OutboxEvent.status.in_((EventStatus.DELIVERED, EventStatus.SKIPPED))
+    past_replay = and_(
+        OutboxEvent.status.in_(REPLAYABLE_STATUSES),
+        OutboxEvent.received_at < now - REPLAY_WINDOW,
+    )
+    return or_(never_sent_again, past_replay)
+
+
+def purge_data_requests(folder: Path) -> int:
+    """Delete data-request exports written more than ``DATA_REQUEST_RETENTION`` ago, and the
+    store folders left empty; returns how many files were deleted."""
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - DATA_REQUEST_RETENTION.total_seconds()
+    old = [path for path in folder.rglob("*.json") if path.stat().st_mtime < cutoff]
+    for path in old:
+        path.unlink(missing_ok=True)
+    for store_folder in folder.iterdir():
+        if store_folder.is_dir() and not any(store_folder.iterdir()):
+            store_folder.rmdir()
+    return len(old)
 
 
 def _delete_in_chunks(services: Services, ids_query, model) -> int:  # type: ignore[no-untyped-def]

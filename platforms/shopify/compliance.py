@@ -17,12 +17,23 @@ stores it plain, since a national number cannot be normalised without it).
 Their click records are those an order of theirs used, or whose checkout token is one of
 their InitiateCheckout events. Rows are scanned per store in Python rather than with JSON
 operators so the same code runs on SQLite and PostgreSQL.
+
+A data request's export is written to ``<instance>/shopify-data-requests/<store>/
+<customer key>-<request id>.json``, readable by the connector's user only (0600, folders
+0700), with no IP address or user agent (an event lists them in ``signals`` when it carried
+them). The customer key is a hash of the store and customer id (their email, else phone, when
+Shopify gives no id), so ``customers/redact`` finds their exports without a raw identifier in
+a file name; ``shop/redact`` deletes the store's folder, and ``connector.retention`` deletes
+exports after 30 days.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +45,20 @@ from sqlalchemy.orm import Session
 from connector.destinations import Destination
 from connector.events import ClickIds, Shopper
 from connector.models import ClickRecord, OutboxEvent, ShopifyToken, Store, StoreDestination, utcnow
+from connector.privacy import without_network_signals
+from connector.retention import DATA_REQUESTS_FOLDER
 from connector.services import Services
+from connector.signals import signals_in
 from connector.web.merchant.access import end_store_sessions
 
 logger = logging.getLogger(__name__)
 
 UNINSTALLED_REASON = "the Shopify app was uninstalled from this store; reinstall it to resume"
-DATA_REQUESTS_FOLDER = "shopify-data-requests"
+EXPORT_NOTE = (
+    "personal data is stored only as SHA-256 hashes; click ids are stored as sent; the IP "
+    "address and user agent an event lists in signals were sent to the ad platform with it "
+    "and are not kept"
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,16 @@ class Customer:
         keys = [destination.signal_keys.get(s) for s in ("email", "phone", "external_id")]
         return any(key and theirs.get(key) and user.get(key) == theirs[key] for key in keys)
 
+    def file_key(self, store_id: str) -> str | None:
+        """What names this customer's export files: a hash, not their id, email or phone.
+        The same customer gets the same key in a data request and in a redaction."""
+        email = (self.email or "").strip().lower()
+        phone = "".join(ch for ch in self.phone or "" if ch.isdigit())
+        identifier = self.customer_id or email or phone
+        if not identifier:
+            return None
+        return hashlib.sha256(f"{store_id}:{identifier}".encode()).hexdigest()[:32]
+
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
@@ -97,11 +125,13 @@ def redact_customer(services: Services, store: Store, payload: dict[str, Any]) -
             delete(ClickRecord).where(_click_records_of(store.id, orders, checkouts))
         ).rowcount
         session.commit()
+    deleted_exports = _delete_exports_of(services, store.id, customer)
     logger.info(
-        "shopify.customer-redacted store=%s events=%d click_records=%d",
+        "shopify.customer-redacted store=%s events=%d click_records=%d exports=%d",
         store.id,
         deleted_events,
         deleted_clicks,
+        deleted_exports,
     )
     return {"status": "redacted", "events": deleted_events, "click_records": deleted_clicks}
 
@@ -117,17 +147,18 @@ def export_customer(services: Services, store: Store, payload: dict[str, Any]) -
             select(ClickRecord).where(_click_records_of(store.id, orders, checkouts))
         ).all()
     request_id = _request_id(payload)
-    path = _export_path(services, store.id, request_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _store_exports(services, store.id) / (
+        f"{customer.file_key(store.id) or 'unidentified'}-{request_id}.json"
+    )
     document = {
         "shop": store.domain,
         "data_request_id": request_id,
         "received_at": utcnow().isoformat() + "Z",
-        "note": "personal data is stored only as SHA-256 hashes; click ids are stored as sent",
-        "events": [_event_json(e) for e in events],
+        "note": EXPORT_NOTE,
+        "events": [_event_json(e, services.destinations.get(e.destination)) for e in events],
         "click_records": [_click_json(c) for c in clicks],
     }
-    path.write_text(json.dumps(document, indent=2, sort_keys=True))
+    _write_private(path, json.dumps(document, indent=2, sort_keys=True))
     logger.info(
         "shopify.data-request store=%s request=%s events=%d click_records=%d file=%s",
         store.id,
@@ -144,6 +175,7 @@ def redact_shop(services: Services, store: Store, _payload: dict[str, Any]) -> d
     with services.db.session() as session:
         session.execute(delete(Store).where(Store.id == store.id))
         session.commit()
+    _delete_store_exports(services, store.id)
     logger.info("shopify.shop-redacted store=%s", store.id)
     return {"status": "redacted"}
 
@@ -217,18 +249,60 @@ def _request_id(payload: dict[str, Any]) -> str:
     return "".join(ch for ch in raw if ch.isalnum() or ch in "-_")[:64] or "unknown"
 
 
-def _export_path(services: Services, store_id: str, request_id: str) -> Path:
-    folder = services.settings.instance_path / DATA_REQUESTS_FOLDER
-    return folder / f"{store_id}-{request_id}.json"
+def _exports_folder(services: Services) -> Path:
+    return services.settings.instance_path / DATA_REQUESTS_FOLDER
 
 
-def _event_json(event: OutboxEvent) -> dict[str, Any]:
+def _store_exports(services: Services, store_id: str) -> Path:
+    """The store's export folder, created (or narrowed, if an older version left it open)
+    so only the connector's user can list or read it."""
+    folder = _exports_folder(services) / store_id
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder.parent, folder):
+        path.chmod(0o700)
+    return folder
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte: created 0600 rather than
+    chmod-ed after writing, and narrowed if a retried request overwrites an older file."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _delete_exports_of(services: Services, store_id: str, customer: Customer) -> int:
+    """Delete the customer's data-request exports; returns how many."""
+    key = customer.file_key(store_id)
+    if key is None:
+        return 0
+    found = list((_exports_folder(services) / store_id).glob(f"{key}-*.json"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return len(found)
+
+
+def _delete_store_exports(services: Services, store_id: str) -> None:
+    """Delete every export of the store, including those named ``<store>-<request>.json``
+    directly in the exports folder by earlier versions."""
+    folder = _exports_folder(services)
+    shutil.rmtree(folder / store_id, ignore_errors=True)
+    for path in folder.glob(f"{store_id}-*.json"):
+        path.unlink(missing_ok=True)
+
+
+def _event_json(event: OutboxEvent, destination: Destination | None) -> dict[str, Any]:
+    """The event as stored, less the shopper's IP and user agent, which the export names
+    only as signals the event carried."""
+    payload = event.payload or {}
     return {
         "event_name": event.event_name,
         "event_id": event.event_id,
         "status": event.status,
         "received_at": event.received_at.isoformat() + "Z",
-        "payload": event.payload,
+        "signals": signals_in(event.signals or 0),
+        "payload": without_network_signals(payload, destination) or payload,
     }
 
 
