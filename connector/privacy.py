@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from connector.destinations import Destination, load_destinations
@@ -75,7 +75,8 @@ def forget_network_signals(
             update(EVENTS)
             .where(
                 EVENTS.c.id == bindparam("scrubbed_id"),
-                EVENTS.c.status.in_(list(only_statuses)),
+                # Not IN (...): an expanding parameter cannot go in an executemany.
+                or_(*(EVENTS.c.status == status for status in only_statuses)),
             )
             .values(payload=bindparam("scrubbed_payload", type_=EVENTS.c.payload.type)),
             changes,

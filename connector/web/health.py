@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.models import EventStatus, OutboxEvent, Store, utcnow
+from connector.models import EventStatus, OutboxEvent, utcnow
 from connector.web import services
 
 blueprint = Blueprint("health", __name__)
@@ -15,15 +15,10 @@ blueprint = Blueprint("health", __name__)
 
 @blueprint.get("/")
 def index() -> str:
-    """A short overview for whoever opens the connector's address in a browser."""
-    with services().db.session() as session:
-        stores = session.scalar(select(func.count(Store.id)))
-        rows = session.execute(
-            select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status)
-        )
-        counts = {status: count for status, count in rows}
-    failed = counts.get(EventStatus.FAILED, 0) + counts.get(EventStatus.DEAD, 0)
-    return render_template("index.html", stores=stores, counts=counts, failed=failed)
+    """What the connector is, for whoever opens its address in a browser: anyone can, so it
+    shows no numbers (how many stores or orders a business has is its own affair). Operators
+    read ``/healthz`` and ``/metrics``, merchants their own store's pages."""
+    return render_template("index.html")
 
 
 @blueprint.get("/healthz")
