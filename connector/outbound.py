@@ -247,7 +247,6 @@ class GuardedSession(requests.Session):
     def __init__(self, guard: OutboundGuard) -> None:
         super().__init__()
         self.trust_env = False  # no HTTP(S)_PROXY, no .netrc credentials
-        self.max_redirects = 0
         adapter = GuardedAdapter(guard)
         self.adapters.clear()
         self.mount("https://", adapter)

@@ -59,8 +59,9 @@ def add_woocommerce(ctx: click.Context, url: str, secret: str | None) -> None:
 @click.option(
     "--allow-http",
     is_flag=True,
-    help="Accept an http:// store address or APP_URL (local test stores only: keys, secret"
-    " and orders travel in clear).",
+    help="Accept an http:// store address or APP_URL, and a store on this machine (loopback),"
+    " now and in every later check (local test stores only: keys, secret and orders travel in"
+    " clear).",
 )
 @click.pass_context
 def connect_woocommerce(
@@ -89,7 +90,7 @@ def connect_woocommerce(
             " for local test stores)"
         )
     try:
-        emit(connect_store(services, address, consumer_key, consumer_secret))
+        emit(connect_store(services, address, consumer_key, consumer_secret, allow_http=allow_http))
     except (RestError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
 

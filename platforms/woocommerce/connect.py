@@ -21,9 +21,12 @@ every repair sends our secret again: both ends then agree, whatever happened bef
 webhooks of ours (duplicates) are left alone: their deliveries are deduplicated by the outbox.
 
 Keys at rest: there is no column for them, so ``Store.access_token_encrypted`` holds the JSON
-``{"consumer_key", "consumer_secret", "url"}`` encrypted with the store cipher. ``url`` is the
-address the keys worked at; ``Store.domain`` keeps no scheme. Keys are saved only after they
-worked, so a store with keys on file is a connected store.
+``{"consumer_key", "consumer_secret", "url", "allow_http"}`` encrypted with the store cipher.
+``url`` is the address the keys worked at; ``Store.domain`` keeps no scheme. ``allow_http``
+records ``connect-woocommerce --allow-http`` (a local test store: plain http and loopback
+allowed, see :mod:`connector.outbound`); keys saved before it was recorded have it exactly when
+their ``url`` is http, which only that flag let through. Keys are saved only after they worked,
+so a store with keys on file is a connected store.
 """
 
 from __future__ import annotations
@@ -117,14 +120,25 @@ def _split(url: str) -> SplitResult | None:
 
 @dataclass(frozen=True)
 class StoreKeys:
-    """A store's REST API keys and the address they work at."""
+    """A store's REST API keys and the address they work at; ``allow_http``: a local test
+    store (an http ``url`` is one whatever the flag says)."""
 
     url: str
     consumer_key: str
     consumer_secret: str = field(repr=False)
+    allow_http: bool = False
+
+    @property
+    def local_test_store(self) -> bool:
+        return self.allow_http or self.url.startswith("http://")
 
     def client(self) -> WooCommerceClient:
-        return WooCommerceClient(self.url, self.consumer_key, self.consumer_secret)
+        return WooCommerceClient(
+            self.url,
+            self.consumer_key,
+            self.consumer_secret,
+            allow_http=self.local_test_store,
+        )
 
 
 def save_keys(services: Services, store_id: str, keys: StoreKeys) -> None:
@@ -133,6 +147,7 @@ def save_keys(services: Services, store_id: str, keys: StoreKeys) -> None:
             "consumer_key": keys.consumer_key,
             "consumer_secret": keys.consumer_secret,
             "url": keys.url,
+            "allow_http": keys.local_test_store,
         }
     )
     with services.db.session() as session:
@@ -149,7 +164,12 @@ def load_keys(services: Services, store: Store) -> StoreKeys:
             " connect-woocommerce --url URL --consumer-key CK --consumer-secret CS`"
         )
     data = json.loads(_decrypt(services, store.access_token_encrypted))
-    return StoreKeys(data["url"], data["consumer_key"], data["consumer_secret"])
+    return StoreKeys(
+        data["url"],
+        data["consumer_key"],
+        data["consumer_secret"],
+        allow_http=bool(data.get("allow_http", False)),
+    )
 
 
 def webhook_secret(services: Services, store: Store) -> str:
@@ -401,7 +421,12 @@ def _oldest_made(
 
 
 def connect_store(
-    services: Services, address: StoreAddress, consumer_key: str, consumer_secret: str
+    services: Services,
+    address: StoreAddress,
+    consumer_key: str,
+    consumer_secret: str,
+    *,
+    allow_http: bool = False,
 ) -> dict[str, Any]:
     """Register (or reuse) the store, create or repair its webhooks toward this process's
     ``APP_URL``, then keep its keys and record that address as the store's.
@@ -412,9 +437,14 @@ def connect_store(
     wrong keys register nothing. A store registered earlier, by hand or by an earlier connect,
     keeps its webhook secret: webhooks made with it keep working.
 
+    ``allow_http`` (``--allow-http``, a local test store) is kept with the keys, so every later
+    call to the store is allowed what this one was.
+
     Raises RestError (WooCommerce refused or is unreachable) or StoreError.
     """
-    keys = StoreKeys(address.base_url, consumer_key.strip(), consumer_secret.strip())
+    keys = StoreKeys(
+        address.base_url, consumer_key.strip(), consumer_secret.strip(), allow_http=allow_http
+    )
     client = keys.client()
     webhooks = client.list_webhooks()
     store_id, secret = _register(services, address.domain)

@@ -69,6 +69,12 @@ WHAT_TO_DO = {
         "Your site sends its REST API to another address (http to https, or to www). The store "
         "must be connected again at its final address: ask whoever set up the connector."
     ),
+    "address-refused": (
+        "The connector only calls stores at a public https:// address, and your store's "
+        "address leads to a private or local network (or is plain http). Check the store's "
+        "address and its DNS; ask whoever set up the connector to connect the store again at "
+        "its public https:// address."
+    ),
     "not-woocommerce": (
         "Check that WooCommerce is installed and active, and that no plugin turns off the "
         "WordPress REST API."

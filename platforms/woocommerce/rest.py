@@ -22,16 +22,27 @@ What it relies on, from WooCommerce's own code and docs:
   (``create_item`` calls ``deliver_ping``, whose own timeout is WordPress's default 5 s), and
   WordPress hosts are often slow: hence the 20 s read timeout.
 
-Redirects are not followed: ``requests`` would turn a redirected POST into a GET, which lists
-webhooks instead of creating one. A redirect is reported so the merchant gives the final address.
-Error messages never contain the keys or the webhook secret.
+Every request goes through :func:`connector.outbound.guarded_session`: the store's address is
+the merchant's, and pointed at the connector's own network (loopback, a private range, the
+cloud metadata service) it would make us call there with the keys and show the answer. So only
+https to public addresses, pinned to the address checked, and no redirect is followed (besides,
+``requests`` would turn a redirected POST into a GET, which lists webhooks instead of creating
+one).
+
+Error messages are ours alone: they never contain the keys or the webhook secret, nor anything
+the site answered (its ``message``, a redirect's ``Location``, a content type), which would let
+whatever answers at the address write on the Settings page and in command output. They give the
+HTTP status, and WordPress's error ``code`` only when it is one of :data:`KNOWN_CODES`.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import requests
+
+from connector.outbound import OutboundRedirect, OutboundRefused, Resolver, guarded_session
 
 API_PATH = "/wp-json/wc/v3"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -54,12 +65,22 @@ AUTH_ERROR_CODES = frozenset(
         "woocommerce_rest_cannot_edit",
     }
 )
+KNOWN_CODES = AUTH_ERROR_CODES | {
+    INVALID_ID_CODE,
+    "rest_no_route",
+    "rest_invalid_param",
+    "rest_forbidden",
+    "woocommerce_rest_trash_not_supported",
+}
+"""WordPress error codes the messages may name: the site chooses the code, so any other could
+carry text of its choosing."""
 
 
 class RestError(Exception):
     """A WooCommerce REST call failed; the message is one line a merchant can act on, and
     ``reason`` a stable key for logs (``unreachable``, ``redirect``, ``not-woocommerce``,
-    ``keys-refused``, ``refused``, ``server-error``, ``too-many-webhooks``)."""
+    ``keys-refused``, ``refused``, ``server-error``, ``too-many-webhooks``, and
+    ``address-refused`` for an address the connector must not call)."""
 
     def __init__(self, message: str, reason: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -68,11 +89,23 @@ class RestError(Exception):
 
 
 class WooCommerceClient:
-    """Webhook calls against one store, authenticated with its REST API keys."""
+    """Webhook calls against one store, authenticated with its REST API keys.
 
-    def __init__(self, store_url: str, consumer_key: str, consumer_secret: str) -> None:
+    ``allow_http`` is ``connect-woocommerce --allow-http``: a local test store, reached over
+    plain http or on this machine (loopback). ``resolve`` replaces ``socket.getaddrinfo``.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        consumer_key: str,
+        consumer_secret: str,
+        *,
+        allow_http: bool = False,
+        resolve: Resolver = socket.getaddrinfo,
+    ) -> None:
         self.store_url = store_url.rstrip("/")
-        self._session = requests.Session()
+        self._session = guarded_session(allow_http=allow_http, resolve=resolve)
         self._session.auth = (consumer_key, consumer_secret)
         self._session.headers["User-Agent"] = USER_AGENT
 
@@ -142,16 +175,23 @@ class WooCommerceClient:
                 timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
                 allow_redirects=False,
             )
+        except OutboundRefused as exc:
+            raise RestError(
+                f"refusing to call {self.store_url}: {exc}; a store must be reachable at a"
+                " public https:// address",
+                "address-refused",
+            ) from None
+        except OutboundRedirect as exc:
+            raise RestError(
+                f"{url} answered with a redirect (HTTP {exc.status}), which the connector does"
+                " not follow: give the store's final address as --url (open the store in a"
+                " browser to see where it leads)",
+                "redirect",
+            ) from None
         except requests.RequestException as exc:
             raise RestError(
                 f"cannot reach {self.store_url}: {_reason(exc)}", "unreachable"
             ) from None
-        if response.is_redirect:
-            location = response.headers.get("Location", "?")
-            raise RestError(
-                f"{url} redirects to {location}: give the store's final address as --url",
-                "redirect",
-            )
         if response.status_code >= 400:
             raise self._error(response, path)
         return response
@@ -168,7 +208,8 @@ class WooCommerceClient:
             return self._not_woocommerce(
                 f"HTTP {response.status_code} without a WordPress error", path
             )
-        code, message = body["code"], str(body.get("message", "")).strip()
+        code = body["code"]
+        status = f"HTTP {response.status_code}" + (f" {code}" if code in KNOWN_CODES else "")
         if code == "rest_no_route":
             return RestError(
                 f"{self.store_url} runs WordPress but has no WooCommerce REST API (rest_no_route):"
@@ -177,16 +218,11 @@ class WooCommerceClient:
             )
         if response.status_code in (401, 403) or code in AUTH_ERROR_CODES:
             return RestError(
-                f"WooCommerce refused the REST API keys (HTTP {response.status_code} {code}:"
-                f" {message}): check the consumer key and secret, and that the key's"
-                " permissions are Read/Write" + self._plain_http_hint(),
+                f"WooCommerce refused the REST API keys ({status}): check the consumer key and"
+                " secret, and that the key's permissions are Read/Write" + self._plain_http_hint(),
                 "keys-refused",
             )
-        return RestError(
-            f"WooCommerce answered HTTP {response.status_code} ({code}: {message})",
-            "refused",
-            code,
-        )
+        return RestError(f"WooCommerce refused the request ({status})", "refused", code)
 
     def _plain_http_hint(self) -> str:
         if self.store_url.startswith("http://"):
@@ -196,8 +232,7 @@ class WooCommerceClient:
     def _json(self, response: requests.Response, path: str = "/webhooks") -> Any:
         body = _json_or_none(response)
         if body is None:
-            content_type = response.headers.get("Content-Type", "no content type")
-            raise self._not_woocommerce(f"HTTP {response.status_code} with {content_type}", path)
+            raise self._not_woocommerce(f"HTTP {response.status_code} without JSON", path)
         return body
 
     def _object(self, response: requests.Response) -> dict[str, Any]:

@@ -237,7 +237,8 @@ def test_two_repairs_at_once_leave_one_webhook_per_topic(connected, live_service
 
 def test_a_revoked_key_is_a_clear_error(connected, live_services, woo):
     woo.revoke(CONSUMER_KEY)
-    with pytest.raises(RestError, match="refused the REST API keys .*woocommerce_rest_cannot_view"):
+    refusal = r"refused the REST API keys \(HTTP 401 woocommerce_rest_cannot_view\)"
+    with pytest.raises(RestError, match=refusal):
         check_store(live_services, connected["store_id"], repair=True)
 
 
