@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,7 +12,7 @@ from sqlalchemy import select, update
 from connector.delivery import deliver_pending
 from connector.models import Attempt, OutboxEvent, utcnow
 from connector.pipeline import record_events
-from connector.retention import purge_expired
+from connector.retention import DATA_REQUESTS_FOLDER, purge_expired
 from tests.support import connect_tiktok, make_order
 
 pytestmark = pytest.mark.postgres
@@ -32,11 +34,34 @@ def test_old_final_rows_go_and_everything_else_stays(services, shopify_store, ti
         session.execute(update(Attempt).values(started_at=long_ago))
         session.commit()
 
-    assert purge_expired(services) == {"events": 1, "attempts": 1, "unreadable": 0}
+    assert purge_expired(services) == {
+        "events": 1,
+        "attempts": 1,
+        "unreadable": 0,
+        "scrubbed": 0,  # delivered events lost the shopper's IP and user agent when delivered
+        "data_requests": 0,
+    }
 
     with services.db.session() as session:
         left = set(session.scalars(select(OutboxEvent.event_id)))
         attempts = session.scalars(select(Attempt)).all()
     assert left == {"new-delivered", "old-pending"}
     assert attempts == []
-    assert purge_expired(services) == {"events": 0, "attempts": 0, "unreadable": 0}
+    assert not any(purge_expired(services).values())
+
+
+def test_data_request_exports_go_after_30_days(services):
+    folder = services.settings.instance_path / DATA_REQUESTS_FOLDER
+    old, recent = folder / "st_old" / "key-1.json", folder / "st_recent" / "key-2.json"
+    earlier_layout = folder / "st_old-3.json"
+    for path in (old, recent, earlier_layout):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    thirty_one_days_ago = time.time() - 31 * 24 * 3600
+    for path in (old, earlier_layout):
+        os.utime(path, (thirty_one_days_ago, thirty_one_days_ago))
+    os.utime(recent, (time.time() - 29 * 24 * 3600,) * 2)
+
+    assert purge_expired(services)["data_requests"] == 2
+
+    assert sorted(folder.rglob("*")) == [recent.parent, recent]  # no empty store folder left

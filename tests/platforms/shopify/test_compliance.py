@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -133,23 +135,88 @@ def test_shop_redact_deletes_everything_of_that_store_only(browser, app_services
     assert again.status_code == 200 and again.json["status"] == "ignored"
 
 
-def test_data_request_writes_the_customers_data_for_the_merchant(browser, app_services, stored):
-    payload = {
+def data_request(customer: dict, request_id: int) -> dict:
+    return {
         "shop_id": 954889,
         "shop_domain": INSTALL_SHOP,
         "orders_requested": [],
-        "customer": {"id": 115310627314723954, "email": "jon@example.com", "phone": None},
-        "data_request": {"id": 9999},
+        "customer": customer,
+        "data_request": {"id": request_id},
     }
-    answer = send(browser, "customers/data_request", payload)
+
+
+JON = {"id": 115310627314723954, "email": "jon@example.com", "phone": None}
+GUEST = {"email": "guest.buyer@example.com"}
+
+
+def exports(services) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Every data-request export on disk, wherever in the exports folder it is."""
+    return sorted((services.settings.instance_path / DATA_REQUESTS_FOLDER).rglob("*.json"))
+
+
+def test_data_request_writes_the_customers_data_for_the_merchant(browser, app_services, stored):
+    answer = send(browser, "customers/data_request", data_request(JON, 9999))
     assert answer.json == {"status": "recorded", "events": 2, "click_records": 1}
-    path = app_services.settings.instance_path / DATA_REQUESTS_FOLDER / f"{stored}-9999.json"
+    [path] = exports(app_services)
+    assert path.name.endswith("-9999.json")
     document = json.loads(path.read_text())
     assert document["shop"] == INSTALL_SHOP and document["data_request_id"] == "9999"
     assert {e["event_id"] for e in document["events"]} == {JON_ORDER, JON_CHECKOUT}
     assert [c["token"] for c in document["click_records"]] == [JON_CHECKOUT]
     assert "jon@example.com" not in path.read_text()  # only hashes were ever stored
+    assert "115310627314723954" not in path.name  # the customer is a hash in the name too
     assert event_ids(app_services) >= {JON_ORDER, JON_CHECKOUT}  # nothing deleted
+
+
+def test_a_data_request_export_is_private_and_holds_no_ip_or_user_agent(
+    browser, app_services, stored
+):
+    order = json.loads(fixture_bytes("shopify", "orders_create.json"))
+    with app_services.db.session() as session:  # pending: the stored payload still has them
+        stored_payload = session.scalar(
+            select(OutboxEvent.payload).where(OutboxEvent.event_id == JON_ORDER)
+        )
+    assert stored_payload["user"]["ip"] == order["browser_ip"]
+
+    send(browser, "customers/data_request", data_request(JON, 9999))
+
+    [path] = exports(app_services)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for folder in (path.parent, path.parent.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    text = path.read_text()
+    assert order["browser_ip"] not in text
+    assert order["client_details"]["user_agent"] not in text
+    [event] = [e for e in json.loads(text)["events"] if e["event_id"] == JON_ORDER]
+    assert {"ip", "user_agent"} <= set(event["signals"])  # said, not copied
+
+
+def test_customer_redact_deletes_that_customers_exports_only(browser, app_services, stored):
+    send(browser, "customers/data_request", data_request(JON, 1))
+    send(browser, "customers/data_request", data_request(JON, 2))
+    send(browser, "customers/data_request", data_request(GUEST, 3))
+    assert len(exports(app_services)) == 3
+
+    assert send(browser, "customers/redact", redact({"id": JON["id"]})).status_code == 200
+
+    assert [p.name.rsplit("-", 1)[1] for p in exports(app_services)] == ["3.json"]
+    send(browser, "customers/redact", redact({"email": " Guest.Buyer@Example.com "}))
+    assert exports(app_services) == []
+
+
+def test_shop_redact_deletes_the_stores_exports_only(browser, app_services, stored):
+    send(browser, "customers/data_request", data_request(JON, 1))
+    send(browser, "customers/data_request", data_request(GUEST, 2))
+    folder = app_services.settings.instance_path / DATA_REQUESTS_FOLDER
+    other = folder / "st_0123456789abcdef" / "export-4.json"
+    other.parent.mkdir()
+    other.write_text("{}")
+    earlier = folder / f"{stored}-5.json"  # where earlier versions wrote them
+    earlier.write_text("{}")
+
+    send(browser, "shop/redact", {"shop_id": 954889, "shop_domain": INSTALL_SHOP})
+
+    assert exports(app_services) == [other]
 
 
 @pytest.mark.parametrize("topic", ["customers/redact", "shop/redact", "customers/data_request"])
