@@ -30,7 +30,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Text, and_, cast, delete, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, delete, or_, select
 
 from connector.models import Attempt, EventStatus, OutboxEvent, UnreadableWebhook, utcnow
 from connector.privacy import all_network_keys, forget_network_signals
@@ -55,7 +55,9 @@ DATA_REQUEST_RETENTION = timedelta(days=30)
 
 
 def purge_expired(services: Services) -> dict[str, int]:
-    """Delete final events and attempts older than the retention period; returns the counts."""
+    """Delete final events and attempts older than the retention period, drop the shopper's
+    IP and user agent from payloads that no longer need them, and delete expired data-request
+    exports; returns the counts."""
     cutoff = utcnow() - timedelta(days=services.settings.retention_days)
     events = _delete_in_chunks(
         services,
@@ -119,7 +121,7 @@ def scrub_network_signals(services: Services) -> int:
         after = chunk[-1][0]
 
 
-def _done_with_network_signals(now: datetime):  # type: ignore[no-untyped-def]
+def _done_with_network_signals(now: datetime) -> ColumnElement[bool]:
     """Delivered and skipped events are never sent again; failed and dead ones may be
     replayed until ``REPLAY_WINDOW`` after they were received."""
     never_sent_again = OutboxEvent.status.in_((EventStatus.DELIVERED, EventStatus.SKIPPED))
