@@ -55,6 +55,7 @@ from benchlib import (  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from connector.destinations import DestinationConfig  # noqa: E402
+from connector.destinations.tiktok import DESTINATION as TIKTOK  # noqa: E402
 from connector.destinations.tiktok.client import TRACK_PATH, build_body  # noqa: E402
 from connector.events import ConversionEvent  # noqa: E402
 from connector.jobs import request_delivery  # noqa: E402
@@ -174,7 +175,7 @@ def run(tmp: Path, args: argparse.Namespace) -> list[Run]:
 
 def event_payloads(count: int, first: int = FIRST_EVENT_ID) -> list[dict]:
     """What ``record_events`` stores for ``make_order`` orders, with distinct ids."""
-    event = plan_event(make_order("0"), EventOptions(), test_mode=False)
+    event = plan_event(make_order("0"), TIKTOK, EventOptions(), test_mode=False)
     assert event is not None
     template = event.event.to_json()
     payloads = []

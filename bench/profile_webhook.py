@@ -49,6 +49,7 @@ from benchlib import (  # noqa: E402
 
 from app import create_app  # noqa: E402
 from connector.config import load_settings  # noqa: E402
+from connector.destinations.tiktok import DESTINATION as TIKTOK  # noqa: E402
 from connector.mapping import EventOptions, plan_event  # noqa: E402
 from connector.pipeline import record_events  # noqa: E402
 from connector.services import Services  # noqa: E402
@@ -181,7 +182,7 @@ def staged(services: Services, bodies: OrderBodies, first: int, count: int) -> d
             assert payload is not None
             order = parse_order(payload, ORDER_TOPIC)
             lap(STAGES[4])
-            plan_event(order, EventOptions(), test_mode=False)
+            plan_event(order, TIKTOK, EventOptions(), test_mode=False)
             lap(STAGES[5])
             record_events(services, store.id, ORDER_TOPIC, order, connection=connection)
         lap(STAGES[6])
