@@ -42,11 +42,3 @@ def test_database_down_is_503(services):
     answer = answer.test_client().get("/healthz")
     assert answer.status_code == 503
     assert answer.json["status"] == "down"
-
-
-def test_index_page_counts_stores_and_events(client, services, shopify_store):
-    connect_tiktok(services, shopify_store)
-    record_events(services, shopify_store, "orders/create", make_order("1"))
-    page = client.get("/").get_data(as_text=True)
-    assert "<th>Stores connected</th><td>1</td>" in page
-    assert "<th>Waiting or retrying</th><td>1</td>" in page
