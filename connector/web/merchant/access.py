@@ -10,8 +10,9 @@ Two ways in, one rule: a browser may act on a store only when it holds a grant f
   without the form's CSRF token, which is bound to a cookie the login page set, so no other
   site can log a browser in to a store of its choosing (login CSRF).
 - A **session** is a row of ``merchant_sessions``; the cookie (HttpOnly, SameSite=Lax, Secure
-  when ``APP_URL`` is https, set once at login and never re-issued) holds only a random id, and
-  the row only its SHA-256. It ends :data:`SESSION_HOURS` after login whatever happens, after
+  when ``APP_URL`` is https, set once at login and never re-issued) holds only a random id
+  (signed with the app's keys, so dropping a key ends the sessions made with it), and the row
+  only the id's SHA-256. It ends :data:`SESSION_HOURS` after login whatever happens, after
   :data:`SESSION_IDLE_HOURS` unused, on logout, and when the store is uninstalled or deleted.
   Flask's own signed session is not used.
 - An **embedded grant** for pages framed by a store platform's admin (Shopify): the platform
@@ -37,7 +38,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Response, abort, current_app, g, request
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 from sqlalchemy import ColumnElement, delete, or_, update
 
@@ -48,6 +49,7 @@ from connector.web import PLATFORMS_KEY, services
 
 LOGIN_SALT = "merchant-login"
 EMBEDDED_SALT = "merchant-embedded"
+SESSION_SALT = "merchant-session"
 EMBEDDED_PARAM = "session"
 LOGIN_LINK_MINUTES = 30
 EMBEDDED_GRANT_SECONDS = 300
@@ -141,15 +143,17 @@ def login_post_problem() -> str | None:
     ``Origin`` is not ours, or ``Sec-Fetch-Site`` says cross-site or same-site), or it lacks
     the CSRF token of the login page shown to this browser.
 
-    A browser without those headers (older ones) is still held by the token.
+    A browser without those headers (older ones) is still held by the token. ``Origin: null``
+    proves nothing either way: our pages' ``Referrer-Policy: no-referrer`` makes browsers send
+    it on our own form's POST (https://fetch.spec.whatwg.org/#serializing-a-request-origin),
+    and a hostile page can send it too; then ``Sec-Fetch-Site`` and the token decide.
     https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Sec-Fetch-Site
-    https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Origin
     """
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return "cross-site"
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/") not in _own_origins():
+    if origin not in (None, "null") and origin.rstrip("/") not in _own_origins():
         return "cross-origin"
     browser = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     sent = request.form.get("csrf_token", "")
@@ -177,6 +181,24 @@ def _session_cookie() -> str:
     return current_app.config["SESSION_COOKIE_NAME"]
 
 
+def _cookie_signer() -> Signer:
+    """Signs the session id in the cookie with the app's keys, so dropping a key from
+    ``SECRET_KEY_FALLBACKS`` still ends the sessions made with it (and a weak key, never in
+    ``signing_keys``, ends them at once)."""
+    return Signer(services().settings.signing_keys, salt=SESSION_SALT)
+
+
+def _session_id_from_cookie() -> str | None:
+    """The session id of this browser's cookie, if our keys signed it."""
+    value = request.cookies.get(_session_cookie())
+    if not value:
+        return None
+    try:
+        return _cookie_signer().unsign(value).decode()
+    except BadSignature:
+        return None
+
+
 def _hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -189,7 +211,7 @@ def start_session(response: Response, store_id: str) -> None:
     now = utcnow()
     with services().db.session() as db:
         db.execute(delete(MerchantSession).where(_over(now)))
-        if previous := request.cookies.get(_session_cookie()):
+        if previous := _session_id_from_cookie():
             db.execute(delete(MerchantSession).where(MerchantSession.id_sha256 == _hash(previous)))
         db.add(
             MerchantSession(
@@ -204,7 +226,7 @@ def start_session(response: Response, store_id: str) -> None:
     config = current_app.config
     response.set_cookie(
         _session_cookie(),
-        session_id,
+        _cookie_signer().sign(session_id).decode(),
         max_age=SESSION_HOURS * 3600,
         httponly=True,
         secure=config["SESSION_COOKIE_SECURE"],
@@ -214,7 +236,7 @@ def start_session(response: Response, store_id: str) -> None:
 
 def end_session(response: Response) -> None:
     """Log this browser out: its session row goes, so a copy of the cookie is worthless."""
-    if session_id := request.cookies.get(_session_cookie()):
+    if session_id := _session_id_from_cookie():
         with services().db.session() as db:
             db.execute(
                 delete(MerchantSession).where(MerchantSession.id_sha256 == _hash(session_id))
@@ -246,7 +268,7 @@ def _is_over(row: MerchantSession, now: datetime) -> bool:
 
 def _session_from_request() -> Grant | None:
     """The store of this browser's live session, noting that it was used."""
-    session_id = request.cookies.get(_session_cookie())
+    session_id = _session_id_from_cookie()
     if not session_id:
         return None
     digest, now = _hash(session_id), utcnow()
