@@ -19,23 +19,28 @@ Values are kept exactly as sent (only trimmed): the platforms match them byte fo
 
 Storefront code (the Shopify Web Pixel, the custom pixel) also reports click ids with the
 checkout or cart token to ``POST /collect``; they are kept as
-:class:`~connector.models.ClickRecord` rows for :data:`CLICK_RECORD_DAYS` and joined to the
-order or checkout webhook by those tokens. The order of precedence when an event is recorded
-is: the order's own attributes, the stored record by checkout token, then by cart token, then
-the landing page (best effort); each field is taken from the first place that has it.
+:class:`~connector.models.ClickRecord` rows for :data:`CLICK_RECORD_DAYS` from the first report
+and joined to the order or checkout webhook by those tokens. The order of precedence when an
+event is recorded is: the order's own attributes, the stored record by checkout token, then by
+cart token, then the landing page (best effort); each field is taken from the first place that
+has it.
+
+A record's click ids are write-once (:func:`save_click_record`): knowing a token must not be
+enough to re-attribute that checkout's order to another click.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,6 +70,13 @@ as. ``_fbc`` is ``fb.<subdomain index>.<creation time ms>.<fbclid>`` and ``_fbp`
 STORED_COLUMNS = ("ttclid", "ttp", "fbc", "fbp", "gclid", "gbraid", "wbraid")
 """The :class:`ClickIds` fields a click record keeps. An ``fbclid`` reported to ``/collect``
 is kept as the ``fbc`` it stands for (:func:`fbc_from_fbclid`), so there is no fbclid column."""
+
+LATE_COOKIE_COLUMNS = ("ttp", "fbp")
+"""Browser cookies a record may gain after it was created: TikTok's and Meta's pixels set
+``_ttp`` and ``_fbp`` on their own schedule (the custom pixel loads TikTok's at checkout, so
+its first report may precede the cookie). The click columns (ttclid, fbc, gclid, gbraid,
+wbraid) come from the landing URL, which the pixels keep from the first page on, so a
+checkout's first report already carries them."""
 
 STORED_SOURCES = {"checkout": "stored_checkout_token", "cart": "stored_cart_token"}
 """``click_source`` names for ids found in a stored click record, by token kind."""
@@ -217,36 +229,78 @@ def resolve_click_ids(*candidates: ClickIds) -> ClickIds:
     return ClickIds(**found, source=with_click.source)
 
 
+class Saved(enum.Enum):
+    """What :func:`save_click_record` did with a report for one token."""
+
+    CREATED = "created"
+    FILLED = "filled"
+    """A live record gained a late cookie (:data:`LATE_COOKIE_COLUMNS`)."""
+    UNCHANGED = "unchanged"
+    """A live record already held everything reported."""
+    REFUSED = "refused"
+    """The report would have replaced or added a click id of a live record: nothing changed."""
+
+
 def save_click_record(
     session: Session, store_id: str, *, token_kind: str, token: str, clicks: ClickIds
-) -> None:
-    """Insert or refresh the record for one token; a new value replaces an old one, a
-    missing value keeps it (the ttclid comes on landing, ``_ttp`` may only come later).
+) -> Saved:
+    """Create the record for one token, or add a late cookie to its live record.
 
-    An ``fbc`` for the same fbclid as the stored one keeps the stored value: a pixel reporting
-    an fbclid again must not move the click's creation time, which Meta reads as when the
-    click happened (:func:`fbc_from_fbclid`).
+    A live record's values are never replaced, and its click columns never filled in later
+    (only :data:`LATE_COOKIE_COLUMNS` are): anyone who learns a checkout or cart token (a
+    shared checkout link, a cart cookie) could otherwise re-attribute the order to a click of
+    their own. A report that tries is :attr:`Saved.REFUSED` and changes nothing of the record.
+    The pixels report the same landing-page ids on every event, so their repeats are
+    :attr:`Saved.UNCHANGED`. An ``fbc`` for the fbclid the record already holds counts as the
+    same value: the first one seen is kept, since Meta reads its time as when the click
+    happened (:func:`fbc_from_fbclid`). An expired record not purged yet is replaced, as if
+    absent. The record lives :data:`CLICK_RECORD_DAYS` from its creation: a repeat does not
+    extend it.
     """
-    expires_at = utcnow() + timedelta(days=CLICK_RECORD_DAYS)
+    now = utcnow()
     query = select(ClickRecord).where(
         ClickRecord.store_id == store_id,
         ClickRecord.token_kind == token_kind,
         ClickRecord.token == token,
     )
     record = session.scalar(query)
+    if record is not None and record.expires_at > now:
+        return _add_late_cookies(record, clicks)
     if record is None:
         record = ClickRecord(store_id=store_id, token_kind=token_kind, token=token)
         session.add(record)
-    stored_fbc = record.fbc
-    for name in STORED_COLUMNS:
-        setattr(record, name, getattr(clicks, name) or getattr(record, name))
-    record.fbc = _kept_fbc(stored_fbc, clicks.fbc)
-    record.expires_at = expires_at
+    _start_record(record, clicks, now)
     try:
         session.flush()
     except IntegrityError:  # the same token reported twice at once: the other insert won
         session.rollback()
-        save_click_record(session, store_id, token_kind=token_kind, token=token, clicks=clicks)
+        return save_click_record(
+            session, store_id, token_kind=token_kind, token=token, clicks=clicks
+        )
+    return Saved.CREATED
+
+
+def live_click_record_count(session: Session, store_id: str, *, up_to: int) -> int:
+    """How many unexpired click records the store has, counted no further than ``up_to``
+    (a cap check needs no more, and counting stops early on a full store)."""
+    live = (
+        select(ClickRecord.id)
+        .where(ClickRecord.store_id == store_id, ClickRecord.expires_at > utcnow())
+        .limit(up_to)
+        .subquery()
+    )
+    return session.scalar(select(func.count()).select_from(live)) or 0
+
+
+def has_live_click_record(session: Session, store_id: str, *, token_kind: str, token: str) -> bool:
+    """Whether the token already has an unexpired record (a report for it creates none)."""
+    query = select(ClickRecord.id).where(
+        ClickRecord.store_id == store_id,
+        ClickRecord.token_kind == token_kind,
+        ClickRecord.token == token,
+        ClickRecord.expires_at > utcnow(),
+    )
+    return session.scalar(query) is not None
 
 
 def with_stored_clicks(
@@ -307,11 +361,37 @@ def _with_source(clicks: ClickIds, source: str) -> ClickIds:
     return dataclasses.replace(clicks, source=source if clicks.has_click() else None)
 
 
-def _kept_fbc(stored: str | None, reported: str | None) -> str | None:
-    """The reported fbc, unless the stored one is for the same fbclid (then the first seen)."""
-    if reported is None or (stored is not None and _fbclid_of(stored) == _fbclid_of(reported)):
-        return stored
-    return reported
+def _start_record(record: ClickRecord, clicks: ClickIds, now: datetime) -> None:
+    """Fill a new (or expired, now reused) record with this report's values."""
+    for name in STORED_COLUMNS:
+        setattr(record, name, getattr(clicks, name))
+    record.order_id = None
+    record.created_at = now
+    record.expires_at = now + timedelta(days=CLICK_RECORD_DAYS)
+
+
+def _add_late_cookies(record: ClickRecord, clicks: ClickIds) -> Saved:
+    """A live record with the report's late cookies added, unless the report contradicts it."""
+    missing = []
+    for name in STORED_COLUMNS:
+        stored, reported = getattr(record, name), getattr(clicks, name)
+        if reported is None or _same_value(name, stored, reported):
+            continue
+        if stored is not None or name not in LATE_COOKIE_COLUMNS:
+            return Saved.REFUSED
+        missing.append(name)
+    for name in missing:
+        setattr(record, name, getattr(clicks, name))
+    return Saved.FILLED if missing else Saved.UNCHANGED
+
+
+def _same_value(name: str, stored: str | None, reported: str) -> bool:
+    """Equal values; for ``fbc``, the same fbclid (the creation time in it may differ)."""
+    if stored is None:
+        return False
+    if name == "fbc":
+        return _fbclid_of(stored) == _fbclid_of(reported)
+    return stored == reported
 
 
 def _fbclid_of(fbc: str) -> str:

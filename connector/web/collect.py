@@ -11,26 +11,50 @@ as the ``fbc`` Meta documents for a shop without the Meta Pixel's cookie,
 (https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fbp-and-fbc).
 The endpoint is public, so it is narrow:
 
-* CORS only for the store's own origins: ``https://<store domain>`` and
-  ``https://<each of its storefront domains>`` (a Shopify shop's primary domain, where its
-  pages and checkout are served; recorded at install). The ``Origin`` must be one of the
-  origins of the store named in the body, compared as an exact host (no port, no other
-  scheme, no suffix tricks), and a preflight is answered only for a known store's origin;
-* a 4 KiB body limit (a real report is a few hundred bytes);
-* a per-IP rate limit in Redis (fixed one-minute window); without Redis the report is
-  still stored, as webhooks are, since losing a click costs a match;
+* the report must come from the store's own site. A browser page's ``Origin`` must be exactly
+  one of the store's origins: ``https://<store domain>`` or ``https://<each of its storefront
+  domains>`` (a Shopify shop's primary domain, where its pages and checkout are served;
+  recorded at install); no port, no other scheme, no suffix tricks. CORS is answered for
+  those origins only, and a preflight only for a known store's origin. ``Origin: null`` is
+  accepted only for a Shopify store installed through the app (it has a ``shopify_tokens``
+  row, :class:`connector.models.ShopifyToken`; an uninstall deletes it), which is the store
+  the app's Web Pixel runs for: Shopify runs web and custom pixels in sandboxed iframes without
+  ``allow-same-origin``, whose requests carry that opaque origin, and sends no CORS answer to
+  them (the pixels send ``no-cors``: they read no answer). A WooCommerce store's pages, or a
+  custom-app Shopify store's, are its own https origin and never ``null``;
+* a 4 KiB body limit (413; a real report is a few hundred bytes) and JSON nested no deeper
+  than :data:`MAX_JSON_DEPTH` (400, checked before parsing, so depth never reaches the
+  parser's recursion);
+* limits that are never off: :data:`RATE_LIMIT_PER_MINUTE` reports per IP and
+  :data:`STORE_REPORTS_PER_MINUTE` per store, counted in Redis, or per process when Redis is
+  down (:mod:`connector.rate_limits`); and at most :data:`MAX_LIVE_RECORDS_PER_STORE`
+  unexpired click records per store: beyond it a report that would create one is refused
+  with 429, never stored by evicting an older one (which would silently lose a real click);
+* a click record is write-once (:func:`connector.clicks.save_click_record`): the first report
+  for a checkout or cart token sets its click ids; later reports may only add an ad cookie
+  it lacked (``ttp``, ``fbp``, which the ad pixels may set after the first report). A report
+  that would replace or add a click id of a live record changes nothing of that record and
+  is answered 409 (the report's other token is still recorded, so a shopper who clicked
+  another ad and started a new checkout with the same cart still has that checkout's click).
+  Of the two rules weighed, this is the stricter: the other, a replacement allowed to a report
+  carrying both the checkout token and the cart token the record was created with, would need
+  a column linking the two and still let anyone holding both re-attribute the order. The cost
+  is that a second ad click during the same checkout keeps the first, the same shopper's.
+  The pixels' real sequence keeps working: both report the same landing-page ids (kept in
+  sessionStorage) with the cart token and, once known, the checkout token, on
+  ``checkout_started`` and again on ``checkout_completed``; a repeat finds the same values,
+  and a checkout token reported after its cart's creates the checkout's own record;
 * every field validated (click ids and cookies as :func:`connector.clicks.clean_click_id`
   keeps them, ``fbc``/``fbp`` in Meta's ``fb.<digit>.<digits>.<...>`` shape); nothing is
-  stored for a refused request.
+  stored for a refused request (but see 409 above).
 
 The answer is 204 with no body: the pixel has nothing to read.
 
-``Origin: null`` is the exception: Shopify runs pixels in sandboxed iframes without
-``allow-same-origin``, whose requests carry that opaque origin. Such a report is accepted for
-the store its body names, with no CORS header (the pixels send it ``no-cors``: they read no
-answer). The Origin check never was authentication (any script outside a browser can send any
-Origin); what protects a store is that a report only joins an order through its checkout or
-cart token, which only the shopper's browser knows, plus the size and rate limits.
+The Origin check is not authentication (any script outside a browser can send any Origin):
+what protects a store is that a report only joins an order through its checkout or cart token,
+which only the shopper's browser knows, that a recorded click is never replaced, and that a
+store's records and writes are capped, so a flood costs at most the store's new clicks for a
+while, never unbounded storage.
 """
 
 from __future__ import annotations
@@ -41,20 +65,26 @@ import re
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
-from redis.exceptions import RedisError
+from flask import Blueprint, Response, current_app, jsonify, request
+from redis import Redis
 from sqlalchemy import Text, cast, or_, select
 
 from connector.clicks import (
     CAPTURED_COOKIES,
     CAPTURED_URL_PARAMETERS,
+    CLICK_RECORD_DAYS,
+    TOKEN_KINDS,
+    Saved,
     clean_click_id,
     clean_meta_cookie,
     fbc_from_fbclid,
+    has_live_click_record,
+    live_click_record_count,
     save_click_record,
 )
 from connector.events import ClickIds
-from connector.models import Store
+from connector.models import ShopifyToken, Store
+from connector.rate_limits import MinuteLimit
 from connector.web import services
 
 logger = logging.getLogger(__name__)
@@ -62,8 +92,26 @@ logger = logging.getLogger(__name__)
 blueprint = Blueprint("collect", __name__)
 
 MAX_BODY_BYTES = 4096
+MAX_JSON_DEPTH = 2
+"""A report is one flat object (depth 1); one level more lets a list or object in a field be
+refused with the field's own message."""
+
 RATE_LIMIT_PER_MINUTE = 120
 """A shopper's pixel reports a few times per page; this leaves room for shared IPs."""
+
+STORE_REPORTS_PER_MINUTE = 600
+"""A checkout reports two or three times (``checkout_started``, again on a reload, then
+``checkout_completed``): 600 a minute is some 200 checkouts a minute, a flash sale's peak for a
+large shop. A refused report costs only the stored click: the order still converts, with its
+own attributes and landing page."""
+
+MAX_LIVE_RECORDS_PER_STORE = 100_000
+"""Unexpired click records one store may hold. A checkout makes at most two (its checkout
+token's and its cart token's), each kept :data:`connector.clicks.CLICK_RECORD_DAYS` (7) days,
+so this holds a week of some 7,000 checkouts a day, a shop of several thousand orders a day
+(about 120 MB at the ~1.2 KB a row takes at most)."""
+
+LIMITS_KEY = "collect.limits"
 
 TOKEN = re.compile(r"[A-Za-z0-9_\-.:?=]{1,255}")
 """Shopify checkout tokens are hex; cart tokens look like ``c1-…`` or ``Z2Nw…?key=…``."""
@@ -76,6 +124,9 @@ FIELDS = {"shop", "checkout_token", "cart_token", *CLICK_FIELDS}
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOST = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})+")
 """A DNS host name with at least one dot, in the ASCII form browsers put in ``Origin``."""
+
+SANDBOXED_ORIGIN = "null"
+"""What a sandboxed iframe (Shopify's pixel sandboxes) sends as its ``Origin``."""
 
 
 @blueprint.route("/collect", methods=["OPTIONS"])
@@ -96,7 +147,7 @@ def collect() -> Response | tuple[Response, int]:
     """Validate and store one click report."""
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    if _rate_limited(request.remote_addr or "unknown"):
+    if _limits()["ip"].exceeded(_redis, request.remote_addr or "unknown"):
         return _error(429, "too many reports from this address; try again in a minute")
     body = request.stream.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
@@ -106,24 +157,58 @@ def collect() -> Response | tuple[Response, int]:
         return _error(400, problem)
     origin = request.headers.get("Origin", "")
     store = _store_named(report["shop"])
-    sandboxed = origin == SANDBOXED_ORIGIN
-    if store is None or not (sandboxed or _origin_host(origin) in _origin_hosts(store)):
-        return _error(403, "the report must come from the store's own site (Origin)")
-    clicks = _click_ids(report, observed_ms=time.time_ns() // 1_000_000)
-    with services().db.session() as session:
-        for kind in ("checkout", "cart"):
-            if token := report.get(f"{kind}_token"):
-                save_click_record(session, store.id, token_kind=kind, token=token, clicks=clicks)
-        session.commit()
+    if store is None or not _origin_allowed(store, origin):
+        return _error(403, _origin_problem(origin))
+    if _limits()["store"].exceeded(_redis, store.id):
+        return _error(429, "too many reports for this store this minute; try again in a minute")
+    saved = _save(store.id, report)
+    if saved is None:
+        logger.warning("collect.store-full store=%s", store.id)
+        return _error(
+            429,
+            f"this store already holds {MAX_LIVE_RECORDS_PER_STORE} unexpired click records, the "
+            f"most kept; new ones are accepted as older ones expire ({CLICK_RECORD_DAYS} days "
+            "after their first report)",
+        )
     logger.info("collect.stored store=%s", store.id)
+    if refused := [kind for kind, outcome in saved.items() if outcome is Saved.REFUSED]:
+        return _error(
+            409,
+            f"the click ids already recorded for this {' and '.join(refused)} token are kept: "
+            "a recorded click id is never replaced or added to",
+        )
     response = Response(status=204)
-    if not sandboxed:
+    if origin != SANDBOXED_ORIGIN:
         _allow(response, origin)
     return response
 
 
-SANDBOXED_ORIGIN = "null"
-"""What a sandboxed iframe (Shopify's pixel sandboxes) sends as its ``Origin``."""
+def _save(store_id: str, report: dict[str, str]) -> dict[str, Saved] | None:
+    """What became of each token's record, or None (and nothing stored) when the report would
+    create records beyond :data:`MAX_LIVE_RECORDS_PER_STORE`.
+
+    Each token is committed on its own: a refused one does not cost the other its record.
+    Reports arriving at the same instant may pass the cap by a few records.
+    """
+    clicks = _click_ids(report, observed_ms=time.time_ns() // 1_000_000)
+    tokens = {kind: report[f"{kind}_token"] for kind in TOKEN_KINDS if f"{kind}_token" in report}
+    with services().db.session() as session:
+        new = [
+            kind
+            for kind, token in tokens.items()
+            if not has_live_click_record(session, store_id, token_kind=kind, token=token)
+        ]
+        if new:
+            live = live_click_record_count(session, store_id, up_to=MAX_LIVE_RECORDS_PER_STORE)
+            if live + len(new) > MAX_LIVE_RECORDS_PER_STORE:
+                return None
+        saved = {}
+        for kind, token in tokens.items():
+            saved[kind] = save_click_record(
+                session, store_id, token_kind=kind, token=token, clicks=clicks
+            )
+            session.commit()
+    return saved
 
 
 def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
@@ -132,10 +217,12 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
     Any content type is read as JSON: ``navigator.sendBeacon`` and no-preflight fetches send
     ``text/plain``.
     """
+    if _nested_deeper_than(body, MAX_JSON_DEPTH):
+        return None, "body is nested deeper than a report (one object of strings)"
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None, "body is not JSON (or nested beyond any report's shape)"
+    except (ValueError, UnicodeDecodeError):
+        return None, "body is not JSON"
     if not isinstance(data, dict) or set(data) - FIELDS:
         return None, f"body must be an object with only {', '.join(sorted(FIELDS))}"
     report = {key: value for key, value in data.items() if value not in (None, "")}
@@ -155,6 +242,37 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
     if not (set(CLICK_FIELDS) & set(report)):
         return None, f"give a click id or an ad cookie: one of {', '.join(CLICK_FIELDS)}"
     return report, ""
+
+
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the JSON text opens more than ``limit`` arrays or objects inside one another.
+
+    Counted on the bytes, outside strings, before any parsing: the parser recurses once per
+    level, and a few KB of ``[`` would otherwise reach Python's recursion limit. Multi-byte
+    UTF-8 characters never contain the ASCII bytes counted here.
+    """
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == BACKSLASH:
+                escaped = True
+            elif byte == QUOTE:
+                in_string = False
+        elif byte == QUOTE:
+            in_string = True
+        elif byte in OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in CLOSERS:
+            depth -= 1
+    return False
+
+
+QUOTE, BACKSLASH = ord('"'), ord("\\")
+OPENERS, CLOSERS = frozenset(b"[{"), frozenset(b"]}")
 
 
 def _click_ids(report: dict[str, str], observed_ms: int) -> ClickIds:
@@ -183,6 +301,33 @@ def _origin_host(origin: str) -> str | None:
     return host if HOST.fullmatch(host) else None
 
 
+def _origin_allowed(store: Store, origin: str) -> bool:
+    """Whether ``origin`` is one of the store's own: an exact https origin of its hosts, or
+    ``null`` for a store the app's pixel runs for (:func:`_installed_through_the_app`)."""
+    if origin == SANDBOXED_ORIGIN:
+        return _installed_through_the_app(store)
+    return _origin_host(origin) in _origin_hosts(store)
+
+
+def _installed_through_the_app(store: Store) -> bool:
+    """A Shopify store with an app install (a :class:`ShopifyToken`): the install activates
+    the app's Web Pixel, whose sandbox sends ``Origin: null``. Custom-app Shopify stores and
+    WooCommerce stores have no such row."""
+    if store.platform != "shopify":
+        return False
+    with services().db.session() as session:
+        return session.get(ShopifyToken, store.id) is not None
+
+
+def _origin_problem(origin: str) -> str:
+    if origin == SANDBOXED_ORIGIN:
+        return (
+            "'Origin: null' (a sandboxed pixel) is accepted only for a Shopify store installed "
+            "through the app; this store's reports must come from its own site (Origin)"
+        )
+    return "the report must come from the store's own site (Origin)"
+
+
 def _origin_hosts(store: Store) -> set[str]:
     """The hosts a store's own pages are served from."""
     return {store.domain, *(store.storefront_domains or [])}
@@ -209,17 +354,23 @@ def _store_named(shop: str) -> Store | None:
         return session.scalar(query)
 
 
-def _rate_limited(ip: str) -> bool:
-    key = f"collect:rate:{ip}:{int(time.time() // 60)}"
-    try:
-        pipe = services().redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count, _ = pipe.execute()
-    except RedisError:
-        logger.warning("collect.rate-limit-unavailable")
-        return False
-    return int(count) > RATE_LIMIT_PER_MINUTE
+def _limits() -> dict[str, MinuteLimit]:
+    """This app's limits, per IP and per store, made on first use; each holds its in-process
+    fallback buckets, so they last as long as the app (one per web process)."""
+    limits = current_app.extensions.get(LIMITS_KEY)
+    if limits is None:
+        limits = current_app.extensions.setdefault(
+            LIMITS_KEY,
+            {
+                "ip": MinuteLimit("collect:rate", RATE_LIMIT_PER_MINUTE),
+                "store": MinuteLimit("collect:store", STORE_REPORTS_PER_MINUTE),
+            },
+        )
+    return limits
+
+
+def _redis() -> Redis:
+    return services().redis
 
 
 def _allow(response: Response, origin: str) -> None:

@@ -14,7 +14,7 @@ from connector.events import ClickIds
 from connector.models import ClickRecord, OutboxEvent, utcnow
 from connector.stores import add_store
 from platforms.shopify.parse import parse_order
-from tests.platforms.shopify.helpers import INSTALL_SHOP, app_webhook
+from tests.platforms.shopify.helpers import INSTALL_SHOP, app_webhook, install
 from tests.support import fixture_bytes
 
 pytestmark = pytest.mark.postgres
@@ -106,15 +106,84 @@ def test_the_same_fbclid_reported_again_keeps_when_it_was_first_seen(
     browser, app_services, store_id
 ):
     body = {"shop": INSTALL_SHOP, "cart_token": CART, "fbclid": FBCLID}
-    report(browser, body)
+    assert report(browser, body).status_code == 204
     [first] = records(app_services)
     time.sleep(0.005)
-    report(browser, {**body, "ttclid": "E.C.P.later"})
+    assert report(browser, {**body, "fbp": FBP}).status_code == 204
+    assert report(browser, {**body, "fbc": FBC}).status_code == 204  # the cookie, same fbclid
     [again] = records(app_services)
-    assert (again.fbc, again.ttclid) == (first.fbc, "E.C.P.later")
-    report(browser, {**body, "fbclid": "IwNewerClick"})
-    [newer] = records(app_services)
-    assert newer.fbc.endswith(".IwNewerClick")
+    assert (again.fbc, again.fbp) == (first.fbc, FBP)
+
+
+def test_a_recorded_click_is_never_replaced_nor_added_to(browser, app_services, store_id):
+    """Whoever learns a token (both tokens, even) cannot re-attribute the checkout's order."""
+    first = {
+        "shop": INSTALL_SHOP,
+        "checkout_token": CHECKOUT,
+        "fbp": FBP,
+        "ttclid": "E.C.P.shopper",
+    }
+    assert report(browser, first).status_code == 204
+    attempts = [
+        {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "ttclid": "E.C.P.attacker"},
+        {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "ttclid": "E.C.P.attacker", "ttp": "t"},
+        {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "fbclid": "IwAttackerClick"},
+        {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "gclid": "gclid-attacker"},
+        {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "fbp": "fb.1.1.999"},
+    ]
+    for attempt in attempts:
+        answer = report(browser, attempt, ip="203.0.113.66")
+        assert answer.status_code == 409 and "never replaced" in answer.json["error"], attempt
+    [record] = records(app_services)
+    assert (record.ttclid, record.ttp, record.fbc, record.gclid, record.fbp) == (
+        "E.C.P.shopper",
+        None,
+        None,
+        None,
+        FBP,
+    )
+
+
+def test_a_cart_record_is_not_overwritten_by_a_report_that_also_names_a_new_checkout(
+    browser, app_services, store_id
+):
+    """The cart's record keeps its click (409); the new checkout gets a record of its own."""
+    first = {"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "E.C.P.a"}
+    assert report(browser, first).status_code == 204
+    body = {
+        "shop": INSTALL_SHOP,
+        "checkout_token": CHECKOUT,
+        "cart_token": CART,
+        "ttclid": "E.C.P.b",
+    }
+    answer = report(browser, body)
+    assert answer.status_code == 409 and "cart token" in answer.json["error"]
+    assert {(r.token_kind, r.ttclid) for r in records(app_services)} == {
+        ("cart", "E.C.P.a"),
+        ("checkout", "E.C.P.b"),
+    }
+
+
+def test_the_pixels_sequence_stores_and_joins_the_order(browser, app_services, store_id):
+    """What both Shopify pixels send: the cart token alone (no checkout yet), then on
+    checkout_started and again on checkout_completed the checkout token with the same cart
+    token, the same landing-page ids and a ``_ttp`` the TikTok pixel set meanwhile."""
+    landing = {"shop": INSTALL_SHOP, "ttclid": "E.C.P.pixel", "fbclid": FBCLID, "fbp": FBP}
+    assert report(browser, {**landing, "cart_token": CART}).status_code == 204
+    later = {**landing, "checkout_token": CHECKOUT, "cart_token": CART, "ttp": "pixel-ttp"}
+    assert report(browser, later).status_code == 204  # checkout_started
+    assert report(browser, later).status_code == 204  # checkout_completed
+    stored = {r.token_kind: (r.ttclid, r.ttp, r.fbp) for r in records(app_services)}
+    assert stored == {
+        "cart": ("E.C.P.pixel", "pixel-ttp", FBP),
+        "checkout": ("E.C.P.pixel", "pixel-ttp", FBP),
+    }
+    event = recorded(browser, app_services, "orders/create", order_body(note_attributes=[]))
+    assert event.click_source == "stored_checkout_token"
+    assert (event.payload["user"]["ttclid"], event.payload["user"]["ttp"]) == (
+        "E.C.P.pixel",
+        "pixel-ttp",
+    )
 
 
 def test_the_pixels_fbc_cookie_wins_over_an_fbclid_in_the_same_report(
@@ -160,11 +229,50 @@ def test_reports_from_another_origin_are_refused(browser, app_services, store_id
     assert records(app_services) == []
 
 
+# -- Origin: null, the pixels' sandbox: only for a store the app's pixel runs for -------------
+
+WOO_SHOP = "shop.example"
+
+
+def test_a_null_origin_is_accepted_for_a_store_installed_through_the_app(
+    browser, shopify, app_services
+):
+    assert install(browser, shopify).status_code == 200
+    assert shopify.pixels[INSTALL_SHOP] == {"collectUrl": "https://connector.test/collect"}
+    body = {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "ttclid": "E.C.P.sandboxed"}
+    answer = report(browser, body, origin="null")
+    assert answer.status_code == 204
+    assert "Access-Control-Allow-Origin" not in answer.headers  # the pixels send no-cors
+    assert [r.ttclid for r in records(app_services)] == ["E.C.P.sandboxed"]
+
+
+def test_a_null_origin_is_refused_for_a_shopify_store_without_the_app(
+    browser, app_services, store_id
+):
+    """A custom-app store (no install, so no app pixel) reports from its own https origin."""
+    body = {"shop": INSTALL_SHOP, "checkout_token": CHECKOUT, "ttclid": "E.C.P.x"}
+    answer = report(browser, body, origin="null")
+    assert answer.status_code == 403 and "installed through the app" in answer.json["error"]
+    assert records(app_services) == []
+    assert report(browser, body, origin=ORIGIN).status_code == 204
+
+
+def test_a_woocommerce_store_takes_reports_from_its_own_https_origin_only(browser, app_services):
+    add_store(app_services, platform="woocommerce", domain=WOO_SHOP, webhook_secret="s")
+    body = {"shop": WOO_SHOP, "cart_token": CART, "ttclid": "E.C.P.woo"}
+    for origin in ("null", f"http://{WOO_SHOP}", ORIGIN, f"https://www.{WOO_SHOP}"):
+        assert report(browser, body, origin=origin).status_code == 403, origin
+    assert records(app_services) == []
+    answer = report(browser, body, origin=f"https://{WOO_SHOP}")
+    assert answer.status_code == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == f"https://{WOO_SHOP}"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b"not json", "not JSON"),
-        (b"[" * 1500 + b"]" * 1500, "not JSON"),  # 3 KB no parser follows: never a 500
+        (b"[" * 1500 + b"]" * 1500, "nested"),  # 3 KB no parser follows: never a 500
         ([1, 2], "object"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x", "email": "a@b.c"}, "only"),
         ({"cart_token": CART, "ttclid": "x"}, "shop"),
