@@ -93,7 +93,7 @@ def repair_outcome(services: Services, store_id: str) -> str:
         )
     except TookTooLong:
         return "running"
-    except RestError as exc:  # its message never holds the keys or the secret
+    except RestError as exc:  # its message holds no key, secret or word the store answered
         logger.warning(
             "woocommerce.webhook.repair-failed store=%s reason=%s message=%s",
             store_id,
