@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +18,6 @@ from connector.web.collect import blueprint as collect_blueprint
 from connector.web.health import blueprint as health_blueprint
 from connector.web.merchant import blueprint as merchant_blueprint
 from connector.web.merchant.access import (
-    SESSION_HOURS,
     add_embedded_grant,
     csrf_field,
     current_grant,
@@ -44,7 +42,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=services.settings.app_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
     app.extensions[EXTENSION_KEY] = services
     if services.settings.proxy_hops:

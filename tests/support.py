@@ -264,8 +264,9 @@ def log_in(client, services: Services, store_id: str) -> None:  # type: ignore[n
     from connector.web.merchant.access import login_token
 
     path = f"/login/{login_token(services.settings.secret_key, store_id)}"
-    assert client.get(path).status_code == 200
-    answer = client.post(path)
+    page = client.get(path)
+    assert page.status_code == 200
+    answer = client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
     assert answer.status_code == 303, answer.get_data(as_text=True)
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support import csrf_of
+
 CONNECTOR = Path(sys.executable).with_name("connector")
 README = Path(__file__).resolve().parent.parent / "README.md"
 # What the demo's caller must not inherit: the demo runs on embedded defaults.
@@ -109,8 +111,10 @@ def test_the_demo_delivers_to_the_stand_in_and_its_login_link_opens_the_status_p
     assert reasons[0] == "bot user agent" and reasons[1].startswith("test order")
 
     browser = requests.Session()
-    assert browser.get(summary["login_url"], timeout=10).status_code == 200
-    page = browser.post(summary["login_url"], timeout=10)  # the Continue button
+    login = browser.get(summary["login_url"], timeout=10)
+    assert login.status_code == 200
+    form = {"csrf_token": csrf_of(login.text)}
+    page = browser.post(summary["login_url"], data=form, timeout=10)  # the Continue button
     assert page.status_code == 200
     assert page.url == f"{summary['connector_url']}/settings/{summary['store_id']}/"
     assert "All good." in page.text and summary["tiktok_pixel"] in page.text

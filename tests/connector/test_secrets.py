@@ -32,6 +32,7 @@ from tests.support import (
     csrf_of,
     fixture_bytes,
     fresh,
+    log_in,
     shopify_headers,
     woocommerce_headers,
 )
@@ -162,8 +163,7 @@ def test_sessions_login_links_and_forms_from_before_a_key_change_still_work(sett
     before = with_keys(settings, OLD_KEY)
     store = add_store(before, platform="woocommerce", domain=WOO_DOMAIN, webhook_secret=WOO_SECRET)
     old_client = create_app(services=before).test_client()
-    link = f"/login/{login_token(before.settings.secret_key, store.id)}"
-    assert old_client.post(link).status_code == 303
+    log_in(old_client, before, store.id)
     form = old_client.get(f"/settings/{store.id}/settings").get_data(as_text=True)
     cookie = old_client.get_cookie("connector_session")
     assert cookie is not None
@@ -190,7 +190,7 @@ def test_a_weak_former_key_decrypts_but_signs_nobody_in(settings):
     before = with_keys(settings, weak)
     store = add_store(before, platform="woocommerce", domain=WOO_DOMAIN, webhook_secret=WOO_SECRET)
     old_client = create_app(services=before).test_client()
-    assert old_client.post(f"/login/{login_token(weak, store.id)}").status_code == 303
+    log_in(old_client, before, store.id)
     cookie = old_client.get_cookie("connector_session")
 
     rotated = with_keys(settings, NEW_KEY, weak)

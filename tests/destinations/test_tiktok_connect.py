@@ -204,9 +204,9 @@ def callback_with(client: FlaskClient, state: str):  # type: ignore[no-untyped-d
 
 
 def test_a_forged_state_is_refused(client, services, shopify_store, tiktok) -> None:
-    grant = log_in_and_sid(client, services, shopify_store)
+    log_in(client, services, shopify_store)
     forged = URLSafeTimedSerializer("not-our-key", salt=STATE_SALT).dumps(
-        {"store": shopify_store, "sid": grant}
+        {"store": shopify_store, "nonce": "n"}
     )
     answer = callback_with(client, forged)
     assert answer.status_code == 400
@@ -217,7 +217,7 @@ def test_a_forged_state_is_refused(client, services, shopify_store, tiktok) -> N
 
 
 def test_an_expired_state_is_refused(client, services, shopify_store, tiktok) -> None:
-    sid = log_in_and_sid(client, services, shopify_store)
+    log_in(client, services, shopify_store)
 
     class HourAgo(TimestampSigner):
         def get_timestamp(self) -> int:
@@ -225,7 +225,7 @@ def test_an_expired_state_is_refused(client, services, shopify_store, tiktok) ->
 
     old = URLSafeTimedSerializer(
         services.settings.secret_key, salt=STATE_SALT, signer=HourAgo
-    ).dumps({"store": shopify_store, "sid": sid})
+    ).dumps({"store": shopify_store, "nonce": "n"})
     answer = callback_with(client, old)
     assert answer.status_code == 400 and "took too long" in text(answer)
 
@@ -253,12 +253,6 @@ def test_a_state_of_another_store_is_refused(
     assert come_back(store_b, location).status_code == 403
     assert tiktok_row(services, shopify_store) is None
     assert tiktok_row(services, other_store) is None
-
-
-def log_in_and_sid(client: FlaskClient, services, store_id: str) -> str:  # type: ignore[no-untyped-def]
-    log_in(client, services, store_id)
-    with client.session_transaction() as session:
-        return session["sid"]
 
 
 # -- access ------------------------------------------------------------------------------------
@@ -348,8 +342,8 @@ def test_from_the_embedded_admin_the_connection_finishes_in_the_top_window(
     client, services, shopify_store, tiktok, app
 ) -> None:
     """Opened inside a store platform's admin (an embedded grant in the URL, no cookie), the
-    Connect link leaves the frame; the grant then becomes a first-party cookie session, which
-    the callback and the pixel page need."""
+    Connect link leaves the frame; no cookie session is started: a nonce cookie binds the
+    callback to this browser, and the pixel page gets a short grant of its own."""
     with app.test_request_context():
         app.preprocess_request()
         grant = embedded_grant(shopify_store, ("https://admin.shopify.com",), "shopify")
@@ -359,7 +353,7 @@ def test_from_the_embedded_admin_the_connection_finishes_in_the_top_window(
         f"/settings/{shopify_store}/tiktok/connect", query_string={"session": grant}
     )
     assert answer.status_code == 302
-    assert "connector_session=" in answer.headers["Set-Cookie"]
+    assert "connector_session=" not in answer.headers["Set-Cookie"]
     back = come_back(client, consent(answer.headers["Location"]))
     assert back.status_code == 302, text(back)
     assert "Connected to TikTok" in text(client.get(back.headers["Location"]))

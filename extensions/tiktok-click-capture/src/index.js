@@ -24,7 +24,8 @@
  *
  * The body is sent as text/plain and `no-cors` (the sandbox's origin may be opaque, "null"),
  * so the browser needs no preflight; /collect checks the Origin against the store's domains
- * (its myshopify domain and its primary domain), or accepts "null" for the store named.
+ * (its myshopify domain and its primary domain), or accepts "null" only for a store installed
+ * through the app.
  * Sources: Web Pixels API
  * (https://shopify.dev/docs/api/web-pixels-api: register, analytics.subscribe, browser.cookie,
  * browser.sessionStorage, init.data.shop.myshopifyDomain; standard events page_viewed,

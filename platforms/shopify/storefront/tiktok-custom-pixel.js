@@ -51,8 +51,9 @@
  * Not confirmed by a source: that every variant and order id in Web Pixels events is a GID or
  * a plain number (both are handled). Saved storefront pages show the custom-pixel iframe as
  * sandbox="allow-scripts allow-forms" (no allow-same-origin), so a fetch from it carries
- * `Origin: null`: the report is sent `no-cors`, and POST /collect accepts a null origin for the
- * store the body names (connector/web/collect.py explains why that is safe).
+ * `Origin: null`: the report is sent `no-cors`, and POST /collect accepts a null origin only for
+ * a store installed through the app (connector/web/collect.py explains why); a custom-app
+ * store's orders keep note_attributes and the landing page.
  */
 const CONFIG = {} /* CONNECTOR_CONFIG */;
 

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from connector.clicks import STORED_COLUMNS
 from connector.models import ClickRecord
 from connector.stores import add_store
+from platforms.shopify.tokens import TokenGrant, save_grant
 from tests.support import ROOT
 
 EXTENSION = ROOT / "extensions" / "tiktok-click-capture" / "src" / "index.js"
@@ -171,6 +172,8 @@ def test_a_cookie_alone_is_reported_and_nothing_is_not(tmp_path, which):
 @pytest.mark.parametrize("which", PIXELS)
 def test_what_the_pixels_report_is_stored_by_collect(tmp_path, which, browser, app_services):
     store = add_store(app_services, platform="shopify", domain=SHOP, webhook_secret=None)
+    # Installed through the app, whose pixel reports with Origin: null.
+    save_grant(app_services, store.id, TokenGrant("shpat_x", "read_orders", 3600, "shprt_x", 10))
     [report] = run_pixel(tmp_path, which, [LANDING], COOKIES)
     answer = browser.post(
         "/collect",

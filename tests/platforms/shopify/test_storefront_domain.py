@@ -12,7 +12,7 @@ from sqlalchemy import select
 from connector.models import ClickRecord, Store
 from connector.stores import add_store
 from platforms.shopify.admin_api import AdminApiError, graphql
-from platforms.shopify.tokens import admin_base_url
+from platforms.shopify.tokens import TokenGrant, admin_base_url, save_grant
 from tests.platforms.shopify.helpers import INSTALL_SHOP, install
 
 pytestmark = pytest.mark.postgres
@@ -143,7 +143,10 @@ def test_collect_refuses_every_other_origin(browser, app_services, store_with_st
 def test_a_sandboxed_pixel_reports_with_a_null_origin_and_gets_no_cors_header(
     browser, app_services, store_with_storefront
 ):
-    """Shopify's pixel sandboxes are iframes without allow-same-origin: ``Origin: null``."""
+    """Shopify's pixel sandboxes are iframes without allow-same-origin: ``Origin: null``,
+    taken only from a store installed through the app (whose pixel it is)."""
+    grant = TokenGrant("shpat_x", "read_orders", 3600, "shprt_x", 10)
+    save_grant(app_services, store_with_storefront, grant)
     answer = report(browser, "null")
     assert answer.status_code == 204
     assert "Access-Control-Allow-Origin" not in answer.headers
