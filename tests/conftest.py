@@ -24,6 +24,7 @@ from connector.models import (
     Attempt,
     Base,
     ClickRecord,
+    MerchantSession,
     OutboxEvent,
     ShopifyToken,
     Store,
@@ -111,6 +112,7 @@ def _empty(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
         for table in (
+            MerchantSession,
             Attempt,
             OutboxEvent,
             UnreadableWebhook,
@@ -244,3 +246,21 @@ def woocommerce_store(services: Services) -> tuple[str, str]:
         services, platform="woocommerce", domain="shop.example", webhook_secret=secret
     )
     return store.id, secret
+
+
+SLOW_FIXTURES = frozenset({"worker", "live_server", "browser_page", "woo_session"})
+"""Fixtures that start processes, servers or a browser: a test using one is ``slow``."""
+SLOW_HELPERS = frozenset({"WorkerProcess", "run_connector", "chromium_page", "start_redis"})
+"""Names whose presence in a test module means its tests start processes or a browser."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what needs a worker process, a live server, a browser, a subprocess of
+    the ``connector`` command or fault injection, so ``pytest -m "not slow"`` is the fast tier
+    (README, "Development"); the full suite stays the default."""
+    for item in items:
+        module = getattr(item, "module", None)
+        names = set(vars(module)) if module is not None else set()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SLOW_FIXTURES or names & SLOW_HELPERS or "reliability" in item.nodeid:
+            item.add_marker(pytest.mark.slow)
