@@ -248,9 +248,11 @@ def woocommerce_store(services: Services) -> tuple[str, str]:
     return store.id, secret
 
 
-SLOW_FIXTURES = frozenset({"worker", "live_server", "browser_page", "woo_session"})
+SLOW_FIXTURES = frozenset({"worker", "live_server", "browser_page", "woo_session", "connector"})
 """Fixtures that start processes, servers or a browser: a test using one is ``slow``."""
-SLOW_HELPERS = frozenset({"WorkerProcess", "run_connector", "chromium_page", "start_redis"})
+SLOW_HELPERS = frozenset(
+    {"WorkerProcess", "run_connector", "chromium_page", "start_redis", "subprocess", "CHROMIUM"}
+)
 """Names whose presence in a test module means its tests start processes or a browser."""
 
 
