@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from connector.destinations import Destination
 from connector.models import EventStatus, OutboxEvent, UnreadableWebhook, utcnow
 from connector.services import Services
-from connector.signals import SIGNALS
+from connector.signals import SIGNALS, keys_for
 
 if TYPE_CHECKING:
     from connector.plugins import StorePlatform
@@ -301,9 +301,9 @@ def signal_labels(destination: Destination) -> dict[str, str]:
     id", "Meta cookie (_fbp)"."""
     labels = dict(SIGNAL_LABELS)
     labels["click_id"] = f"{destination.label} click id"
-    cookie = destination.signal_keys.get("browser_id")
-    if cookie:
-        labels["browser_id"] = f"{destination.label} cookie (_{cookie})"
+    cookies = keys_for(destination.signal_keys, "browser_id")
+    if cookies:
+        labels["browser_id"] = f"{destination.label} cookie (_{cookies[0]})"
     return labels
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from connector.bots import is_bot
 from connector.destinations import Destination
 from connector.events import Basket, Checkout, Content, ConversionEvent, LineItem, Order
+from connector.signals import carries
 
 ORDER_TRIGGERS = ("created", "paid")
 VALUE_BASES = ("total", "subtotal")
@@ -125,7 +126,7 @@ def build_event(
     value = source.subtotal if options.value_basis == "subtotal" else source.total
     event_time = int(source.occurred_at.timestamp())
     user = destination.user_data(source.shopper, source.clicks, event_time)
-    click_key = destination.signal_keys.get("click_id")
+    own_click = carries(user, destination.signal_keys, "click_id")
     return ConversionEvent(
         event_name=name,
         event_id=event_id,
@@ -140,7 +141,7 @@ def build_event(
         page_url=source.page_url,
         referrer=source.referrer,
         limited_data_use=options.limited_data_use,
-        click_source=source.clicks.source if click_key and user.get(click_key) else None,
+        click_source=source.clicks.source if own_click else None,
     )
 
 

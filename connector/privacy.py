@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from connector.destinations import Destination, load_destinations
 from connector.models import OutboxEvent
+from connector.signals import keys_for
 
 NETWORK_SIGNALS = ("ip", "user_agent")
 EVENTS = OutboxEvent.__table__
@@ -32,7 +33,7 @@ def known_destinations() -> Mapping[str, Destination]:
 
 def network_keys(destination: Destination) -> list[str]:
     """The keys under which this destination's user data holds the IP and user agent."""
-    return [key for s in NETWORK_SIGNALS if (key := destination.signal_keys.get(s))]
+    return [key for s in NETWORK_SIGNALS for key in keys_for(destination.signal_keys, s)]
 
 
 def all_network_keys(destinations: Mapping[str, Destination]) -> set[str]:

@@ -30,13 +30,30 @@ SIGNALS: tuple[str, ...] = (
 )
 
 
-def signal_mask(user: Mapping[str, Any], keys: Mapping[str, str]) -> int:
+SignalKeys = Mapping[str, str | tuple[str, ...]]
+"""A destination's ``signal_keys``: for each signal, the key of its user data that carries it,
+or several keys any of which does (Google's click id is a gclid, a gbraid or a wbraid)."""
+
+
+def keys_for(keys: SignalKeys, signal: str) -> tuple[str, ...]:
+    """The user-data keys that carry ``signal`` for a destination; empty when none does."""
+    value = keys.get(signal)
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def carries(user: Mapping[str, Any], keys: SignalKeys, signal: str) -> bool:
+    """Whether the destination's user data holds a value for ``signal``."""
+    return any(user.get(key) for key in keys_for(keys, signal))
+
+
+def signal_mask(user: Mapping[str, Any], keys: SignalKeys) -> int:
     """The bits of the signals ``user`` carries, in :data:`SIGNALS` order; ``keys`` maps each
-    signal to the destination's key for it."""
+    signal to the destination's key(s) for it."""
     mask = 0
     for bit, name in enumerate(SIGNALS):
-        key = keys.get(name)
-        if key and user.get(key):
+        if carries(user, keys, name):
             mask |= 1 << bit
     return mask
 

@@ -167,7 +167,8 @@ class Destination(Protocol):
             may choose from, the default first; a moment missing here sends nothing.
         click_ids: the :class:`~connector.events.ClickIds` fields it uses, its click id first.
         signal_keys: for each neutral signal of :mod:`connector.signals`, the key of
-            :meth:`user_data` that carries it, for diagnostics' coverage.
+            :meth:`user_data` that carries it (or a tuple of keys, any of which does), for
+            diagnostics' coverage.
         max_batch: the most events one request may carry.
         max_requests_per_second: the platform's own request rate limit for one destination
             (0: none documented; ``DESTINATION_MAX_QPS`` applies to every destination).
@@ -184,7 +185,7 @@ class Destination(Protocol):
     fields: tuple[ConfigField, ...]
     event_names: Mapping[str, tuple[str, ...]]
     click_ids: tuple[str, ...]
-    signal_keys: Mapping[str, str]
+    signal_keys: Mapping[str, str | tuple[str, ...]]
     max_batch: int
     max_requests_per_second: float
     test_mode: Literal["code", "validate"]

@@ -48,10 +48,13 @@ from connector.models import ClickRecord, OutboxEvent, ShopifyToken, Store, Stor
 from connector.privacy import without_network_signals
 from connector.retention import DATA_REQUESTS_FOLDER
 from connector.services import Services
-from connector.signals import signals_in
+from connector.signals import keys_for, signals_in
 from connector.web.merchant.access import end_store_sessions
 
 logger = logging.getLogger(__name__)
+
+IDENTITY_SIGNALS = ("email", "phone", "external_id")
+"""The signals whose hashes say who a customer is (an IP or a click id says no one)."""
 
 UNINSTALLED_REASON = "the Shopify app was uninstalled from this store; reinstall it to resume"
 EXPORT_NOTE = (
@@ -96,8 +99,8 @@ class Customer:
             email=self.email, phone=self.phone, customer_id=self.customer_id, country_code=country
         )
         theirs = destination.user_data(shopper, ClickIds(), 0)
-        keys = [destination.signal_keys.get(s) for s in ("email", "phone", "external_id")]
-        return any(key and theirs.get(key) and user.get(key) == theirs[key] for key in keys)
+        keys = [k for s in IDENTITY_SIGNALS for k in keys_for(destination.signal_keys, s)]
+        return any(theirs.get(key) and user.get(key) == theirs[key] for key in keys)
 
     def file_key(self, store_id: str) -> str | None:
         """What names this customer's export files: a hash, not their id, email or phone.

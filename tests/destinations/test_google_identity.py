@@ -21,6 +21,7 @@ from connector.destinations.google.identity import (
 )
 from connector.events import ClickIds, Shopper
 from connector.hashing import sha256_hex
+from connector.signals import carries
 
 ALEXZ_HASH = "509e933019bb285a134a9334b8bb679dff79d0ce023d529af4bd744d47b4fd8a"
 PHONE_HASH = "fb4f73a6ec5fdb7077d564cdd22c3554b43ce49168550c3b12c547b78c517b30"
@@ -160,5 +161,7 @@ def test_already_hashed_values_pass_through_lowercased() -> None:
 
 def test_destination_user_data_and_signal_keys() -> None:
     data = DESTINATION.user_data(full_shopper(), ClickIds(gclid="G"), 1_700_000_000)
-    for signal, key in DESTINATION.signal_keys.items():
-        assert key in data, signal
+    for signal in DESTINATION.signal_keys:
+        assert carries(data, DESTINATION.signal_keys, signal), signal
+    ios_click = DESTINATION.user_data(full_shopper(), ClickIds(gbraid="GB"), 1_700_000_000)
+    assert carries(ios_click, DESTINATION.signal_keys, "click_id")  # a gbraid is a click too

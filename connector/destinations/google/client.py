@@ -251,9 +251,9 @@ class GoogleDataManager:
     # here. No checkout moment: a started checkout is not a Google Ads purchase conversion.
     event_names = {"purchase": ("purchase",)}
     click_ids = CLICK_KEYS
-    # gbraid and wbraid are click ids too (iOS clicks); coverage counts gclid, the usual one.
+    # gbraid and wbraid are click ids too (clicks on iOS), so any of the three is one.
     signal_keys = {
-        "click_id": "gclid",
+        "click_id": CLICK_KEYS,
         "email": "email",
         "phone": "phone",
         "ip": "ip",
