@@ -4,8 +4,7 @@ TikTok matches a server event to a TikTok user by comparing our SHA-256 hashes w
 what it knows, so a value only matches if we normalise it exactly as TikTok (and our own
 browser pixel) do before hashing. TikTok's public docs only say that email, phone and
 external_id "must be hashed with SHA-256"; the exact rules below come from integrations TikTok
-owns or reviews, as collected in the team's API reference (``tiktok-meta-google-apis.md``,
-section 1.3) and re-read at the sources named here:
+owns or reviews, read at the sources named here:
 
 - Segment's TikTok destinations (TikTok took ownership of them) hash ``first_name``,
   ``last_name`` and ``zip_code`` after removing whitespace and lowercasing (``formatString``),
@@ -22,7 +21,9 @@ section 1.3) and re-read at the sources named here:
   (``^[A-Fa-f0-9]{64}$``) through.
 
 Where those sources are silent (non-ASCII letters, country format, ZIP+4, locale casing) this
-module follows the reference file's recommendations; each function says what it decided.
+module follows what Meta documents for the same fields (Customer Information Parameters,
+https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters),
+the platform with the most precise public rules; each function says what it decided.
 Nothing here logs: the inputs are personal data.
 """
 
@@ -88,7 +89,7 @@ def normalise_zip(raw: str | None, country: str | None) -> str | None:
 
     Segment removes whitespace and lowercases, RudderStack removes spaces and dashes, so
     ``"SW1A 1AA"`` becomes ``"sw1a1aa"`` and ``"K1A 0B1"`` becomes ``"k1a0b1"``. The 5-digit
-    rule for US ZIP+4 is the reference file's recommendation (Meta documents it; TikTok is
+    rule for US ZIP+4 is Meta's documented rule, followed here (TikTok is
     silent): a ZIP+4 is far rarer in ad platforms' data than the plain ZIP. It applies only when
     the address country uses USPS ZIP codes, since nine digits mean something else elsewhere.
     """
@@ -117,7 +118,7 @@ def format_state(raw: str | None) -> str | None:
     """State or province, normalised like :func:`format_city` (``"CA"`` -> ``"ca"``).
 
     Shopify and WooCommerce send the code (``province_code``, ``state``), which is what the
-    reference file expects; full names are kept as written rather than guessed into codes.
+    ad platforms expect; full names are kept as written rather than guessed into codes.
     """
     return plain_place(raw)
 
