@@ -65,7 +65,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from connector.standins.server import LocalServer
+from connector.standins.server import LocalServer, ServedStandIn
 
 TOKEN_PATH = "/token"
 INGEST_PATH = "/v1/events:ingest"
@@ -500,7 +500,7 @@ def check_destination(dest: Any, path: str) -> Problem:
 # ---------------------------------------------------------------------------------------
 
 
-class GoogleStandIn:
+class GoogleStandIn(ServedStandIn):
     """Google's token endpoint and Data Manager API on 127.0.0.1.
 
     Use as ``google = GoogleStandIn().start()``; point GOOGLE_DATAMANAGER_API_BASE at
@@ -515,23 +515,6 @@ class GoogleStandIn:
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> GoogleStandIn:
-        self._http.listen()
-        return self
-
-    def stop(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> GoogleStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
 
     @property
     def token_url(self) -> str:

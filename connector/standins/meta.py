@@ -72,7 +72,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from connector.standins.server import LocalServer
+from connector.standins.server import LocalServer, ServedStandIn
 
 MAX_BATCH_SIZE = 1000  # M1
 MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600  # M3
@@ -369,7 +369,7 @@ class _Accounts:
     revoked: set[str] = field(default_factory=set)
 
 
-class MetaStandIn:
+class MetaStandIn(ServedStandIn):
     """A real HTTP server answering ``POST /{version}/{pixel id}/events`` like Meta.
 
     Use as ``with MetaStandIn({"token": {"PIXEL_ID"}}) as meta:`` (or ``.start()`` and
@@ -388,25 +388,6 @@ class MetaStandIn:
         self._faults: deque[_Fault] = deque()
         self._app = self._build_app()
         self._http = LocalServer(self._app, "meta-standin")
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> MetaStandIn:
-        self._http.listen()
-        return self
-
-    def stop(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> MetaStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
 
     # -- configuration and faults ----------------------------------------------------------
 

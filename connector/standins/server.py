@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Self
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -70,3 +71,27 @@ class LocalServer:
         server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+
+
+class ServedStandIn:
+    """What every stand-in does with its :class:`LocalServer` (in ``self._http``): start and
+    stop it, serve as a context manager, and say where it listens."""
+
+    _http: LocalServer
+
+    def start(self) -> Self:
+        self._http.listen()
+        return self
+
+    def stop(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url

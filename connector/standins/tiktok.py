@@ -83,7 +83,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, request
 from markupsafe import escape
 
-from connector.standins.server import LocalServer
+from connector.standins.server import LocalServer, ServedStandIn
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 
@@ -818,7 +818,7 @@ def _page(title: str, body: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-class TikTokStandIn:
+class TikTokStandIn(ServedStandIn):
     """A real HTTP server answering `POST /open_api/v1.3/event/track/` like TikTok.
 
     Use as `stand_in = TikTokStandIn({"token": {"PIXEL"}}).start()`, point the app's
@@ -846,23 +846,6 @@ class TikTokStandIn:
         self._down = False
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> TikTokStandIn:
-        self._http.listen()
-        return self
-
-    def stop(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> TikTokStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
 
     @property
     def authorize_url(self) -> str:
