@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+from werkzeug.serving import make_server
 
+from app import create_app
+from connector.config import Settings
+from connector.embedded_redis import free_port
+from connector.services import Services, build_services
 from tests.standins.shopify import ShopifyStandIn
 from tests.support import sign
 
@@ -45,3 +53,31 @@ def app_webhook(topic: str, body: bytes, shop: str = INSTALL_SHOP) -> dict[str, 
         "X-Shopify-Shop-Domain": shop,
         "X-Shopify-Hmac-Sha256": sign(API_SECRET, body),
     }
+
+
+@contextlib.contextmanager
+def shopify_app(settings: Settings) -> Iterator[tuple[str, ShopifyStandIn, Services]]:
+    """The connector as a Shopify app over real HTTP (its URL), the Shopify stand-in it
+    installs from, and its services: for tests that drive a real browser through it."""
+    port = free_port()
+    app_url = f"http://127.0.0.1:{port}"
+    shopify = ShopifyStandIn(API_KEY, API_SECRET, f"{app_url}/shopify/callback").start()
+    services = build_services(
+        settings.with_overrides(
+            shopify_api_key=API_KEY,
+            shopify_api_secret=API_SECRET,
+            shopify_scopes="read_orders,write_pixels",
+            shopify_admin_base_url=shopify.admin_base_template,
+            app_url=app_url,
+        )
+    )
+    server = make_server("127.0.0.1", port, create_app(services=services), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app_url, shopify, services
+    finally:
+        server.shutdown()
+        thread.join()
+        shopify.stop()
+        services.db.dispose()

@@ -6,20 +6,14 @@ place of Shopify's CDN script, whose ``idToken()`` answers a token signed like S
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from werkzeug.serving import make_server
 
-from app import create_app
-from connector.embedded_redis import free_port
-from connector.services import build_services
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
-from tests.platforms.shopify.helpers import API_KEY, API_SECRET
+from tests.platforms.shopify.helpers import shopify_app
 from tests.platforms.shopify.test_embedded import session_token
-from tests.standins.shopify import ShopifyStandIn
 
 pytestmark = needs_chromium
 
@@ -27,26 +21,8 @@ pytestmark = needs_chromium
 @pytest.fixture
 def embedded_app(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The connector as a Shopify app over real HTTP; its URL."""
-    port = free_port()
-    app_url = f"http://127.0.0.1:{port}"
-    shopify = ShopifyStandIn(API_KEY, API_SECRET, f"{app_url}/shopify/callback").start()
-    services = build_services(
-        settings.with_overrides(
-            shopify_api_key=API_KEY,
-            shopify_api_secret=API_SECRET,
-            shopify_scopes="read_orders,write_pixels",
-            shopify_admin_base_url=shopify.admin_base_template,
-            app_url=app_url,
-        )
-    )
-    server = make_server("127.0.0.1", port, create_app(services=services), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app_url
-    server.shutdown()
-    thread.join()
-    shopify.stop()
-    services.db.dispose()
+    with shopify_app(settings) as (app_url, _shopify, _services):
+        yield app_url
 
 
 def grant_of(url: str) -> str:

@@ -4,21 +4,16 @@ with the state nonce cookie set and sent back by the browser itself."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from app import create_app
-from connector.embedded_redis import free_port
 from connector.models import ShopifyToken, Store
-from connector.services import build_services
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
-from tests.platforms.shopify.helpers import API_KEY, API_SECRET, INSTALL_SHOP
+from tests.platforms.shopify.helpers import INSTALL_SHOP, shopify_app
 from tests.standins.shopify import ShopifyStandIn
 
 pytestmark = needs_chromium
@@ -27,27 +22,8 @@ pytestmark = needs_chromium
 @pytest.fixture
 def installable(settings) -> Iterator[tuple[str, ShopifyStandIn, object]]:  # type: ignore[no-untyped-def]
     """The connector as a Shopify app over real HTTP, and the stand-in it installs from."""
-    port = free_port()
-    app_url = f"http://127.0.0.1:{port}"
-    shopify = ShopifyStandIn(API_KEY, API_SECRET, f"{app_url}/shopify/callback").start()
-    services = build_services(
-        settings.with_overrides(
-            shopify_api_key=API_KEY,
-            shopify_api_secret=API_SECRET,
-            shopify_scopes="read_orders,write_pixels",
-            shopify_admin_base_url=shopify.admin_base_template,
-            app_url=app_url,
-        )
-    )
-    app = create_app(services=services)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app_url, shopify, services
-    server.shutdown()
-    thread.join()
-    shopify.stop()
-    services.db.dispose()
+    with shopify_app(settings) as running:
+        yield running
 
 
 def test_install_chain_in_a_browser(installable) -> None:
