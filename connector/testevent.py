@@ -11,6 +11,7 @@ stored as delivered: the answer is the test.
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -39,16 +40,10 @@ def send_test_event(services: Services, store_id: str, kind: str) -> dict[str, A
     order = _test_order()
     if api.test_mode == "validate":
         return _validate_only(services, api, row, order)
-    record_events(services, store_id, "connector/test-event", order)
+    record_events(services, store_id, "connector/test-event", order, only=kind)
     deliver_pending(services, row.id, time_budget=services.settings.http_timeout_seconds)
+    event = _settled_event(services, store_id, kind, order.order_id)
     with services.db.session() as session:
-        event = session.scalar(
-            select(OutboxEvent).where(
-                OutboxEvent.store_id == store_id,
-                OutboxEvent.destination == kind,
-                OutboxEvent.event_id == order.order_id,
-            )
-        )
         attempt = session.scalar(
             select(Attempt)
             .where(Attempt.destination_id == row.id)
@@ -64,6 +59,30 @@ def send_test_event(services: Services, store_id: str, kind: str) -> dict[str, A
         "request_id": attempt.request_id if attempt else None,
         "error": event.last_error if event else None,
     }
+
+
+def _settled_event(
+    services: Services, store_id: str, kind: str, event_id: str
+) -> OutboxEvent | None:
+    """The test event's row once no worker is sending it, or as it stands at the timeout.
+
+    The recorded event is also queued for the workers, and one of them may lease it before
+    this request does: then the answer comes from that worker's send, so wait for its lease
+    to be released (delivered, failed, or pending a retry with the platform's answer).
+    """
+    deadline = time.monotonic() + services.settings.http_timeout_seconds
+    while True:
+        with services.db.session() as session:
+            event = session.scalar(
+                select(OutboxEvent).where(
+                    OutboxEvent.store_id == store_id,
+                    OutboxEvent.destination == kind,
+                    OutboxEvent.event_id == event_id,
+                )
+            )
+        if event is None or event.lease_token is None or time.monotonic() > deadline:
+            return event
+        time.sleep(0.1)
 
 
 def _validate_only(

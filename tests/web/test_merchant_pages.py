@@ -12,7 +12,15 @@ from connector.models import EventStatus, OutboxEvent, StoreDestination, utcnow
 from connector.pipeline import record_events
 from connector.stores import add_store
 from connector.web.merchant.access import login_token
-from tests.support import PIXEL_CODE, TIKTOK_TOKEN, connect_tiktok, csrf_of, log_in, make_order
+from tests.support import (
+    PIXEL_CODE,
+    TIKTOK_TOKEN,
+    connect_meta,
+    connect_tiktok,
+    csrf_of,
+    log_in,
+    make_order,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -228,6 +236,7 @@ def test_bad_settings_are_refused_with_the_fix(client, services, shopify_store, 
 
 def test_send_test_event_shows_tiktoks_answer(client, services, shopify_store, tiktok):
     connect_tiktok(services, shopify_store, test_event_code="TEST123")
+    connect_meta(services, shopify_store)  # no test code there: the test must not reach it
     log_in(client, services, shopify_store)
     page = client.get(f"/settings/{shopify_store}/settings").get_data(as_text=True)
     answer = client.post(
@@ -239,6 +248,8 @@ def test_send_test_event_shows_tiktoks_answer(client, services, shopify_store, t
     assert "code <code>0</code>" in text
     [event] = tiktok.wait_for_events(1)
     assert event["event_id"].startswith("test-")
+    with services.db.session() as session:
+        assert session.scalars(select(OutboxEvent.destination)).all() == ["tiktok"]
 
 
 def test_send_test_event_without_a_test_code_explains_why(client, services, shopify_store):
