@@ -83,6 +83,10 @@ class Store(Base):
     reconciled_until: Mapped[datetime | None] = mapped_column(DateTime)
     reconciled_at: Mapped[datetime | None] = mapped_column(DateTime)
     reconcile_error: Mapped[str | None] = mapped_column(Text)
+    # What the shopper's consent decides (connector.consent): "ignore", "respect" or
+    # "limited", and for "respect" whether an event without known consent is sent or held.
+    consent_policy: Mapped[str] = mapped_column(String(16), server_default="respect")
+    consent_unknown: Mapped[str] = mapped_column(String(8), server_default="send")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -170,6 +174,14 @@ class OutboxEvent(Base):
     last_code: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(128))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The shopper's consent as the event was recorded ("granted", "denied", "limited": sale
+    # of data opted out, "unknown") and where it was found; the browser family and device of
+    # the shopper's user agent, kept for the recovered-conversions ledger (the user agent
+    # itself is scrubbed after delivery).
+    consent: Mapped[str | None] = mapped_column(String(16))
+    consent_source: Mapped[str | None] = mapped_column(String(32))
+    browser: Mapped[str | None] = mapped_column(String(32))
+    device: Mapped[str | None] = mapped_column(String(16))
 
 
 class Attempt(Base):
@@ -274,8 +286,36 @@ class ClickRecord(Base):
     gbraid: Mapped[str | None] = mapped_column(Text)
     wbraid: Mapped[str | None] = mapped_column(Text)
     order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The shopper's consent as the storefront last reported it (True granted, False denied,
+    # None unknown). Unlike the click ids it may change: the latest report is the choice.
+    consent_marketing: Mapped[bool | None] = mapped_column(Boolean)
+    consent_analytics: Mapped[bool | None] = mapped_column(Boolean)
+    consent_sale_of_data: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class PixelReceipt(Base):
+    """What the storefront's browser pixel did for one purchase (``POST /collect``).
+
+    ``outcome`` is "reported" (the ad platform's pixel script loaded and its purchase call was
+    made) or "blocked" (the script did not load). Joined to the outbox by ``event_id``, it is
+    what tells a purchase the browser also reported from one only the server delivered
+    (connector.recovered). It holds no personal data.
+    """
+
+    __tablename__ = "pixel_receipts"
+    __table_args__ = (
+        UniqueConstraint("store_id", "pixel", "event_id", name="uq_pixel_receipts_event"),
+        Index("ix_pixel_receipts_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    pixel: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class MerchantSession(Base):
