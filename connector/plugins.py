@@ -151,6 +151,10 @@ class StorePlatform:
     fetch_orders: OrderFetcher | None = None
     """Reads recent orders from the store's API, for reconciliation; None when the platform
     has no such API."""
+    storefront_install: str | None = None
+    """How a merchant of this platform installs the connector's storefront code (what sends
+    click ids and pixel receipts), for the recovered-conversions ledger to say when no receipt
+    came (:mod:`connector.recovered`); ``{store_id}`` is replaced by the store's id."""
 
 
 def load_store_platforms() -> list[StorePlatform]:

@@ -3,7 +3,7 @@ custom-app stores registered without OAuth."""
 
 from connector.clicks import purge_expired_click_records
 from connector.plugins import PeriodicTask, StorePlatform
-from platforms.shopify.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE
+from platforms.shopify.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE, STOREFRONT_INSTALL
 from platforms.shopify.commands import add_shopify, shopify_pixel
 from platforms.shopify.custom_pixel import custom_pixel_panel
 from platforms.shopify.install import REMOVE_DUPLICATE_WEBHOOKS, app_bridge_head
@@ -29,4 +29,5 @@ PLATFORM = StorePlatform(
     read_webhook=read_kept_webhook,
     capture_sources=frozenset({"note_attributes"}),
     fetch_orders=fetch_orders,
+    storefront_install=STOREFRONT_INSTALL,
 )

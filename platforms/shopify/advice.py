@@ -45,3 +45,13 @@ CLICK_SOURCE_LABELS: dict[str, str] = {
 }
 """The ``click_source`` values :mod:`platforms.shopify.parse` writes; click ids from the Web
 Pixel or custom pixel arrive as stored click records, which the core labels."""
+
+STOREFRONT_INSTALL = (
+    "Turn on the app's Web Pixel (Shopify admin, Settings, Customer events, App pixels; if it "
+    "is missing there, reinstall the app), or paste the custom pixel shown on the Settings page "
+    'under "Browser pixel in your Shopify store" (`connector stores shopify-pixel {store_id}` '
+    "prints it) under Settings, Customer events, Add custom pixel. It reports what TikTok's "
+    "pixel did on the thank-you page."
+)
+"""How a Shopify merchant installs the storefront code that sends pixel receipts
+(:attr:`connector.plugins.StorePlatform.storefront_install`)."""

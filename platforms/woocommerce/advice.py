@@ -36,3 +36,11 @@ CLICK_SOURCE_LABELS: dict[str, str] = {
     "order_meta": "WooCommerce order details, written by the click-capture plugin",
 }
 """The ``click_source`` value :mod:`platforms.woocommerce.parse` writes."""
+
+STOREFRONT_INSTALL = (
+    "Install and activate the connector's WordPress plugin (Settings page, Click-capture "
+    "plugin: download it, then in WordPress Plugins, Add New, Upload Plugin). It reports what "
+    "TikTok's pixel did on the thank-you page."
+)
+"""How a WooCommerce merchant installs the storefront code that sends pixel receipts
+(:attr:`connector.plugins.StorePlatform.storefront_install`)."""

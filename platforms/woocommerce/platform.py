@@ -1,7 +1,7 @@
 """The WooCommerce :class:`~connector.plugins.StorePlatform`, built on first use by the package."""
 
 from connector.plugins import StorePlatform
-from platforms.woocommerce.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE
+from platforms.woocommerce.advice import CLICK_SOURCE_LABELS, SIGNAL_ADVICE, STOREFRONT_INSTALL
 from platforms.woocommerce.commands import add_woocommerce, check, connect_woocommerce
 from platforms.woocommerce.connect import PERIODIC_CHECK
 from platforms.woocommerce.panel import settings_panel, status_notices
@@ -26,4 +26,5 @@ PLATFORM = StorePlatform(
     read_webhook=read_webhook,
     fetch_orders=fetch_orders,
     capture_sources=frozenset({"order_meta"}),
+    storefront_install=STOREFRONT_INSTALL,
 )
