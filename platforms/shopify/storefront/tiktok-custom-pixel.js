@@ -29,7 +29,35 @@
  * CAPTURED_URL_PARAMETERS and CAPTURED_COOKIES (a test keeps them equal). Values are sent as
  * they are, only trimmed: the platforms match them byte for byte.
  *
+ * Consent: the pixel reads the shopper's Customer Privacy state, first from
+ * init.customerPrivacy (marketingAllowed, analyticsProcessingAllowed, saleOfDataAllowed), then
+ * from each visitorConsentCollected event of the customerPrivacy API, and sends it with every
+ * token report as consent_marketing, consent_analytics and consent_sale_of_data ("granted" or
+ * "denied"; a value it was not given is left out, the connector then knows it as unknown), and
+ * again when the shopper decides on a page where a checkout or cart token is known. The
+ * connector's store policy decides from it what is sent (held back, limited data use).
+ * TikTok's events.js is loaded only while marketing is not denied (at once when the state is
+ * unknown or allowed, later if the shopper allows it on this page), and click ids are neither
+ * kept nor reported for a shopper who denied marketing: the report then carries the tokens and
+ * the consent only. For it to report a refusal at all, the custom pixel's "Customer privacy"
+ * permission must be "Not required" (Settings > Customer events): with a required permission
+ * Shopify runs it only for shoppers who allowed it, and the connector never hears of the others.
+ *
+ * Pixel receipt: after the purchase's ttq.track, it tells the connector whether TikTok's
+ * events.js loaded: {shop, receipt: "reported" | "blocked", event_id: <order id>, pixel:
+ * "tiktok"}, "reported" when the script element fired `load`, "blocked" when it fired `error`
+ * (an ad blocker, a network error) or neither within RECEIPT_WAIT_MS. The connector counts a
+ * purchase the browser did not report as one only the server delivered. No receipt is sent
+ * when events.js was not requested because marketing is denied. Not told apart: a blocker that
+ * answers events.js with an empty script of its own (a "noop" redirect) fires `load` and looks
+ * like "reported".
+ *
  * Sources:
+ *  - Customer Privacy in pixels: init.customerPrivacy and
+ *    customerPrivacy.subscribe("visitorConsentCollected", event => event.customerPrivacy), the
+ *    only event it offers (https://shopify.dev/docs/api/web-pixels-api/pixel-privacy,
+ *    https://shopify.dev/docs/api/web-pixels-api/standard-api/customerprivacy); a custom pixel's
+ *    permission setting (https://help.shopify.com/en/manual/promoting-marketing/pixels/custom-pixels/manage).
  *  - Custom pixels run in Shopify's lax sandbox, an iframe where a script element may be
  *    injected, with the globals analytics, browser and init; a script src must be replaced by
  *    its JavaScript equivalent (https://help.shopify.com/en/manual/promoting-marketing/pixels/overview,
@@ -49,7 +77,9 @@
  *    https://developers.google.com/google-ads/api/reference/rpc/v21/ClickConversion.
  *
  * Not confirmed by a source: that every variant and order id in Web Pixels events is a GID or
- * a plain number (both are handled). Saved storefront pages show the custom-pixel iframe as
+ * a plain number (both are handled); under which global name the lax sandbox hands a custom
+ * pixel the customerPrivacy API (the code takes `customerPrivacy`, else `api.customerPrivacy`,
+ * else does without live updates). Saved storefront pages show the custom-pixel iframe as
  * sandbox="allow-scripts allow-forms" (no allow-same-origin), so a fetch from it carries
  * `Origin: null`: the report is sent `no-cors`, and POST /collect accepts a null origin only for
  * a store installed through the app (connector/web/collect.py explains why); a custom-app
@@ -62,26 +92,51 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
 
   const URL_PARAMETERS = ["ttclid", "fbclid", "gclid", "gbraid", "wbraid"];
   const COOKIES = { "_ttp": "ttp", "_fbc": "fbc", "_fbp": "fbp" };
+  // Shopify's Customer Privacy fields and the /collect fields that carry them.
+  const CONSENT_FIELDS = {
+    marketingAllowed: "consent_marketing",
+    analyticsProcessingAllowed: "consent_analytics",
+    saleOfDataAllowed: "consent_sale_of_data",
+  };
   const CLICK_KEY_PREFIX = "connector_click:";
   const SENT_KEY_PREFIX = "tiktok_pixel_sent:";
+  // How long the receipt waits for events.js to load or fail before calling it blocked.
+  const RECEIPT_WAIT_MS = 5000;
   // What /collect accepts (connector/clicks.py): a value it refuses would cost the whole report.
   const MAX_CLICK_ID_LENGTH = 500;
   const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
   const META_COOKIE = /^fb\.[0-9]\.[0-9]+\..+$/;
   const sentOnThisPage = new Set();
 
-  loadTikTokPixel(window, document, CONFIG.pixelCode);
   const shop = init.data.shop.myshopifyDomain;
+  let privacy = init.customerPrivacy || {};
+  let lastHref = null; // the page's URL, to keep its click ids if marketing is allowed later
+  let checkoutToken = null; // the checkout of this page, once an event named it
+  const tiktok = tiktokPixel(window, document, CONFIG.pixelCode);
+  if (marketingAllowed()) tiktok.load();
+
+  const privacyApi = customerPrivacyApi();
+  if (privacyApi) {
+    privacyApi.subscribe("visitorConsentCollected", async (event) => {
+      privacy = (event && event.customerPrivacy) || {};
+      if (!marketingAllowed()) {
+        await reportConsent();
+        return;
+      }
+      tiktok.load();
+      if (lastHref) await keepClickIds(lastHref);
+      await reportConsent();
+    });
+  }
 
   analytics.subscribe("page_viewed", async (event) => {
-    const found = clickIdsFrom(event.context.document.location.href);
-    for (const [name, value] of Object.entries(found)) {
-      await browser.sessionStorage.setItem(CLICK_KEY_PREFIX + name, value);
-    }
+    lastHref = event.context.document.location.href;
+    if (marketingAllowed()) await keepClickIds(lastHref);
   });
 
   analytics.subscribe("checkout_started", async (event) => {
     const checkout = event.data.checkout;
+    checkoutToken = checkout.token || checkoutToken;
     const tracked = CONFIG.initiateCheckout && checkout.token
       ? trackOnce("InitiateCheckout", checkout, checkout.token)
       : null;
@@ -90,20 +145,68 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
 
   analytics.subscribe("checkout_completed", async (event) => {
     const checkout = event.data.checkout;
+    checkoutToken = checkout.token || checkoutToken;
     const orderId = numericId(checkout.order && checkout.order.id);
     // Without the server's id TikTok could not merge the two: better no browser event.
-    const tracked = orderId ? trackOnce(CONFIG.purchaseEvent, checkout, orderId) : null;
+    const tracked = orderId
+      ? trackOnce(CONFIG.purchaseEvent, checkout, orderId).then(
+          (made) => made && reportReceipt(orderId),
+        )
+      : null;
     await Promise.all([tracked, reportClicks(event, checkout)]);
   });
 
+  /** Whether marketing may be done: allowed, or not known to be denied. */
+  function marketingAllowed() {
+    return privacy.marketingAllowed !== false;
+  }
+
+  /** The customerPrivacy API of the sandbox, if it hands one (see the header). */
+  function customerPrivacyApi() {
+    /* global customerPrivacy, api */
+    if (typeof customerPrivacy !== "undefined" && customerPrivacy && customerPrivacy.subscribe) {
+      return customerPrivacy;
+    }
+    if (typeof api !== "undefined" && api && api.customerPrivacy && api.customerPrivacy.subscribe) {
+      return api.customerPrivacy;
+    }
+    return null;
+  }
+
+  /** The consent fields of a report: "granted" / "denied" for what Shopify told us. */
+  function consentFields() {
+    const fields = {};
+    for (const [name, field] of Object.entries(CONSENT_FIELDS)) {
+      if (privacy[name] === true) fields[field] = "granted";
+      else if (privacy[name] === false) fields[field] = "denied";
+    }
+    return fields;
+  }
+
+  async function keepClickIds(href) {
+    for (const [name, value] of Object.entries(clickIdsFrom(href))) {
+      await browser.sessionStorage.setItem(CLICK_KEY_PREFIX + name, value);
+    }
+  }
+
+  /** Resolves true when this call made the ttq.track call (once per event and id). */
   async function trackOnce(eventName, checkout, eventId) {
     const key = SENT_KEY_PREFIX + eventName + ":" + eventId;
-    if (sentOnThisPage.has(key)) return;
+    if (sentOnThisPage.has(key)) return false;
     sentOnThisPage.add(key);
-    if (await browser.sessionStorage.getItem(key)) return;
+    if (await browser.sessionStorage.getItem(key)) return false;
     await browser.sessionStorage.setItem(key, "1");
     // window.ttq at call time, not a saved reference, in case events.js replaces the object.
     window.ttq.track(eventName, properties(checkout), { event_id: eventId });
+    return true;
+  }
+
+  /** After the purchase's track call: did events.js load? Nothing is sent when it was never
+   * requested (marketing denied), since then nothing was blocked. */
+  async function reportReceipt(orderId) {
+    const outcome = await tiktok.outcome(RECEIPT_WAIT_MS);
+    if (outcome === null) return;
+    await send({ shop, receipt: outcome, event_id: orderId, pixel: "tiktok" });
   }
 
   function properties(checkout) {
@@ -135,6 +238,23 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
   }
 
   async function reportClicks(event, checkout) {
+    const clicks = marketingAllowed() ? await clickIds(event) : {};
+    const consent = consentFields();
+    const tokens = tokensOf(checkout.token);
+    const nothing = Object.keys(clicks).length === 0 && Object.keys(consent).length === 0;
+    if (nothing || Object.keys(tokens).length === 0) return;
+    await send({ shop, ...clicks, ...consent, ...tokens });
+  }
+
+  /** The shopper decided on this page: the latest choice goes with the tokens known here. */
+  async function reportConsent() {
+    const consent = consentFields();
+    const tokens = tokensOf(checkoutToken);
+    if (Object.keys(consent).length === 0 || Object.keys(tokens).length === 0) return;
+    await send({ shop, ...consent, ...tokens });
+  }
+
+  async function clickIds(event) {
     const clicks = clickIdsFrom(event.context.document.location.href);
     for (const name of URL_PARAMETERS) {
       const kept = cleanClickId(await browser.sessionStorage.getItem(CLICK_KEY_PREFIX + name));
@@ -144,12 +264,18 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
       const value = cleanClickId(await browser.cookie.get(cookie));
       if (value && (cookie === "_ttp" || META_COOKIE.test(value))) clicks[name] = value;
     }
-    const checkoutToken = checkout.token;
+    return clicks;
+  }
+
+  function tokensOf(token) {
+    const tokens = {};
     const cartToken = cartTokenFrom(init.data.cart && init.data.cart.id);
-    if (Object.keys(clicks).length === 0 || !(checkoutToken || cartToken)) return;
-    const report = { shop, ...clicks };
-    if (checkoutToken) report.checkout_token = checkoutToken;
-    if (cartToken) report.cart_token = cartToken;
+    if (token) tokens.checkout_token = token;
+    if (cartToken) tokens.cart_token = cartToken;
+    return tokens;
+  }
+
+  async function send(report) {
     // A string body is sent as text/plain: a simple request, no CORS preflight.
     try {
       await fetch(CONFIG.collectUrl, {
@@ -207,7 +333,10 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
 
   // TikTok's base code, restated: window.ttq queues calls until events.js loads and replays
   // them; ttq.load records the pixel (ttq._i/_t/_o, which events.js reads) and adds the script.
-  function loadTikTokPixel(w, d, pixelCode) {
+  // The queue is made at once (a purchase tracked before consent is replayed if the shopper
+  // allows marketing on this page); the script is added by load(), at most once, and its
+  // load / error events are what the receipt reports.
+  function tiktokPixel(w, d, pixelCode) {
     w.TiktokAnalyticsObject = "ttq";
     const queue = (w.ttq = w.ttq || []);
     queue.methods = [
@@ -226,6 +355,14 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
       queue.methods.forEach((method) => queue.setAndDefer(instance, method));
       return instance;
     };
+    let settled = null; // "reported" | "blocked" once the script loaded or failed
+    let requested = false;
+    const waiting = [];
+    const settle = (outcome) => {
+      if (settled) return;
+      settled = outcome;
+      waiting.splice(0).forEach((resolve) => resolve(outcome));
+    };
     queue.load = function (code, options) {
       const src = "https://analytics.tiktok.com/i18n/pixel/events.js";
       queue._i = queue._i || {};
@@ -239,8 +376,31 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
       script.type = "text/javascript";
       script.async = true;
       script.src = src + "?sdkid=" + encodeURIComponent(code) + "&lib=ttq";
+      if (script.addEventListener) {
+        script.addEventListener("load", () => settle("reported"));
+        script.addEventListener("error", () => settle("blocked"));
+      }
       (d.head || d.documentElement).appendChild(script);
     };
-    queue.load(pixelCode);
+    return {
+      load() {
+        if (requested) return;
+        requested = true;
+        queue.load(pixelCode);
+      },
+      /** "reported" or "blocked" once known, "blocked" if still loading after waitMs, null when
+       * the script was never requested. */
+      outcome(waitMs) {
+        if (settled) return Promise.resolve(settled);
+        return new Promise((resolve) => {
+          waiting.push(resolve);
+          setTimeout(() => {
+            const index = waiting.indexOf(resolve);
+            if (index >= 0) waiting.splice(index, 1);
+            resolve(settled || (requested ? "blocked" : null));
+          }, waitMs);
+        });
+      },
+    };
   }
 })(analytics, browser, init);

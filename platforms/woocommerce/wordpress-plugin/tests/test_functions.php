@@ -196,5 +196,78 @@ check( 'a product name cannot close the script', strpos( $hostile, '</script>' )
 check( 'nor break out of the string', strpos( $hostile, '"x"' ) === false && strpos( $hostile, "'" ) === false, true );
 check( 'invalid UTF-8 still gives a script', strpos( tcc_pixel_script( array( 'event' => "a\xFF", 'properties' => array(), 'options' => array() ) ), 'track("a' ) !== false, true );
 
+// -- consent on the order ----------------------------------------------------------------------
+
+check( 'no WP Consent API, no consent meta', tcc_consent_meta( false, null, null, null ), array() );
+check(
+	'granted',
+	tcc_consent_meta( true, true, true, null ),
+	array(
+		'_tcc_consent_marketing' => 'granted',
+		'_tcc_consent_analytics' => 'granted',
+		'_tcc_consent_source'    => 'wp_consent_api',
+	)
+);
+check(
+	'denied',
+	tcc_consent_meta( true, false, false, null ),
+	array(
+		'_tcc_consent_marketing' => 'denied',
+		'_tcc_consent_analytics' => 'denied',
+		'_tcc_consent_source'    => 'wp_consent_api',
+	)
+);
+check(
+	'sale of data opted out through the filter',
+	tcc_consent_meta( true, true, true, 'denied' ),
+	array(
+		'_tcc_consent_marketing'    => 'granted',
+		'_tcc_consent_analytics'    => 'granted',
+		'_tcc_consent_sale_of_data' => 'denied',
+		'_tcc_consent_source'       => 'wp_consent_api',
+	)
+);
+check( 'sale of data granted through the filter', tcc_consent_meta( true, true, true, 'granted' )['_tcc_consent_sale_of_data'], 'granted' );
+check( 'a filter answer that is not granted/denied is unknown', array_key_exists( '_tcc_consent_sale_of_data', tcc_consent_meta( true, true, true, 'yes' ) ), false );
+check( 'a filter answering a boolean', tcc_consent_meta( true, true, true, false )['_tcc_consent_sale_of_data'], 'denied' );
+check( 'nothing known, no source either', tcc_consent_meta( true, null, null, null ), array() );
+check( 'consent values', array( tcc_consent_value( true ), tcc_consent_value( false ), tcc_consent_value( 'granted' ), tcc_consent_value( 'denied' ), tcc_consent_value( 1 ), tcc_consent_value( '' ) ), array( 'granted', 'denied', 'granted', 'denied', null, null ) );
+
+// -- the pixel receipt -------------------------------------------------------------------------
+
+check( 'collect address', tcc_collect_url( ' https://connector.example.com/collect ' ), 'https://connector.example.com/collect' );
+check( 'http for a local connector', tcc_collect_url( 'http://127.0.0.1:8000/collect' ), 'http://127.0.0.1:8000/collect' );
+check( 'not /collect', tcc_collect_url( 'https://connector.example.com/other' ), '' );
+check( 'no scheme', tcc_collect_url( 'connector.example.com/collect' ), '' );
+check( 'no quote in it', tcc_collect_url( 'https://c.example/"};alert(1);//collect' ), '' );
+check( 'javascript: is refused', tcc_collect_url( 'javascript:alert(1)//collect' ), '' );
+check( 'no option', tcc_collect_url( false ), '' );
+
+check( 'shop domain', tcc_shop_domain( 'https://Shop.Example.com/' ), 'shop.example.com' );
+check( 'shop domain with a port', tcc_shop_domain( 'http://localhost:8080' ), 'localhost:8080' );
+check( 'shop in a folder', tcc_shop_domain( 'https://example.com/store/' ), 'example.com/store' );
+check( 'not an address', tcc_shop_domain( 'example.com' ), null );
+
+$receipt = tcc_receipt( 'https://connector.example.com/collect', 'shop.example.com', '1187' );
+check(
+	'receipt',
+	$receipt,
+	array(
+		'collectUrl' => 'https://connector.example.com/collect',
+		'shop'       => 'shop.example.com',
+		'eventId'    => '1187',
+		'waitMs'     => 5000,
+	)
+);
+check( 'no address, no receipt', tcc_receipt( '', 'shop.example.com', '1187' ), null );
+check( 'no shop, no receipt', tcc_receipt( 'https://c.example/collect', null, '1187' ), null );
+check( 'an event id /collect refuses, no receipt', tcc_receipt( 'https://c.example/collect', 'shop.example.com', '11 87' ), null );
+$receipt_script = tcc_receipt_script( $receipt );
+check( 'the receipt carries its config', strpos( $receipt_script, '{"collectUrl":"https://connector.example.com/collect","shop":"shop.example.com","eventId":"1187","waitMs":5000}' ) !== false, true );
+check( 'the receipt names the pixel', strpos( $receipt_script, 'pixel:"tiktok"' ) !== false, true );
+$hostile_receipt = tcc_receipt_script( array_merge( $receipt, array( 'shop' => '</script><b>"x"' ) ) );
+check( 'a value cannot close the receipt script', strpos( $hostile_receipt, '</script>' ), false );
+check( 'the watch looks for TikTok\'s events.js', strpos( tcc_pixel_watch_script(), '"analytics.tiktok.com/i18n/pixel/events.js"' ) !== false, true );
+
 printf( "%d passed, %d failed\n", $tcc_results['passed'], $tcc_results['failed'] );
 exit( $tcc_results['failed'] > 0 ? 1 : 0 );

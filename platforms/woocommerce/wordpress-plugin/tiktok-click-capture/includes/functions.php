@@ -215,3 +215,166 @@ function tcc_pixel_script( array $event ): string {
 	return 'if(window.ttq&&typeof window.ttq.track==="function"){window.ttq.track('
 		. implode( ',', $args ) . ');}';
 }
+
+/** Where the pixel script of TikTok's base code is loaded from (TikTok Events Manager). */
+const TCC_TIKTOK_SCRIPT = 'analytics.tiktok.com/i18n/pixel/events.js';
+
+/** How long the receipt waits for TikTok's events.js before calling it blocked (ms). */
+const TCC_RECEIPT_WAIT_MS = 5000;
+
+/** What /collect accepts as an event_id. */
+const TCC_EVENT_ID = '/^[A-Za-z0-9_\-.:]{1,255}$/';
+
+/** The connector's /collect address: http(s), no quote, space or angle bracket, ends in /collect. */
+const TCC_COLLECT_URL = '#^https?://[^\s"\'<>\\\\]+/collect$#';
+
+/**
+ * "granted", "denied" or null (unknown) for a consent answer: a boolean from the WP Consent API,
+ * or the same words from a filter.
+ *
+ * @param mixed $value What the API or a filter answered.
+ * @return string|null
+ */
+function tcc_consent_value( $value ): ?string {
+	if ( true === $value || 'granted' === $value ) {
+		return 'granted';
+	}
+	if ( false === $value || 'denied' === $value ) {
+		return 'denied';
+	}
+	return null;
+}
+
+/**
+ * The order meta for the shopper's consent at checkout. Nothing when the WP Consent API is
+ * absent (the connector then knows the consent as unknown).
+ *
+ * @param bool  $api_present  Whether wp_has_consent() exists.
+ * @param mixed $marketing    wp_has_consent( 'marketing' ).
+ * @param mixed $statistics   wp_has_consent( 'statistics' ).
+ * @param mixed $sale_of_data What the tcc_sale_of_data_consent filter answered (null: unknown).
+ * @return array<string, string> Meta key => value.
+ */
+function tcc_consent_meta( bool $api_present, $marketing, $statistics, $sale_of_data ): array {
+	if ( ! $api_present ) {
+		return array();
+	}
+	$meta = array(
+		'_tcc_consent_marketing'    => tcc_consent_value( $marketing ),
+		'_tcc_consent_analytics'    => tcc_consent_value( $statistics ),
+		'_tcc_consent_sale_of_data' => tcc_consent_value( $sale_of_data ),
+	);
+	$meta = array_filter(
+		$meta,
+		static function ( $value ) {
+			return null !== $value;
+		}
+	);
+	if ( $meta ) {
+		$meta['_tcc_consent_source'] = 'wp_consent_api';
+	}
+	return $meta;
+}
+
+/**
+ * The configured /collect address, or '' when it is not one (then no receipt is sent).
+ *
+ * @param mixed $configured The stored option.
+ * @return string
+ */
+function tcc_collect_url( $configured ): string {
+	if ( ! is_string( $configured ) ) {
+		return '';
+	}
+	$url = trim( $configured );
+	return 1 === preg_match( TCC_COLLECT_URL, $url ) ? $url : '';
+}
+
+/**
+ * The domain the connector registers the store under, from the site's address: the lowercased
+ * host, its port when one is given, and the folder of a site installed in one (the connector's
+ * StoreAddress.parse does the same with the address the merchant gave it).
+ *
+ * @param string $home_url The site's address (home_url()).
+ * @return string|null
+ */
+function tcc_shop_domain( string $home_url ): ?string {
+	$parts = tcc_parse_url( $home_url );
+	if ( ! is_array( $parts ) || empty( $parts['host'] ) || ! in_array( $parts['scheme'] ?? '', array( 'http', 'https' ), true ) ) {
+		return null;
+	}
+	$domain = strtolower( $parts['host'] ) . ( isset( $parts['port'] ) ? ':' . (int) $parts['port'] : '' );
+	return $domain . rtrim( (string) ( $parts['path'] ?? '' ), '/' );
+}
+
+/**
+ * parse_url(), through WordPress's wp_parse_url() when it is loaded.
+ *
+ * @param string $url A URL.
+ * @return array|false
+ */
+function tcc_parse_url( string $url ) {
+	return function_exists( 'wp_parse_url' ) ? wp_parse_url( $url ) : parse_url( $url ); // phpcs:ignore WordPress.WP.AlternativeFunctions.parse_url_parse_url -- plain PHP in tests.
+}
+
+/**
+ * The script printed early in the thank-you page's head: it notes whether TikTok's events.js
+ * loaded or failed, whichever plugin or theme added it, for tcc_receipt_script() to read.
+ *
+ * @return string
+ */
+function tcc_pixel_watch_script(): string {
+	return '(function(d){var w=window.tccPixelWatch=window.tccPixelWatch||{state:null,listeners:[]};'
+		. 'function seen(e){var t=e.target;if(!t||t.tagName!=="SCRIPT"||String(t.src).indexOf('
+		. json_encode( TCC_TIKTOK_SCRIPT, JSON_UNESCAPED_SLASHES ) . ')<0)return;'
+		. 'if(e.type==="load"){w.state="loaded";}else if(w.state!=="loaded"){w.state="failed";}'
+		. 'w.listeners.slice().forEach(function(f){f();});}'
+		. 'd.addEventListener("load",seen,true);d.addEventListener("error",seen,true);})(document);';
+}
+
+/**
+ * The receipt for one order's browser purchase event, or null when it cannot be sent (no
+ * /collect address, no shop domain, an event id /collect would refuse).
+ *
+ * @param string      $collect_url From tcc_collect_url().
+ * @param string|null $shop        From tcc_shop_domain().
+ * @param string      $event_id    The order id, the purchase event's event_id.
+ * @return array|null { collectUrl, shop, eventId, waitMs }
+ */
+function tcc_receipt( string $collect_url, ?string $shop, string $event_id ): ?array {
+	if ( '' === $collect_url || null === $shop || '' === $shop || 1 !== preg_match( TCC_EVENT_ID, $event_id ) ) {
+		return null;
+	}
+	return array(
+		'collectUrl' => $collect_url,
+		'shop'       => $shop,
+		'eventId'    => $event_id,
+		'waitMs'     => TCC_RECEIPT_WAIT_MS,
+	);
+}
+
+/**
+ * The JavaScript that reports the receipt to the connector, printed after tcc_pixel_script():
+ * when the page has a TikTok pixel (window.ttq) and the watch script ran, it sends
+ * {shop, receipt: "reported" | "blocked", event_id, pixel: "tiktok"} once, as text/plain
+ * (no CORS preflight) with keepalive, so leaving the page does not cancel it.
+ *
+ * @param array $receipt From tcc_receipt().
+ * @return string
+ */
+function tcc_receipt_script( array $receipt ): string {
+	$flags = JSON_HEX_TAG | JSON_HEX_AMP | JSON_HEX_APOS | JSON_HEX_QUOT
+		| JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE;
+	return '(function(w,c){var watch=w.tccPixelWatch;'
+		. 'if(!w.ttq||typeof w.ttq.track!=="function"||!watch||typeof w.fetch!=="function")return;'
+		. 'var done=false;function send(outcome){if(done)return;done=true;'
+		. 'w.fetch(c.collectUrl,{method:"POST",mode:"no-cors",keepalive:true,credentials:"omit",'
+		. 'body:JSON.stringify({shop:c.shop,receipt:outcome,event_id:c.eventId,pixel:"tiktok"})})'
+		. '.catch(function(){});}'
+		. 'function decide(){if(watch.state==="loaded"){send("reported");}'
+		. 'else if(watch.state==="failed"){send("blocked");}}'
+		. 'watch.listeners.push(decide);decide();'
+		. 'w.setTimeout(function(){send("blocked");},c.waitMs);})(window,'
+		. json_encode( $receipt, $flags ) . ');';
+}
+
