@@ -21,6 +21,7 @@ from sqlalchemy import make_url, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from connector.cli_destinations import describe_destination, destinations, tiktok
+from connector.cli_recovered import recovered
 from connector.clitools import LazyServices, emit, services_from
 from connector.config import Settings, load_settings
 from connector.db import upgrade_database
@@ -265,6 +266,7 @@ def stores() -> None:
 for _platform in load_store_platforms():
     for _command in _platform.commands:
         stores.add_command(_command)
+stores.add_command(recovered)
 
 
 @stores.command("list")
