@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
 
 from connector.models import EventStatus, OutboxEvent, PixelReceipt, Store, utcnow
 from connector.services import Services
@@ -408,6 +408,56 @@ def percent(share: float) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+# -- the Delivery log's browser column ---------------------------------------------------------
+
+
+def with_receipts():  # type: ignore[no-untyped-def]
+    """The outbox outer-joined to each row's own receipt (pixel = the row's destination), for
+    a list of events of any destination: the Delivery log."""
+    return OutboxEvent.__table__.outerjoin(
+        PixelReceipt.__table__,
+        and_(
+            PixelReceipt.store_id == OutboxEvent.store_id,
+            PixelReceipt.pixel == OutboxEvent.destination,
+            PixelReceipt.event_id == OutboxEvent.event_id,
+        ),
+    )
+
+
+def receipt_purchases(services: Services) -> ColumnElement[bool]:
+    """Rows that can have a browser outcome: purchases of :data:`RECEIPT_PIXELS`."""
+    return or_(
+        *(
+            and_(
+                OutboxEvent.destination == kind,
+                OutboxEvent.event_name.in_(services.destinations[kind].event_names["purchase"]),
+            )
+            for kind in RECEIPT_PIXELS
+            if kind in services.destinations
+        ),
+        false(),
+    )
+
+
+def outcome_is(outcome: str) -> ColumnElement[bool]:
+    """The receipt condition of one browser outcome, on :func:`with_receipts`."""
+    if outcome == NO_RECEIPT:
+        return PixelReceipt.id.is_(None)
+    return PixelReceipt.outcome == outcome
+
+
+def browser_outcome(services: Services, event: OutboxEvent, outcome: str | None) -> str | None:
+    """What the Delivery log shows for a row: its receipt's outcome, "no receipt", or None for
+    a row no receipt can be about (a checkout, another destination's purchase)."""
+    if event.destination not in RECEIPT_PIXELS or event.destination not in services.destinations:
+        return None
+    if event.event_name not in services.destinations[event.destination].event_names.get(
+        "purchase", ()
+    ):
+        return None
+    return outcome or NO_RECEIPT
 
 
 # -- queries and sums --------------------------------------------------------------------------

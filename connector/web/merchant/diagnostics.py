@@ -19,6 +19,7 @@ from connector.diagnostics import (
     signal_labels,
 )
 from connector.models import StoreDestination
+from connector.recovered import RECEIPT_PIXELS, headline, ledger
 from connector.web import PLATFORMS_KEY, services
 from connector.web.merchant import blueprint, render_merchant
 
@@ -28,13 +29,17 @@ def diagnostics(store_id: str) -> str:
     """Signal coverage, click-id sources, bots and skips, failures, and the estimated tier."""
     days = _window_days(request.args.get("days"))
     destination = _destination(store_id, request.args.get("destination"))
+    platform = current_app.extensions[PLATFORMS_KEY].get(g.store.platform)
+    recovered = None
+    if destination.kind in RECEIPT_PIXELS:  # the ledger of the pixel the storefront reports on
+        recovered = ledger(services(), store_id, days, pixel=destination.kind, platform=platform)
     return render_merchant(
         "merchant/diagnostics.html",
         d=diagnose(
             services(),
             store_id,
             days,
-            platform=current_app.extensions[PLATFORMS_KEY].get(g.store.platform),
+            platform=platform,
             destination=destination,
         ),
         dest=destination,
@@ -43,6 +48,11 @@ def diagnostics(store_id: str) -> str:
         weights=SIGNAL_WEIGHTS,
         signal_labels=signal_labels(destination),
         tiers=TIERS,
+        ledger=recovered,
+        ledger_headline=headline(recovered) if recovered else None,
+        receipt_labels=[
+            services().destinations[k].label for k in RECEIPT_PIXELS if k in services().destinations
+        ],
     )
 
 

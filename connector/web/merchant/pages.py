@@ -18,8 +18,29 @@ from sqlalchemy import func, select
 from connector.destinations import Destination
 from connector.jobs import request_delivery
 from connector.mapping import CONTENT_ID_SOURCES, ORDER_TRIGGERS, VALUE_BASES, EventOptions
-from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
+from connector.models import (
+    Attempt,
+    EventStatus,
+    OutboxEvent,
+    PixelReceipt,
+    StoreDestination,
+    utcnow,
+)
 from connector.reconcile import ReconcileStatus, reconciliation_status
+from connector.recovered import (
+    BROWSER_OUTCOMES,
+    DEFAULT_DAYS,
+    DEFAULT_PIXEL,
+    Ledger,
+    browser_outcome,
+    headline,
+    ledger,
+    money,
+    outcome_is,
+    percent,
+    receipt_purchases,
+    with_receipts,
+)
 from connector.replay import REPLAYABLE, replay_events
 from connector.stores import StoreError, find_destination, remove_destination, set_destination
 from connector.testevent import send_test_event
@@ -69,14 +90,29 @@ class StoreStatus:
 @blueprint.get("/")
 def status(store_id: str) -> str:
     """Is the connector doing its job for this store, and if not, what to do."""
+    status = _store_status(store_id)
+    recovered = _ledger(store_id, status)
     return render_merchant(
         "merchant/status.html",
-        status=_store_status(store_id),
+        ledger=recovered,
+        ledger_headline=headline(recovered) if recovered else None,
+        status=status,
         reconciliation=_reconciliation(store_id),
         reconcile_every=services().settings.reconcile_interval_seconds,
         platform_notices=_platform_notices(store_id),
         unreadable=count_unreadable(services(), store_id),
     )
+
+
+def _ledger(store_id: str, status: StoreStatus) -> Ledger | None:
+    """The recovered-conversions ledger of the last 30 days (connector.recovered); None when
+    the receipt-bearing destination is neither connected nor ever was sent a purchase."""
+    if DEFAULT_PIXEL not in services().destinations:
+        return None
+    platform = current_app.extensions[PLATFORMS_KEY].get(g.store.platform)
+    found = ledger(services(), store_id, DEFAULT_DAYS, platform=platform)
+    connected = any(card.kind == DEFAULT_PIXEL for card in status.destinations)
+    return found if connected or found.purchases else None
 
 
 def _reconciliation(store_id: str) -> ReconcileStatus | None:
@@ -263,13 +299,18 @@ def test_event(store_id: str) -> str | tuple[str, int]:
 
 @blueprint.get("/log")
 def delivery_log(store_id: str) -> str:
-    """Recent events, newest first, filtered by destination, status and event name, fifty a
-    page."""
+    """Recent events, newest first, filtered by destination, status, event name and what the
+    browser pixel did (its receipt), fifty a page."""
     chosen_status = request.args.get("status", "")
+    chosen_browser = request.args.get("browser", "")
     chosen_event = request.args.get("event", "")
     chosen_destination = request.args.get("destination", "")
     before = request.args.get("before", type=int)
-    query = select(OutboxEvent).where(OutboxEvent.store_id == store_id)
+    query = (
+        select(OutboxEvent, PixelReceipt.outcome)
+        .select_from(with_receipts())
+        .where(OutboxEvent.store_id == store_id)
+    )
     if chosen_status == UNREADABLE:
         query = query.where(False)  # kept webhooks are listed apart; they are not events yet
     elif chosen_status in STATUSES:
@@ -278,12 +319,12 @@ def delivery_log(store_id: str) -> str:
         query = query.where(OutboxEvent.event_name == chosen_event)
     if chosen_destination:
         query = query.where(OutboxEvent.destination == chosen_destination)
+    if chosen_browser in BROWSER_OUTCOMES:
+        query = query.where(receipt_purchases(services()), outcome_is(chosen_browser))
     if before:
         query = query.where(OutboxEvent.id < before)
     with services().db.session() as session:
-        events = session.scalars(
-            query.order_by(OutboxEvent.id.desc()).limit(LOG_PAGE_SIZE + 1)
-        ).all()
+        rows = session.execute(query.order_by(OutboxEvent.id.desc()).limit(LOG_PAGE_SIZE + 1)).all()
         names = session.scalars(
             select(OutboxEvent.event_name).where(OutboxEvent.store_id == store_id).distinct()
         ).all()
@@ -294,8 +335,12 @@ def delivery_log(store_id: str) -> str:
                 *([OutboxEvent.destination == chosen_destination] if chosen_destination else []),
             )
         )
-    more = len(events) > LOG_PAGE_SIZE
-    events = events[:LOG_PAGE_SIZE]
+    more = len(rows) > LOG_PAGE_SIZE
+    events = [event for event, _outcome in rows[:LOG_PAGE_SIZE]]
+    browser = {
+        event.id: browser_outcome(services(), event, outcome)
+        for event, outcome in rows[:LOG_PAGE_SIZE]
+    }
     follow_ups = _follow_ups([e.request_id for e in events if e.request_id])
     return render_merchant(
         "merchant/log.html",
@@ -309,6 +354,9 @@ def delivery_log(store_id: str) -> str:
         chosen_event=chosen_event,
         labels={kind: api.label for kind, api in services().destinations.items()},
         chosen_destination=chosen_destination,
+        browser_outcomes=BROWSER_OUTCOMES,
+        chosen_browser=chosen_browser,
+        browser=browser,
         follow_ups=follow_ups,
         next_before=events[-1].id if more else None,
         replayable=replayable,
@@ -375,3 +423,5 @@ def since(moment: datetime | None) -> str:
 
 blueprint.add_app_template_filter(age)
 blueprint.add_app_template_filter(since)
+blueprint.add_app_template_filter(money)
+blueprint.add_app_template_filter(percent)
