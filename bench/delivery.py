@@ -185,12 +185,12 @@ def event_payloads(count: int, first: int = FIRST_EVENT_ID) -> list[dict]:
     return payloads
 
 
-def preload(stack: Stack, count: int, history: int = 0) -> None:
+def preload(stack: Stack, count: int, history: int = 0, first: int = FIRST_EVENT_ID) -> None:
     """Insert ``history`` delivered events (what retention keeps for 30 days), then ``count``
-    due, pending ones, in a few statements (one commit)."""
+    due, pending ones (event ids from ``first``), in a few statements (one commit)."""
     now = utcnow() - timedelta(seconds=1)
     rows = _rows(stack, event_payloads(history, HISTORY_EVENT_ID), EventStatus.DELIVERED, now)
-    rows += _rows(stack, event_payloads(count), EventStatus.PENDING, now)
+    rows += _rows(stack, event_payloads(count, first), EventStatus.PENDING, now)
     with stack.services.db.session() as session:
         for start in range(0, len(rows), 1000):
             session.execute(insert(OutboxEvent), rows[start : start + 1000])

@@ -17,14 +17,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
 from connector.events import ConversionEvent
 from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
-from connector.privacy import forget_network_signals, known_destinations
+from connector.privacy import network_keys
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -321,7 +334,16 @@ def _record(
     code, request_id = result.code, result.request_id
     if result.outcome is Outcome.DELIVERED:
         now = utcnow()
-        _finish(session, ids, EventStatus.DELIVERED, None, code, request_id, delivered_at=now)
+        _finish(
+            session,
+            ids,
+            EventStatus.DELIVERED,
+            None,
+            code,
+            request_id,
+            delivered_at=now,
+            forget=services.destinations[row.kind],
+        )
         latency = services.metrics.latency.labels(row.kind)
         for claimed in part:
             latency.observe((now - claimed.received_at).total_seconds())
@@ -394,11 +416,14 @@ def _finish(
     *,
     attempted: bool = True,
     delivered_at: datetime | None = None,
+    forget: Destination | None = None,
 ) -> None:
     """Give these events their final status, in one UPDATE.
 
     ``attempted`` counts a request made for them (not so for an event refused before
-    sending); a request id, when the platform gave one, replaces the one they had.
+    sending); a request id, when the platform gave one, replaces the one they had; with
+    ``forget``, the shopper's IP and user agent leave the payload (under that destination's
+    keys) in the same UPDATE.
     """
     values: dict[str, Any] = {
         "status": status,
@@ -412,21 +437,32 @@ def _finish(
         values["request_id"] = request_id
     if delivered_at is not None:
         values["delivered_at"] = delivered_at
+    if forget is not None:
+        values["payload"] = _without_network_signals(session, forget)
     session.execute(update(EVENTS).where(EVENTS.c.id.in_(ids)).values(**values))
-    if status == EventStatus.DELIVERED:
-        _forget_delivered_network_signals(session, ids)
 
 
-def _forget_delivered_network_signals(session: Session, ids: list[int]) -> None:
-    """A delivered event is never sent again, so the shopper's IP and user agent have done
-    their work: drop them from its payload now (its ``signals`` still say it carried them).
-    Failed and dead events keep them for a replay; ``connector.retention`` drops them later."""
-    rows = session.execute(
-        select(EVENTS.c.id, EVENTS.c.destination, EVENTS.c.payload).where(EVENTS.c.id.in_(ids))
-    )
-    forget_network_signals(
-        session, rows, known_destinations(), only_statuses=(EventStatus.DELIVERED,)
-    )
+def _without_network_signals(session: Session, destination: Destination) -> ColumnElement[Any]:
+    """The payload without the shopper's IP and user agent, computed by the database.
+
+    A delivered event is never sent again, so they have done their work: the UPDATE that
+    records the delivery drops them (its ``signals`` still say the event carried them).
+    Failed and dead events keep them for a replay; ``connector.retention`` drops them later.
+    Done in SQL, in the same statement, rather than by reading every payload back and writing
+    each one again (``connector.privacy.forget_network_signals``, which retention uses): that
+    was a third write per event and a third of a PostgreSQL worker's time
+    (``bench/profile_delivery.py``). Removing a key an event does not hold changes nothing.
+    """
+    keys = network_keys(destination)
+    payload = EVENTS.c.payload
+    if session.get_bind().dialect.name == "postgresql":
+        scrubbed: ColumnElement[Any] = cast(payload, JSONB)
+        for key in keys:  # jsonb #- text[]: delete at a path (PostgreSQL "JSON Functions")
+            scrubbed = scrubbed.op("#-")(literal(["user", key], ARRAY(Text)))
+        return cast(scrubbed, payload.type)
+    # SQLite's json_remove takes paths; a quoted label may hold any character.
+    paths = [f'$.user."{key}"' for key in keys]
+    return func.json_remove(payload, *paths, type_=payload.type)
 
 
 def _release(session: Session, result: SendResult, retry_at: dict[int, datetime]) -> None:
