@@ -15,7 +15,8 @@
  *                           event_id = the order id as a plain number string: the Web Pixels
  *                           API gives "gid://shopify/Order/5678901234", the server sends
  *                           "5678901234" (the id is kept as text: order ids exceed 2^53).
- * Each fires once per checkout and order (remembered in the shop's sessionStorage), with
+ * Each fires once per checkout and order (remembered in the shop's sessionStorage; a purchase
+ * whose events.js was blocked is tracked again if the thank-you page is reloaded), with
  * value, currency and contents computed as the connector does (connector/mapping.py: value =
  * total or subtotal per the store's setting, content_id = variant id, SKU or product id).
  * No PageView is sent: page views stay with whatever TikTok setup the shop already has.
@@ -150,7 +151,7 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
     // Without the server's id TikTok could not merge the two: better no browser event.
     const tracked = orderId
       ? trackOnce(CONFIG.purchaseEvent, checkout, orderId).then(
-          (made) => made && reportReceipt(orderId),
+          (made) => made && reportReceipt(CONFIG.purchaseEvent, orderId),
         )
       : null;
     await Promise.all([tracked, reportClicks(event, checkout)]);
@@ -202,10 +203,16 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
   }
 
   /** After the purchase's track call: did events.js load? Nothing is sent when it was never
-   * requested (marketing denied), since then nothing was blocked. */
-  async function reportReceipt(orderId) {
+   * requested (marketing denied), since then nothing was blocked. A blocked call is forgotten,
+   * so that a reload of the thank-you page tracks again and, if events.js loads that time,
+   * reports it (the connector lets "reported" replace "blocked"; TikTok keeps one event per
+   * event_id should the first call have gone out after all). */
+  async function reportReceipt(eventName, orderId) {
     const outcome = await tiktok.outcome(RECEIPT_WAIT_MS);
     if (outcome === null) return;
+    if (outcome === "blocked") {
+      await browser.sessionStorage.setItem(SENT_KEY_PREFIX + eventName + ":" + orderId, "");
+    }
     await send({ shop, receipt: outcome, event_id: orderId, pixel: "tiktok" });
   }
 

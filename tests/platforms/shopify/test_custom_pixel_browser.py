@@ -51,7 +51,8 @@ SANDBOX_PAGE = """<!doctype html>
 <title>Shopify custom pixel sandbox (test stand-in)</title>
 <script>
   // What Shopify's lax sandbox hands a custom pixel (Web Pixels API): analytics.subscribe,
-  // browser.cookie / browser.sessionStorage (async, acting on the top frame) and init.
+  // browser.cookie / browser.sessionStorage (async, acting on the top frame), init and the
+  // customerPrivacy API.
   (function () {
     const handlers = {};
     window.analytics = {
@@ -62,6 +63,16 @@ SANDBOX_PAGE = """<!doctype html>
     };
     window.publishCustomerEvent = (name, event) =>
       Promise.all((handlers[name] || []).map((callback) => callback(event)));
+    // The customerPrivacy API: visitorConsentCollected, with the shopper's new choice.
+    const consentHandlers = [];
+    window.customerPrivacy = {
+      subscribe(name, callback) {
+        if (name === "visitorConsentCollected") consentHandlers.push(callback);
+        return Promise.resolve();
+      },
+    };
+    window.publishConsent = (customerPrivacy) =>
+      Promise.all(consentHandlers.map((callback) => callback({ customerPrivacy })));
     window.browser = {
       cookie: {
         get: async (name) => {
@@ -172,13 +183,30 @@ def order_webhook() -> dict[str, Any]:
     return payload
 
 
-class Storefront:
-    """The shop's pages in one browser tab: each visit is a fresh page load of the sandbox."""
+GRANTED = {
+    "marketingAllowed": True,
+    "analyticsProcessingAllowed": True,
+    "preferencesProcessingAllowed": True,
+    "saleOfDataAllowed": True,
+}
+"""``init.customerPrivacy`` of a shopper who allowed everything (or needs no consent)."""
 
-    def __init__(self, page, pixel: str) -> None:  # type: ignore[no-untyped-def]
+
+class Storefront:
+    """The shop's pages in one browser tab: each visit is a fresh page load of the sandbox.
+
+    ``privacy`` is the ``init.customerPrivacy`` the sandbox hands the pixel (None: none at
+    all); ``block_tiktok`` makes every request for TikTok's events.js fail, as an ad blocker
+    does (Playwright's route abort: the script element fires ``error``)."""
+
+    def __init__(  # type: ignore[no-untyped-def]
+        self, page, pixel: str, privacy: dict | None = GRANTED, block_tiktok: bool = False
+    ) -> None:
         self.page = page
         self.events_js_requests: list[str] = []
         self.calls: list[list[Any]] = []
+        self.block_tiktok = block_tiktok
+        self.privacy = privacy
         init = {
             "context": {"document": {"location": {"href": ORIGIN + "/"}}},
             "data": {
@@ -192,8 +220,9 @@ class Storefront:
                 "customer": None,
                 "purchasingCompany": None,
             },
-            "customerPrivacy": {"marketingAllowed": True, "saleOfDataAllowed": True},
         }
+        if privacy is not None:
+            init["customerPrivacy"] = privacy
         html = SANDBOX_PAGE % {"init": json.dumps(init)}
 
         def storefront(route) -> None:  # type: ignore[no-untyped-def]
@@ -205,7 +234,10 @@ class Storefront:
 
         def tiktok(route) -> None:  # type: ignore[no-untyped-def]
             self.events_js_requests.append(route.request.url)
-            route.fulfill(status=200, content_type="text/javascript", body=FAKE_EVENTS_JS)
+            if block_tiktok:
+                route.abort("blockedbyclient")
+            else:
+                route.fulfill(status=200, content_type="text/javascript", body=FAKE_EVENTS_JS)
 
         page.route(f"{ORIGIN}/**", storefront)
         page.route("https://analytics.tiktok.com/**", tiktok)
@@ -214,8 +246,12 @@ class Storefront:
         """Load a page, wait for the pixel to be up, and publish these customer events."""
         answer = self.page.goto(url)
         assert answer is not None and answer.status == 200
-        self.page.wait_for_function("window.ttq && window.ttq.testLoaded === true")
+        if self.block_tiktok or (self.privacy or {}).get("marketingAllowed") is False:
+            self.page.wait_for_function("Array.isArray(window.ttq)")  # the queue, no events.js
+        else:
+            self.page.wait_for_function("window.ttq && window.ttq.testLoaded === true")
         for name, event in events:
+            # Resolves once every handler is done: the pixel's reports have been answered.
             self.page.evaluate(
                 "([name, event]) => window.publishCustomerEvent(name, event)", [name, event]
             )
