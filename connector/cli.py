@@ -20,6 +20,7 @@ from dotenv import find_dotenv, load_dotenv
 from sqlalchemy import make_url, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from connector.cli_consent import consent
 from connector.cli_destinations import describe_destination, destinations, tiktok
 from connector.cli_recovered import recovered
 from connector.clitools import LazyServices, emit, services_from
@@ -267,6 +268,7 @@ for _platform in load_store_platforms():
     for _command in _platform.commands:
         stores.add_command(_command)
 stores.add_command(recovered)
+stores.add_command(consent)
 
 
 @stores.command("list")

@@ -44,7 +44,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connector.events import Checkout, ClickIds, Order
+from connector.events import Checkout, ClickIds, Consent, Order
 from connector.models import ClickRecord, utcnow
 from connector.services import Services
 
@@ -85,10 +85,18 @@ TOKEN_KINDS = ("checkout", "cart")
 """Token kinds of click records, the checkout's record before the cart's."""
 
 CLICK_RECORDS = ClickRecord.__table__
+CONSENT_COLUMNS = {
+    "marketing": "consent_marketing",
+    "analytics": "consent_analytics",
+    "sale_of_data": "consent_sale_of_data",
+}
+"""Each :class:`Consent` choice and the click-record column that keeps it."""
+
 LIVE_RECORDS = select(
     CLICK_RECORDS.c.id,
     CLICK_RECORDS.c.token_kind,
     *(CLICK_RECORDS.c[name] for name in STORED_COLUMNS),
+    *(CLICK_RECORDS.c[column] for column in CONSENT_COLUMNS.values()),
 ).where(
     CLICK_RECORDS.c.store_id == bindparam("store_id"),
     CLICK_RECORDS.c.expires_at > bindparam("now"),
@@ -265,6 +273,9 @@ def save_click_record(
     )
     record = session.scalar(query)
     if record is not None and record.expires_at > now:
+        if not _holds_any_click_value(record):  # made by a consent report: its first clicks
+            _start_clicks(record, clicks)
+            return Saved.CREATED
         return _add_late_cookies(record, clicks)
     if record is None:
         record = ClickRecord(store_id=store_id, token_kind=token_kind, token=token)
@@ -306,8 +317,10 @@ def has_live_click_record(session: Session, store_id: str, *, token_kind: str, t
 def with_stored_clicks(
     connection: Connection, store_id: str, source: Order | Checkout
 ) -> Order | Checkout:
-    """``source`` with its click ids resolved against stored click records.
+    """``source`` with its click ids and consent resolved against stored click records.
 
+    Consent is taken whole from the first place that knows it: the order's own (order meta
+    the WordPress plugin wrote), then the checkout token's record, then the cart token's.
     Orders remember the record they used (``order_id``) so a ``customers/redact`` for that
     order finds it. Sources without tokens, or without a matching live record, come back
     unchanged. One query looks up both tokens: this runs inside every order webhook.
@@ -338,7 +351,49 @@ def with_stored_clicks(
         for row in found
     ]
     first, *rest = source.click_candidates or (source.clicks,)
-    return dataclasses.replace(source, clicks=resolve_click_ids(first, *stored, *rest))
+    return dataclasses.replace(
+        source,
+        clicks=resolve_click_ids(first, *stored, *rest),
+        consent=_first_known_consent(source.consent, found),
+    )
+
+
+def consent_columns(consent: Consent) -> dict[str, bool | None]:
+    """The click-record column values for a reported consent (unknown choices left None)."""
+    return {column: getattr(consent, name) for name, column in CONSENT_COLUMNS.items()}
+
+
+def save_consent(
+    session: Session, store_id: str, *, token_kind: str, token: str, consent: Consent
+) -> None:
+    """Record the shopper's latest consent for a token, creating its record if need be.
+
+    Unlike click ids, consent is replaced by every report that knows it: the shopper may
+    change her mind, and her latest choice is the one to honour. A record created here holds
+    no click id yet, so the token's first click report still sets them
+    (:func:`save_click_record`).
+    """
+    now = utcnow()
+    record = session.scalar(
+        select(ClickRecord).where(
+            ClickRecord.store_id == store_id,
+            ClickRecord.token_kind == token_kind,
+            ClickRecord.token == token,
+        )
+    )
+    if record is None or record.expires_at <= now:
+        if record is None:
+            record = ClickRecord(store_id=store_id, token_kind=token_kind, token=token)
+            session.add(record)
+        _start_record(record, ClickIds(), now)
+    for column, value in consent_columns(consent).items():
+        if value is not None:
+            setattr(record, column, value)
+    try:
+        session.flush()
+    except IntegrityError:  # the same token reported twice at once: update the other's row
+        session.rollback()
+        save_consent(session, store_id, token_kind=token_kind, token=token, consent=consent)
 
 
 def purge_expired_click_records(services: Services) -> int:
@@ -361,13 +416,38 @@ def _with_source(clicks: ClickIds, source: str) -> ClickIds:
     return dataclasses.replace(clicks, source=source if clicks.has_click() else None)
 
 
+def _first_known_consent(own: Consent, rows: list) -> Consent:  # type: ignore[type-arg]
+    """The source's own consent when known, else the first stored record's that is."""
+    if own.known():
+        return own
+    for row in rows:
+        stored = Consent(
+            **{name: row._mapping[column] for name, column in CONSENT_COLUMNS.items()},
+            source=STORED_SOURCES[row.token_kind],
+        )
+        if stored.known():
+            return stored
+    return own
+
+
 def _start_record(record: ClickRecord, clicks: ClickIds, now: datetime) -> None:
-    """Fill a new (or expired, now reused) record with this report's values."""
-    for name in STORED_COLUMNS:
-        setattr(record, name, getattr(clicks, name))
+    """Fill a new (or expired, now reused) record with this report's values; an expired
+    record's consent goes with it."""
+    _start_clicks(record, clicks)
+    for column in CONSENT_COLUMNS.values():
+        setattr(record, column, None)
     record.order_id = None
     record.created_at = now
     record.expires_at = now + timedelta(days=CLICK_RECORD_DAYS)
+
+
+def _holds_any_click_value(record: ClickRecord) -> bool:
+    return any(getattr(record, name) is not None for name in STORED_COLUMNS)
+
+
+def _start_clicks(record: ClickRecord, clicks: ClickIds) -> None:
+    for name in STORED_COLUMNS:
+        setattr(record, name, getattr(clicks, name))
 
 
 def _add_late_cookies(record: ClickRecord, clicks: ClickIds) -> Saved:

@@ -98,6 +98,29 @@ class ClickIds:
 
 
 @dataclass(frozen=True)
+class Consent:
+    """The shopper's consent choices as the storefront captured them; None is unknown.
+
+    ``marketing`` is consent to marketing cookies and tracking (Shopify's Customer Privacy
+    ``marketingAllowed``, the WP Consent API's ``marketing`` category); ``analytics`` the
+    analytics/statistics one; ``sale_of_data`` False means the shopper opted out of the sale
+    or sharing of personal data (US state laws: CCPA/CPRA), which ad platforms serve with
+    limited data use. ``source`` says where it was found (``order_meta``,
+    ``stored_checkout_token``...). What each state means for an event is the store's policy
+    (:mod:`connector.consent`).
+    """
+
+    marketing: bool | None = None
+    analytics: bool | None = None
+    sale_of_data: bool | None = None
+    source: str | None = None
+
+    def known(self) -> bool:
+        """True when any choice is known."""
+        return any(v is not None for v in (self.marketing, self.analytics, self.sale_of_data))
+
+
+@dataclass(frozen=True)
 class Basket:
     """What an order and a checkout have in common: money, lines, shopper, page, click ids.
 
@@ -121,6 +144,7 @@ class Basket:
     page_url: str | None = None
     referrer: str | None = None
     is_test: bool = False
+    consent: Consent = field(default_factory=Consent)
     click_candidates: tuple[ClickIds, ...] = field(default=(), compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
     """What had to be read leniently (a time without an offset, a line without a price...),

@@ -13,11 +13,12 @@ What differs per destination is drawn from its package: the event name its platf
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connector.bots import is_bot
+from connector.consent import ConsentDecision
 from connector.destinations import Destination
 from connector.events import Basket, Checkout, Content, ConversionEvent, LineItem, Order
 from connector.signals import carries
@@ -84,13 +85,16 @@ def plan_event(
     options: EventOptions,
     *,
     test_mode: bool,
+    consent: ConsentDecision | None = None,
 ) -> PlannedEvent | None:
     """The event this order or checkout means for a destination, or None to ignore it.
 
     None means this moment sends nothing to it (an ``orders/create`` when purchases are sent
     on payment, a checkout with checkout events off, or a platform without checkout events):
     nothing is recorded. A skip reason means the event is recorded but never sent, so it is
-    visible.
+    visible. ``consent`` is the store's consent policy applied to the shopper's choice
+    (:func:`connector.consent.decide`; None for a test event, which no shopper made): it may
+    hold the event back or ask for limited data use, on top of the destination's own option.
     """
     names = destination.event_names
     if isinstance(source, Order):
@@ -106,7 +110,11 @@ def plan_event(
         source, destination, options, name=name, event_id=event_id, order_id=order_id
     )
     reason = skip_reason(source, options, test_mode=test_mode, test_hint=destination.test_hint)
-    return PlannedEvent(event, reason)
+    if consent is None:
+        return PlannedEvent(event, reason)
+    if consent.limited_data_use:
+        event = replace(event, limited_data_use=True)
+    return PlannedEvent(event, reason or consent.held_back)
 
 
 def build_event(

@@ -21,13 +21,15 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.clicks import with_stored_clicks
+from connector.consent import ConsentPolicy, decide
 from connector.destinations import Destination
 from connector.events import Checkout, Order
 from connector.jobs import request_delivery
 from connector.mapping import EventOptions, PlannedEvent, plan_event
-from connector.models import EventSource, EventStatus, OutboxEvent, StoreDestination
+from connector.models import EventSource, EventStatus, OutboxEvent, Store, StoreDestination
 from connector.services import Services
 from connector.signals import signal_mask
+from connector.useragent import browser_family, device_class
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +37,23 @@ logger = logging.getLogger(__name__)
 # layers, which cost more than the database itself on the webhook's hot path.
 EVENTS = OutboxEvent.__table__
 DESTINATIONS = StoreDestination.__table__
-DESTINATIONS_OF_STORE = select(
-    DESTINATIONS.c.kind, DESTINATIONS.c.id, DESTINATIONS.c.options, DESTINATIONS.c.test_event_code
-).where(DESTINATIONS.c.store_id == bindparam("store_id"))
+STORES = Store.__table__
+DESTINATIONS_OF_STORE = (
+    select(
+        STORES.c.consent_policy,
+        STORES.c.consent_unknown,
+        DESTINATIONS.c.kind,
+        DESTINATIONS.c.id,
+        DESTINATIONS.c.options,
+        DESTINATIONS.c.test_event_code,
+    )
+    .select_from(STORES.outerjoin(DESTINATIONS, DESTINATIONS.c.store_id == STORES.c.id))
+    .where(STORES.c.id == bindparam("store_id"))
+)
+"""The store's consent policy and its destinations, in one round trip: one row per
+destination, or one with a NULL kind for a store that has none yet."""
+POLICY = ConsentPolicy()
+"""The default policy, for a store the database does not hold (its rows will not insert)."""
 DEDUP_KEY = ["store_id", "destination", "event_name", "event_id"]
 # INSERT ... ON CONFLICT DO NOTHING on the dedup key, per dialect (both have it); the values
 # come as execution parameters, so each statement is compiled once per process.
@@ -103,16 +119,22 @@ def _insert_events(
 ) -> RecordResult:
     result = RecordResult()
     source = with_stored_clicks(connection, store_id, source)
-    targets = _targets(connection, store_id, services)
+    policy, targets = _policy_and_targets(connection, store_id, services)
+    consent = decide(policy, source.consent)
     for target in [t for t in targets if only is None or t.api.kind == only]:
         planned = plan_event(
-            source, target.api, EventOptions.from_json(target.options), test_mode=target.test_mode
+            source,
+            target.api,
+            EventOptions.from_json(target.options),
+            test_mode=target.test_mode,
+            consent=consent,
         )
         if planned is None:
             continue
         if origin in (EventSource.RECONCILED, EventSource.BACKFILLED):
             planned = _skipped_when_too_late(planned, target.api)
-        row = _row(store_id, target.api, topic, planned, origin, source.notes)
+        row = _row(store_id, target.api, topic, planned, origin, source)
+        row["consent"] = consent.state
         if not _insert_ignoring_duplicate(connection, row):
             result.duplicates += 1
         elif planned.skip_reason:
@@ -135,25 +157,29 @@ class _Target:
     test_mode: bool
 
 
-def _targets(connection: Connection, store_id: str, services: Services) -> list[_Target]:
-    """The store's configured destinations; with none yet, the deployment's default ones
-    (``DEFAULT_DESTINATIONS``), whose events wait until the merchant connects them.
+def _policy_and_targets(
+    connection: Connection, store_id: str, services: Services
+) -> tuple[ConsentPolicy, list[_Target]]:
+    """The store's consent policy, and its configured destinations; with none yet, the
+    deployment's default ones (``DEFAULT_DESTINATIONS``), whose events wait until the
+    merchant connects them.
 
     A configured kind whose package is gone (an old row after a destination was removed
     from the code) is left out, with a warning, rather than failing every webhook.
     """
     rows = connection.execute(DESTINATIONS_OF_STORE, {"store_id": store_id}).all()
+    policy = ConsentPolicy(rows[0].consent_policy, rows[0].consent_unknown) if rows else POLICY
     apis = services.destinations
-    if not rows:
+    if not rows or rows[0].kind is None:
         defaults = services.settings.default_destinations
-        return [_Target(apis[kind], None, None, False) for kind in defaults if kind in apis]
+        return policy, [_Target(apis[kind], None, None, False) for kind in defaults if kind in apis]
     targets = []
     for row in rows:
         if row.kind not in apis:
             logger.warning("pipeline.unknown-destination store=%s kind=%s", store_id, row.kind)
             continue
         targets.append(_Target(apis[row.kind], row.id, row.options, bool(row.test_event_code)))
-    return targets
+    return policy, targets
 
 
 def _skipped_when_too_late(planned: PlannedEvent, api: Destination) -> PlannedEvent:
@@ -173,10 +199,11 @@ def _row(
     topic: str,
     planned: PlannedEvent,
     origin: EventSource,
-    notes: tuple[str, ...],
+    source: Order | Checkout,
 ) -> dict[str, Any]:
-    """The outbox row of one planned event."""
+    """The outbox row of one planned event; its ``consent`` is the caller's."""
     event = planned.event
+    user_agent = source.shopper.user_agent
     return {
         "store_id": store_id,
         "destination": api.kind,
@@ -190,7 +217,10 @@ def _row(
         "click_source": event.click_source,
         "signals": signal_mask(event.user, api.signal_keys),
         "source": origin,
-        "parse_notes": "; ".join(notes) or None,
+        "parse_notes": "; ".join(source.notes) or None,
+        "consent_source": source.consent.source,
+        "browser": browser_family(user_agent),
+        "device": device_class(user_agent),
     }
 
 

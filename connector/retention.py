@@ -7,7 +7,8 @@ sent again nor prevent a double count; keeping less also means holding less pers
 (even hashed). Pending rows are never deleted: they end as ``dead`` after the retry window.
 Kept unreadable webhooks hold raw personal data (encrypted) and are deleted after their own,
 shorter ``UNREADABLE_RETENTION_DAYS`` (14 by default): long enough to deploy a fix and run
-``connector events reprocess``, while the order can still be sent.
+``connector events reprocess``, while the order can still be sent. Pixel receipts
+(:mod:`connector.receipts`) go with the events they prove, after ``EVENT_RETENTION_DAYS``.
 
 The shopper's IP address and user agent (:mod:`connector.privacy`) leave the stored payloads
 well before that: a delivered event loses them when delivered (``connector.delivery``), a
@@ -32,7 +33,14 @@ from pathlib import Path
 
 from sqlalchemy import ColumnElement, Text, and_, cast, delete, or_, select
 
-from connector.models import Attempt, EventStatus, OutboxEvent, UnreadableWebhook, utcnow
+from connector.models import (
+    Attempt,
+    EventStatus,
+    OutboxEvent,
+    PixelReceipt,
+    UnreadableWebhook,
+    utcnow,
+)
 from connector.privacy import all_network_keys, forget_network_signals
 from connector.services import Services
 
@@ -75,12 +83,16 @@ def purge_expired(services: Services) -> dict[str, int]:
         select(UnreadableWebhook.id).where(UnreadableWebhook.received_at < kept_cutoff),
         UnreadableWebhook,
     )
+    receipts = _delete_in_chunks(
+        services, select(PixelReceipt.id).where(PixelReceipt.received_at < cutoff), PixelReceipt
+    )
     scrubbed = scrub_network_signals(services)
     data_requests = purge_data_requests(services.settings.instance_path / DATA_REQUESTS_FOLDER)
     counts = {
         "events": events,
         "attempts": attempts,
         "unreadable": unreadable,
+        "receipts": receipts,
         "scrubbed": scrubbed,
         "data_requests": data_requests,
     }

@@ -6,6 +6,7 @@ and decrypted only where they are used.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
@@ -16,11 +17,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connector.consent import ConsentPolicy
 from connector.crypto import TokenCipher, UndecryptableSecret
 from connector.destinations import ConfigField
 from connector.mapping import EventOptions, check_event_name
 from connector.models import OutboxEvent, Store, StoreDestination, utcnow
 from connector.services import Services
+
+logger = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -212,3 +216,25 @@ def destinations_of(services: Services, store_id: str) -> list[StoreDestination]
             .order_by(StoreDestination.kind)
         )
         return list(session.scalars(query))
+
+
+def consent_policy(services: Services, store_id: str) -> ConsentPolicy:
+    """The store's policy; StoreError when there is no such store."""
+    with services.db.session() as session:
+        store = session.get(Store, store_id)
+        if store is None:
+            raise StoreError(f"no store {store_id}: see `connector stores list`")
+        return ConsentPolicy(store.consent_policy, store.consent_unknown)
+
+
+def set_consent_policy(services: Services, store_id: str, policy: ConsentPolicy) -> None:
+    """Save the store's policy; it applies to events recorded from now on."""
+    with services.db.session() as session:
+        store = session.get(Store, store_id)
+        if store is None:
+            raise StoreError(f"no store {store_id}: see `connector stores list`")
+        store.consent_policy, store.consent_unknown = policy.policy, policy.unknown
+        session.commit()
+    logger.info(
+        "stores.consent store=%s policy=%s unknown=%s", store_id, policy.policy, policy.unknown
+    )

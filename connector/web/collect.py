@@ -1,4 +1,17 @@
-"""``POST /collect``: storefront code reports the shopper's click ids with a cart or checkout token.
+"""``POST /collect``: storefront code reports the shopper's click ids and consent with a cart or
+checkout token, and what the browser pixel did for a purchase.
+
+Two kinds of report share the endpoint and its limits:
+
+* a *token report* (below) carries click ids, ad cookies and the shopper's consent choices
+  (``consent_marketing``, ``consent_analytics``, ``consent_sale_of_data``: ``"granted"`` or
+  ``"denied"``, left out when unknown) with a checkout or cart token. Consent, unlike a click,
+  is replaced by each report that gives it: the shopper's latest choice is the one to honour
+  (:func:`connector.clicks.save_consent`);
+* a *pixel receipt* ``{"shop", "receipt": "reported" | "blocked", "event_id", "pixel"}``: the
+  storefront code that fired the ad platform's browser pixel for a purchase says whether its
+  script loaded and the purchase call was made, for the recovered-conversions ledger
+  (:mod:`connector.receipts`). It holds no personal data and needs no token.
 
 The Shopify Web Pixel (``extensions/tiktok-click-capture``) and custom pixel send
 ``{"shop", "checkout_token" and/or "cart_token"}`` with at least one of the landing URL's click
@@ -73,6 +86,7 @@ from connector.clicks import (
     CAPTURED_COOKIES,
     CAPTURED_URL_PARAMETERS,
     CLICK_RECORD_DAYS,
+    CONSENT_COLUMNS,
     TOKEN_KINDS,
     Saved,
     clean_click_id,
@@ -81,10 +95,12 @@ from connector.clicks import (
     has_live_click_record,
     live_click_record_count,
     save_click_record,
+    save_consent,
 )
-from connector.events import ClickIds
+from connector.events import ClickIds, Consent
 from connector.models import ShopifyToken, Store
 from connector.rate_limits import MinuteLimit
+from connector.receipts import DEFAULT_RECEIPT_PIXEL, save_pixel_receipt
 from connector.web import services
 
 logger = logging.getLogger(__name__)
@@ -119,7 +135,15 @@ TOKEN = re.compile(r"[A-Za-z0-9_\-.:?=]{1,255}")
 CLICK_FIELDS = (*CAPTURED_URL_PARAMETERS, *CAPTURED_COOKIES.values())
 """The click ids and ad cookies a report may carry, under the names the pixels send."""
 META_COOKIE_FIELDS = {"fbc", "fbp"}
-FIELDS = {"shop", "checkout_token", "cart_token", *CLICK_FIELDS}
+CONSENT_FIELDS = {f"consent_{name}": name for name in CONSENT_COLUMNS}
+"""The consent choices a token report may carry, each ``"granted"`` or ``"denied"``."""
+CONSENT_VALUES = {"granted": True, "denied": False}
+RECEIPT_FIELDS = {"shop", "receipt", "event_id", "pixel"}
+RECEIPT_OUTCOMES = ("reported", "blocked")
+"""``reported``: the ad platform's pixel script loaded and its purchase call was made;
+``blocked``: the script did not load (an ad blocker, a network error, a timeout)."""
+EVENT_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,255}")
+FIELDS = {"shop", "checkout_token", "cart_token", *CLICK_FIELDS, *CONSENT_FIELDS}
 
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOST = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})+")
@@ -161,6 +185,10 @@ def collect() -> Response | tuple[Response, int]:
         return _error(403, _origin_problem(origin))
     if _limits()["store"].exceeded(_redis, store.id):
         return _error(429, "too many reports for this store this minute; try again in a minute")
+    if "receipt" in report:
+        _save_receipt(store.id, report)
+        logger.info("collect.receipt store=%s outcome=%s", store.id, report["receipt"])
+        return _no_content(origin)
     saved = _save(store.id, report)
     if saved is None:
         logger.warning("collect.store-full store=%s", store.id)
@@ -177,10 +205,30 @@ def collect() -> Response | tuple[Response, int]:
             f"the click ids already recorded for this {' and '.join(refused)} token are kept: "
             "a recorded click id is never replaced or added to",
         )
+    return _no_content(origin)
+
+
+def _no_content(origin: str) -> Response:
+    """204, with CORS for a store's own origin (a sandboxed pixel reads no answer)."""
     response = Response(status=204)
     if origin != SANDBOXED_ORIGIN:
         _allow(response, origin)
     return response
+
+
+def _save_receipt(store_id: str, report: dict[str, str]) -> None:
+    """Keep what the browser pixel did for one purchase; a ``reported`` outcome replaces a
+    ``blocked`` one (the shopper reloaded the page and the pixel loaded that time), never the
+    reverse: once the browser reached the platform, it did."""
+    with services().db.session() as session:
+        save_pixel_receipt(
+            session,
+            store_id,
+            pixel=report.get("pixel", DEFAULT_RECEIPT_PIXEL),
+            event_id=report["event_id"],
+            outcome=report["receipt"],
+        )
+        session.commit()
 
 
 def _save(store_id: str, report: dict[str, str]) -> dict[str, Saved] | None:
@@ -202,13 +250,28 @@ def _save(store_id: str, report: dict[str, str]) -> dict[str, Saved] | None:
             live = live_click_record_count(session, store_id, up_to=MAX_LIVE_RECORDS_PER_STORE)
             if live + len(new) > MAX_LIVE_RECORDS_PER_STORE:
                 return None
+        consent = _consent(report)
         saved = {}
         for kind, token in tokens.items():
-            saved[kind] = save_click_record(
-                session, store_id, token_kind=kind, token=token, clicks=clicks
-            )
+            if consent.known():
+                save_consent(session, store_id, token_kind=kind, token=token, consent=consent)
+            if any(key in report for key in CLICK_FIELDS):
+                saved[kind] = save_click_record(
+                    session, store_id, token_kind=kind, token=token, clicks=clicks
+                )
             session.commit()
     return saved
+
+
+def _consent(report: dict[str, str]) -> Consent:
+    """The report's consent choices; those it does not give stay unknown."""
+    return Consent(
+        **{
+            name: CONSENT_VALUES[report[field]]
+            for field, name in CONSENT_FIELDS.items()
+            if field in report
+        }
+    )
 
 
 def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
@@ -223,11 +286,15 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None, "body is not JSON"
-    if not isinstance(data, dict) or set(data) - FIELDS:
-        return None, f"body must be an object with only {', '.join(sorted(FIELDS))}"
+    if not isinstance(data, dict):
+        return None, "body must be a JSON object"
     report = {key: value for key, value in data.items() if value not in (None, "")}
     if not isinstance(report.get("shop"), str) or not 0 < len(report["shop"]) <= 255:
         return None, "'shop' (the store's domain) is required"
+    if "receipt" in report:
+        return _parse_receipt(report)
+    if set(data) - FIELDS:
+        return None, f"body must be an object with only {', '.join(sorted(FIELDS))}"
     for key in ("checkout_token", "cart_token"):
         if key in report and not (isinstance(report[key], str) and TOKEN.fullmatch(report[key])):
             return None, f"'{key}' is not a valid token"
@@ -237,10 +304,31 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
         if report[key] is None:
             shape = " (Meta's fb.<digit>.<digits>.<...>)" if key in META_COOKIE_FIELDS else ""
             return None, f"'{key}' is not a valid click id or cookie{shape}"
+    for key in (key for key in CONSENT_FIELDS if key in report):
+        if report[key] not in CONSENT_VALUES:
+            return None, f'\'{key}\' must be "granted" or "denied" (leave it out when unknown)'
     if not ({"checkout_token", "cart_token"} & set(report)):
         return None, "give a checkout_token or a cart_token"
-    if not (set(CLICK_FIELDS) & set(report)):
-        return None, f"give a click id or an ad cookie: one of {', '.join(CLICK_FIELDS)}"
+    if not ({*CLICK_FIELDS, *CONSENT_FIELDS} & set(report)):
+        return None, (
+            f"give a click id, an ad cookie or a consent choice: one of "
+            f"{', '.join((*CLICK_FIELDS, *CONSENT_FIELDS))}"
+        )
+    return report, ""
+
+
+def _parse_receipt(report: dict[str, Any]) -> tuple[dict[str, str] | None, str]:
+    """A pixel receipt: ``receipt``, ``event_id``, and ``pixel`` (a destination kind)."""
+    if set(report) - RECEIPT_FIELDS:
+        return None, f"a receipt is an object with only {', '.join(sorted(RECEIPT_FIELDS))}"
+    if report["receipt"] not in RECEIPT_OUTCOMES:
+        return None, f"'receipt' must be one of {', '.join(RECEIPT_OUTCOMES)}"
+    event_id = report.get("event_id")
+    if not (isinstance(event_id, str) and EVENT_ID.fullmatch(event_id)):
+        return None, "'event_id' (the browser event's id: the order id) is missing or not valid"
+    pixel = report.get("pixel", DEFAULT_RECEIPT_PIXEL)
+    if pixel not in services().destinations:
+        return None, f"'pixel' must be one of {', '.join(services().destinations)}"
     return report, ""
 
 

@@ -16,7 +16,8 @@ Field meanings are from the REST API v3 docs, "Order properties"
 * ``customer_id``: "User ID who owns the order. 0 for guests."
 * ``customer_ip_address``, ``customer_user_agent``: the shopper's browser at checkout.
 * ``meta_data [{id, key, value}]``: where checkout code stores click ids and ad cookies
-  (``_ttclid``, ``_ttp``, ``_fbclid``, ``_fbc``, ``_fbp``, ``_gclid``, ``_gbraid``, ``_wbraid``).
+  (``_ttclid``, ``_ttp``, ``_fbclid``, ``_fbc``, ``_fbp``, ``_gclid``, ``_gbraid``, ``_wbraid``)
+  and the WordPress plugin the shopper's consent (``_tcc_consent_marketing``...).
 
 What varies legitimately, and how it is read: leniently, with a parse note on the event in
 words a merchant can read (naming the field, never a value). WooCommerce never retries a
@@ -42,12 +43,13 @@ for ``events reprocess``) only without an id, a currency or a total; any order i
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from connector.clicks import click_ids_from_attributes
-from connector.events import ClickIds, LineItem, Order, Shopper, UnreadablePayload
+from connector.events import Consent, LineItem, Order, Shopper, UnreadablePayload
 from connector.lenient import (
     MAX_ID_CHARS,
     amount,
@@ -112,6 +114,7 @@ def parse_order(payload: dict[str, Any]) -> Order:
     notes = _status_notes(body)
     items, subtotal = _line_items(body.get("line_items"), total, notes)
     occurred_at = _created_at(body, notes)
+    meta = _meta(body.get("meta_data"))
     return Order(
         order_id=order_id,
         triggers=triggers,
@@ -121,7 +124,8 @@ def parse_order(payload: dict[str, Any]) -> Order:
         subtotal=subtotal,
         items=items,
         shopper=_shopper(body),
-        clicks=_clicks(body.get("meta_data")),
+        clicks=click_ids_from_attributes(meta, "order_meta"),
+        consent=_consent(meta),
         page_url=_site_url(body.get("_links")),
         notes=tuple(dict.fromkeys(notes)),
     )
@@ -281,15 +285,40 @@ def _shopper(body: dict[str, Any]) -> Shopper:
     )
 
 
-def _clicks(meta_data: object) -> ClickIds:
-    """Click ids and ad cookies the WordPress plugin (or a checkout snippet) saved as order meta:
-    ``_ttclid``, ``_ttp``, ``_fbclid``, ``_fbc``, ``_fbp``, ``_gclid``, ``_gbraid``, ``_wbraid``
-    (:data:`connector.clicks.ATTRIBUTE_KEYS`)."""
+def _meta(meta_data: object) -> dict[str, Any]:
+    """Order meta by key, the first entry of a repeated key winning. The WordPress plugin (or
+    a checkout snippet) saves click ids and ad cookies there (``_ttclid``, ``_ttp``,
+    ``_fbclid``, ``_fbc``, ``_fbp``, ``_gclid``, ``_gbraid``, ``_wbraid``:
+    :data:`connector.clicks.ATTRIBUTE_KEYS`) and the shopper's consent (:func:`_consent`)."""
     meta: dict[str, Any] = {}
     for entry in meta_data if isinstance(meta_data, list) else ():
         if isinstance(entry, dict) and isinstance(entry.get("key"), str):
             meta.setdefault(entry["key"], entry.get("value"))
-    return click_ids_from_attributes(meta, "order_meta")
+    return meta
+
+
+CONSENT_META = {
+    "marketing": "_tcc_consent_marketing",
+    "analytics": "_tcc_consent_analytics",
+    "sale_of_data": "_tcc_consent_sale_of_data",
+}
+CONSENT_META_VALUES = {"granted": True, "denied": False}
+
+
+def _consent(meta: dict[str, Any]) -> Consent:
+    """The shopper's consent the WordPress plugin read from the WP Consent API at checkout
+    (``wp_has_consent('marketing')``, ``'statistics'``) and saved as ``"granted"`` or
+    ``"denied"``; absent or anything else is unknown. Its source is the plugin's
+    ``_tcc_consent_source`` (``wp_consent_api``), else ``order_meta``."""
+    found = {
+        name: CONSENT_META_VALUES.get(value) if isinstance(value := meta.get(key), str) else None
+        for name, key in CONSENT_META.items()
+    }
+    consent = Consent(**found)
+    if not consent.known():
+        return consent
+    source = meta.get("_tcc_consent_source")
+    return replace(consent, source=source if source == "wp_consent_api" else "order_meta")
 
 
 def _order_id(body: dict[str, Any]) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from connector.delivery import deliver_pending
-from connector.models import Attempt, OutboxEvent, utcnow
+from connector.models import Attempt, OutboxEvent, PixelReceipt, utcnow
 from connector.pipeline import record_events
 from connector.retention import DATA_REQUESTS_FOLDER, purge_expired
 from tests.support import connect_tiktok, make_order
@@ -32,12 +32,23 @@ def test_old_final_rows_go_and_everything_else_stays(services, shopify_store, ti
             .values(received_at=long_ago)
         )
         session.execute(update(Attempt).values(started_at=long_ago))
+        for event_id, received_at in (("old-delivered", long_ago), ("new-delivered", utcnow())):
+            session.add(
+                PixelReceipt(
+                    store_id=shopify_store,
+                    pixel="tiktok",
+                    event_id=event_id,
+                    outcome="blocked",
+                    received_at=received_at,
+                )
+            )
         session.commit()
 
     assert purge_expired(services) == {
         "events": 1,
         "attempts": 1,
         "unreadable": 0,
+        "receipts": 1,
         "scrubbed": 0,  # delivered events lost the shopper's IP and user agent when delivered
         "data_requests": 0,
     }
@@ -45,7 +56,9 @@ def test_old_final_rows_go_and_everything_else_stays(services, shopify_store, ti
     with services.db.session() as session:
         left = set(session.scalars(select(OutboxEvent.event_id)))
         attempts = session.scalars(select(Attempt)).all()
+        receipts = set(session.scalars(select(PixelReceipt.event_id)))
     assert left == {"new-delivered", "old-pending"}
+    assert receipts == {"new-delivered"}
     assert attempts == []
     assert not any(purge_expired(services).values())
 

@@ -277,7 +277,10 @@ def test_a_woocommerce_store_takes_reports_from_its_own_https_origin_only(browse
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x", "email": "a@b.c"}, "only"),
         ({"cart_token": CART, "ttclid": "x"}, "shop"),
         ({"shop": INSTALL_SHOP, "ttclid": "x"}, "checkout_token or a cart_token"),
-        ({"shop": INSTALL_SHOP, "cart_token": CART}, "give a click id or an ad cookie"),
+        (
+            {"shop": INSTALL_SHOP, "cart_token": CART},
+            "give a click id, an ad cookie or a consent choice",
+        ),
         ({"shop": INSTALL_SHOP, "cart_token": "a b<script>", "ttclid": "x"}, "cart_token"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x\u0000y"}, "ttclid"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "ttclid": "x" * 501}, "ttclid"),
