@@ -30,5 +30,6 @@ def render_merchant(template: str, **context: Any) -> str:
     return render_template(template, store=g.store, **context)
 
 
+import connector.web.merchant.consent  # noqa: E402,F401  (registers the views)
 import connector.web.merchant.diagnostics  # noqa: E402,F401  (registers the views)
 from connector.web.merchant import pages  # noqa: E402,F401  (registers the views)
