@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connector.delivery import deliver_pending, destination_config
+from connector.delivery import deliver_pending, destination_config, in_flight
 from connector.destinations import Destination, Outcome
 from connector.events import LineItem, Order, Shopper
 from connector.mapping import EventOptions, plan_event
@@ -66,9 +66,9 @@ def _settled_event(
 ) -> OutboxEvent | None:
     """The test event's row once no worker is sending it, or as it stands at the timeout.
 
-    The recorded event is also queued for the workers, and one of them may lease it before
-    this request does: then the answer comes from that worker's send, so wait for its lease
-    to be released (delivered, failed, or pending a retry with the platform's answer).
+    The recorded event is also queued for the workers, and one of them may claim it before
+    this request does: then the answer comes from that worker's send, so wait until no worker
+    holds it (delivered, failed, or pending a retry with the platform's answer).
     """
     deadline = time.monotonic() + services.settings.http_timeout_seconds
     while True:
@@ -80,7 +80,8 @@ def _settled_event(
                     OutboxEvent.event_id == event_id,
                 )
             )
-        if event is None or event.lease_token is None or time.monotonic() > deadline:
+            held = event is not None and in_flight(session, event.id)
+        if not held or time.monotonic() > deadline:
             return event
         time.sleep(0.1)
 
