@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
+from connector.consent import is_held_back
 from connector.destinations import Destination
 from connector.models import EventStatus, OutboxEvent, UnreadableWebhook, utcnow
 from connector.services import Services
@@ -210,6 +211,14 @@ class BestChange:
 
 
 @dataclass(frozen=True)
+class ConsentCount:
+    """Events recorded with one consent state (:func:`connector.consent.consent_state`)."""
+
+    state: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Diagnostics:
     """Everything the Diagnostics page shows for one store and one window."""
 
@@ -226,10 +235,17 @@ class Diagnostics:
     best_change: BestChange | None
     capture_works: bool  # storefront click capture produced click ids in the window
     unreadable: int = 0  # verified webhooks kept because they could not be read
+    # Events by the shopper's consent as recorded ("granted", "denied", "limited", "unknown").
+    consent: tuple[ConsentCount, ...] = ()
 
     @property
     def skipped(self) -> int:
         return sum(skip.count for skip in self.skips)
+
+    @property
+    def held_back(self) -> tuple[SkipCount, ...]:
+        """The skips the store's consent policy made."""
+        return tuple(skip for skip in self.skips if is_held_back(skip.reason))
 
     @property
     def empty(self) -> bool:
@@ -269,6 +285,7 @@ def diagnose(
         coverage = _coverage(session, window, labels)
         click_sources = _click_sources(session, window, source_labels)
         skips = _skips(session, window)
+        consent = _consent_states(session, window)
         failures = _failures(session, window, destination)
         unreadable = session.scalar(
             select(func.count()).where(
@@ -293,6 +310,7 @@ def diagnose(
         best_change=best_change(coverage, purchase_names, advice, capture_works=capture_works),
         capture_works=capture_works,
         unreadable=unreadable or 0,
+        consent=consent,
     )
 
 
@@ -431,6 +449,21 @@ def _skips(session: Session, window: tuple[ColumnElement[bool], ...]) -> tuple[S
     )
     return tuple(
         SkipCount(reason or "no reason recorded", count) for reason, count in session.execute(query)
+    )
+
+
+def _consent_states(
+    session: Session, window: tuple[ColumnElement[bool], ...]
+) -> tuple[ConsentCount, ...]:
+    """Events by consent state; rows recorded before consent was known to the connector (no
+    state) count as unknown."""
+    state = func.coalesce(OutboxEvent.consent, "unknown")
+    query = select(state, func.count()).where(*window).group_by(state)
+    counts = dict(session.execute(query).all())
+    return tuple(
+        ConsentCount(name, counts[name])
+        for name in ("granted", "limited", "denied", "unknown")
+        if counts.get(name)
     )
 
 

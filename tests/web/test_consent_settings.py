@@ -1,13 +1,20 @@
 """The Settings page's consent section: the default in words, a change saved, a bad choice
-refused, and the CSRF token required like every merchant form."""
+refused, and the CSRF token required like every merchant form; held-back purchases shown in
+the delivery log and diagnostics."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from sqlalchemy import select
 
 from connector.consent import ConsentPolicy
-from connector.stores import consent_policy
-from tests.support import csrf_of, log_in
+from connector.events import Consent
+from connector.models import OutboxEvent
+from connector.pipeline import record_events
+from connector.stores import consent_policy, set_consent_policy
+from tests.support import connect_tiktok, csrf_of, log_in, make_order
 
 pytestmark = pytest.mark.postgres
 
@@ -46,3 +53,42 @@ def test_a_bad_choice_or_a_missing_token_changes_nothing(client, services, shopi
     no_token = client.post(path, data={"policy": "ignore"})
     assert no_token.status_code == 400 and b"reload the page" in no_token.data
     assert consent_policy(services, shopify_store) == ConsentPolicy()
+
+
+# -- held back, and shown ----------------------------------------------------------------------
+
+
+def test_held_back_purchases_show_in_the_log_and_diagnostics(client, services, shopify_store):
+    connect_tiktok(services, shopify_store)
+    set_consent_policy(services, shopify_store, ConsentPolicy("respect", "hold"))
+    choices = {
+        "declined-1": Consent(marketing=False),
+        "declined-2": Consent(marketing=False, sale_of_data=True),
+        "opted-out": Consent(marketing=True, sale_of_data=False),
+        "allowed": Consent(marketing=True),
+        "unknown": Consent(),
+    }
+    for order_id, consent in choices.items():
+        record_events(
+            services, shopify_store, "orders/create", make_order(order_id, consent=consent)
+        )
+    with services.db.session() as session:
+        rows = session.execute(select(OutboxEvent.event_id, OutboxEvent.status)).all()
+    assert dict(rows) == {
+        "declined-1": "skipped",
+        "declined-2": "skipped",
+        "opted-out": "pending",
+        "allowed": "pending",
+        "unknown": "skipped",
+    }
+    log_in(client, services, shopify_store)
+
+    log = client.get(f"/settings/{shopify_store}/log?status=skipped").get_data(as_text=True)
+    assert log.count(">held back</span>") == 3 and log.count("no marketing consent") == 2
+
+    page = client.get(f"/settings/{shopify_store}/diagnostics").get_data(as_text=True)
+    assert 'id="held-back" data-count="3"' in page
+    assert "Held back: <strong>2</strong>, no marketing consent." in page
+    assert "Held back: <strong>1</strong>, consent unknown" in page
+    states = dict(re.findall(r'data-state="(\w+)">.*?data-count="(\d+)"', page))
+    assert states == {"granted": "1", "limited": "1", "denied": "2", "unknown": "1"}

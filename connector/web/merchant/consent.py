@@ -7,7 +7,14 @@ from typing import Any
 
 from flask import Response, redirect, request, url_for
 
-from connector.consent import POLICIES, POLICY_TEXT, UNKNOWN_CHOICES, UNKNOWN_TEXT, ConsentPolicy
+from connector.consent import (
+    POLICIES,
+    POLICY_TEXT,
+    UNKNOWN_CHOICES,
+    UNKNOWN_TEXT,
+    ConsentPolicy,
+    is_held_back,
+)
 from connector.stores import set_consent_policy
 from connector.web import services
 from connector.web.merchant import blueprint
@@ -15,8 +22,10 @@ from connector.web.merchant import blueprint
 
 @blueprint.context_processor
 def consent_choices() -> dict[str, Any]:
-    """The policies and unknown-consent choices with their explanations, for the form."""
+    """The policies and unknown-consent choices with their explanations, for the form, and
+    the test the delivery log uses to show a held-back event as such."""
     return {
+        "is_held_back": is_held_back,
         "consent_policies": [(name, POLICY_TEXT[name]) for name in POLICIES],
         "consent_unknown_choices": [(name, UNKNOWN_TEXT[name]) for name in UNKNOWN_CHOICES],
     }
