@@ -372,10 +372,13 @@ def headline(ledger: Ledger) -> str:
             f"pixel receipt came from your storefront in that time, so the connector's "
             "storefront code is not installed or not running."
         )
-    words = (
-        f"{lead}; {ledger.recovered.count:,} of them ({percent(ledger.share)}, worth "
-        f"{money(ledger.recovered.value)}) never reached {ledger.label} from the browser."
-    )
+    if ledger.recovered.count:
+        words = (
+            f"{lead}; {ledger.recovered.count:,} of them ({percent(ledger.share)}, worth "
+            f"{money(ledger.recovered.value)}) never reached {ledger.label} from the browser."
+        )
+    else:
+        words = f"{lead}; the browser pixel was blocked for none of those with a receipt."
     if ledger.unreceipted.count:
         low, high = ledger.share_bounds
         words += (
@@ -388,9 +391,10 @@ def headline(ledger: Ledger) -> str:
 
 
 def money(values: Mapping[str, float], *, cents: bool = False) -> str:
-    """Amounts per currency for people: "$98,400", "$98,400 + €1,200", "1,200 SEK"."""
+    """Amounts per currency for people: "$98,400", "$98,400 + €1,200", "1,200 SEK"; "—" for
+    none (no purchase, so no currency)."""
     if not values:
-        return "0"
+        return "—"
     parts = []
     for currency in sorted(values, key=lambda c: (-values[c], c)):
         amount = f"{values[currency]:,.2f}" if cents else f"{round(values[currency]):,}"

@@ -127,6 +127,7 @@ class Expected:
     recovered: int = 0
     unreceipted: int = 0
     delivered_value: dict[str, float] | None = None
+    reported_value: dict[str, float] | None = None
     recovered_value: dict[str, float] | None = None
     unreceipted_value: dict[str, float] | None = None
     by_browser: dict[str, tuple[int, int]] | None = None  # browser -> (delivered, blocked)
@@ -158,6 +159,7 @@ def expected(services: Services, store_id: str, days: int = 30) -> Expected:
         }
     result = Expected(
         delivered_value=defaultdict(float),
+        reported_value=defaultdict(float),
         recovered_value=defaultdict(float),
         unreceipted_value=defaultdict(float),
         by_browser=defaultdict(lambda: (0, 0)),
@@ -177,6 +179,7 @@ def expected(services: Services, store_id: str, days: int = 30) -> Expected:
         blocked = int(outcome == "blocked")
         if outcome == "reported":
             result.reported += 1
+            result.reported_value[currency] += value
         elif blocked:
             result.recovered += 1
             result.recovered_value[currency] += value

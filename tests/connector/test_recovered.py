@@ -89,6 +89,16 @@ def test_breakdowns_by_day_browser_device_and_cause(services, shopify_store):
     assert "cannot be told apart" in unknown.words
 
 
+def test_the_headline_without_any_blocked_pixel(services, shopify_store):
+    seed(services, shopify_store, [Purchase("1", 10.0, receipt="reported"), Purchase("2", 5.0)])
+
+    words = headline(ledger(services, shopify_store))
+
+    assert words.startswith("Last 30 days: 2 purchases worth $15 sent from the server; the ")
+    assert "blocked for none of those with a receipt" in words
+    assert "For 1 more (50%) the browser sent no receipt" in words
+
+
 def test_a_window_counts_only_its_days(services, shopify_store):
     seed(services, shopify_store)
 
@@ -191,4 +201,5 @@ def test_money_and_percent_words():
     assert money({"USD": 98400.4}) == "$98,400"
     assert money({"USD": 10.0, "EUR": 12.0}) == "€12 + $10"
     assert money({"SEK": 1200.0}, cents=True) == "1,200.00 SEK"
+    assert money({}) == "—"
     assert percent(0.25) == "25%" and percent(0.001) == "<1%" and percent(0) == "0%"
