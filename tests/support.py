@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import re
 import subprocess
 import sys
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -87,12 +90,13 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def run_connector(  # type: ignore[no-untyped-def]
-    settings: Settings, *args: str, timeout: float = 60, **env_changes: str | None
-) -> subprocess.CompletedProcess:
-    """Run ``python -m connector.cli ARGS`` as a process with these settings' environment (no
-    TOKEN_ENCRYPTION_KEY or SHOPIFY_API_SECRET from the outer one); variables set to None are
-    removed."""
+CommandResult = subprocess.CompletedProcess
+"""What a ``connector`` command left: ``returncode``, ``stdout`` and ``stderr`` as text."""
+
+
+def command_environment(settings: Settings, env_changes: dict[str, str | None]) -> dict[str, str]:
+    """These settings' environment for a ``connector`` command (no TOKEN_ENCRYPTION_KEY or
+    SHOPIFY_API_SECRET from the outer one); variables set to None are removed."""
     env = settings_environment(settings)
     for name in ("SHOPIFY_API_SECRET", "TOKEN_ENCRYPTION_KEY"):
         env.pop(name, None)
@@ -101,6 +105,17 @@ def run_connector(  # type: ignore[no-untyped-def]
             env.pop(name, None)
         else:
             env[name] = value
+    return env
+
+
+def run_connector(  # type: ignore[no-untyped-def]
+    settings: Settings, *args: str, timeout: float = 60, **env_changes: str | None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m connector.cli ARGS`` as a process with these settings' environment (no
+    TOKEN_ENCRYPTION_KEY or SHOPIFY_API_SECRET from the outer one); variables set to None are
+    removed. Tests of what a command does use :func:`invoke_connector`; this one is for what
+    only a real process shows (the entry point, exit status, a process that keeps running)."""
+    env = command_environment(settings, env_changes)
     return subprocess.run(
         [sys.executable, "-m", "connector.cli", *args],
         env=env,
@@ -109,6 +124,54 @@ def run_connector(  # type: ignore[no-untyped-def]
         text=True,
         timeout=timeout,
     )
+
+
+PROCESS_COMMANDS = frozenset({"run", "web", "worker", "demo"})
+"""Commands that start or become long-lived processes: only :func:`run_connector` runs them."""
+
+
+def invoke_connector(settings: Settings, *args: str, **env_changes: str | None) -> CommandResult:
+    """Run ``connector ARGS`` in this process, as :func:`run_connector` runs it in a child.
+
+    The same click command group (``connector.cli:main``, the console script's target) parses
+    the same arguments in the same environment (``os.environ`` is exactly that of the child
+    for the call, then restored) from the repository folder, and reads and writes the test's
+    database and Redis; click's ``CliRunner`` captures stdout and stderr apart and turns
+    ``SystemExit`` into the exit status. A process start (about 1 s of imports here) is saved
+    per call. An exception the command does not handle is a traceback on stderr and status 1,
+    as in a child. The logging the command configures and the services it builds end with it.
+    """
+    from click.testing import CliRunner
+
+    from connector.cli import main
+    from connector.clitools import LazyServices
+
+    if args and args[0] in PROCESS_COMMANDS:
+        raise ValueError(f"`connector {args[0]}` starts processes: use run_connector")
+    env = command_environment(settings, env_changes)
+    root = logging.getLogger()
+    saved_environ, saved_handlers, saved_level = dict(os.environ), root.handlers[:], root.level
+    lazy = LazyServices()
+    try:
+        with contextlib.chdir(ROOT):
+            result = CliRunner().invoke(
+                main,
+                list(args),
+                env={**dict.fromkeys(os.environ), **env},
+                obj=lazy,
+                prog_name="connector",
+            )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        root.handlers[:], root.level = saved_handlers, saved_level
+        if lazy._services is not None:  # built by the command: closed here, as at its exit
+            lazy._services.db.dispose()
+            lazy._services.http.close()
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return CommandResult(["connector", *args], result.exit_code, result.stdout, stderr)
 
 
 GOOGLE_CLIENT, GOOGLE_SECRET = "client-1.apps.googleusercontent.com", "secret-1"

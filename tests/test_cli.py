@@ -1,17 +1,19 @@
-"""The ``connector`` command, run as a real subprocess against the test database.
+"""The ``connector`` command, run in-process against the test database and Redis.
 
 Covered: ``db upgrade``; ``stores add-woocommerce`` (output, duplicate, bad URL);
 ``stores add-shopify`` (valid, hostile shop domains, missing webhook secret); ``stores list``
 with destinations; ``tiktok set`` (options stored and merged, unknown store); ``events list``
 with its filters; ``events replay`` by id and by status, and its usage errors; and
-``tiktok test-event`` against the TikTok stand-in. The subprocess and the test share the
-SQLite file of the ``settings`` fixture: what one writes, the other reads.
+``tiktok test-event`` against the TikTok stand-in. The command and the test share the
+database of the ``settings`` fixture: what one writes, the other reads.
+``tests.support.invoke_connector`` runs the console script's click group in this process with
+the environment a child would get; ``tests/test_cli_process.py`` runs the installed command
+as real processes (entry point, exit statuses, environment).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
@@ -23,10 +25,11 @@ from tests.support import (
     PIXEL_CODE,
     SHOP_DOMAIN,
     TIKTOK_TOKEN,
+    CommandResult,
     connect_tiktok,
     make_order,
 )
-from tests.support import run_connector as connector
+from tests.support import invoke_connector as connector
 
 ALL_OPTIONS = {
     "purchase_event": "CompletePayment",
@@ -39,17 +42,17 @@ ALL_OPTIONS = {
 }
 
 
-def json_lines(result: subprocess.CompletedProcess) -> list[dict[str, Any]]:
+def json_lines(result: CommandResult) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def one_json(result: subprocess.CompletedProcess) -> dict[str, Any]:
+def one_json(result: CommandResult) -> dict[str, Any]:
     [line] = json_lines(result)
     return line
 
 
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+def error_lines(result: CommandResult) -> list[str]:
     """stderr without the log lines the command's logging setup may print."""
     return [line for line in result.stderr.splitlines() if " INFO " not in line]
 

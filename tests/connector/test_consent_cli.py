@@ -9,13 +9,13 @@ import pytest
 
 from connector.consent import ConsentPolicy
 from connector.stores import consent_policy
-from tests.support import run_connector
+from tests.support import invoke_connector
 
 pytestmark = pytest.mark.postgres
 
 
 def consent(settings, *args: str) -> dict:  # type: ignore[no-untyped-def]
-    result = run_connector(settings, "stores", "consent", *args)
+    result = invoke_connector(settings, "stores", "consent", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -34,8 +34,8 @@ def test_shows_and_changes_the_policy(settings, services, shopify_store):
 
 
 def test_refuses_an_unknown_policy_and_store(settings, services, shopify_store):
-    wrong = run_connector(settings, "stores", "consent", shopify_store, "--policy", "maybe")
+    wrong = invoke_connector(settings, "stores", "consent", shopify_store, "--policy", "maybe")
     assert wrong.returncode == 2 and "'maybe' is not one of" in wrong.stderr
     assert consent_policy(services, shopify_store) == ConsentPolicy()
-    missing = run_connector(settings, "stores", "consent", "st_nope", "--policy", "ignore")
+    missing = invoke_connector(settings, "stores", "consent", "st_nope", "--policy", "ignore")
     assert missing.returncode == 1 and "no store st_nope" in missing.stderr

@@ -1,6 +1,6 @@
 """``connector stores recovered``: the same numbers as a direct reading of the tables, the
 per-order CSV, the window, how to install the storefront code when no receipt came, and an
-unknown store. Run as the other command tests run the ``connector`` command."""
+unknown store. Run in-process as the other command tests run the ``connector`` command."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.ledger_support import expected, forget_receipts, seed
-from tests.support import run_connector
+from tests.support import invoke_connector
 
 pytestmark = pytest.mark.postgres
 
@@ -22,7 +22,7 @@ def _no_receipts(services):  # type: ignore[no-untyped-def]
 
 
 def ledger_json(settings, *args: str) -> dict:  # type: ignore[no-untyped-def]
-    result = run_connector(settings, "stores", "recovered", *args)
+    result = invoke_connector(settings, "stores", "recovered", *args)
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.splitlines()
     return json.loads(line)
@@ -63,7 +63,7 @@ def test_csv_has_one_line_per_purchase(settings, services, shopify_store):
     seed(services, shopify_store)
     want = expected(services, shopify_store)
 
-    result = run_connector(settings, "stores", "recovered", shopify_store, "--csv")
+    result = invoke_connector(settings, "stores", "recovered", shopify_store, "--csv")
 
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -89,7 +89,7 @@ def test_days_chooses_the_window(settings, services, shopify_store):
     assert ledger_json(settings, shopify_store, "--days", "2")["delivered"]["count"] == (
         expected(services, shopify_store, 2).delivered
     )
-    refused = run_connector(settings, "stores", "recovered", shopify_store, "--days", "0")
+    refused = invoke_connector(settings, "stores", "recovered", shopify_store, "--days", "0")
     assert refused.returncode == 2 and "--days" in refused.stderr
 
 
@@ -114,7 +114,7 @@ def test_without_receipts_it_says_how_to_install_the_storefront_code(
 
 
 def test_an_unknown_store_is_an_error(settings, services):
-    result = run_connector(settings, "stores", "recovered", "st_nosuchstore")
+    result = invoke_connector(settings, "stores", "recovered", "st_nosuchstore")
 
     assert result.returncode == 1
     assert "no store st_nosuchstore" in result.stderr
