@@ -45,6 +45,14 @@ def recovered(ctx: click.Context, store_id: str, days: int, as_csv: bool, pixel:
     if found is None:
         raise click.ClickException(f"no store {store_id}: see `connector stores list`")
     if as_csv:
-        write_csv(orders(services, store_id, days, pixel=pixel), click.get_text_stream("stdout"))
+        write_csv(orders(services, store_id, days, pixel=pixel), _Echo())
         return
     emit(found.to_json())
+
+
+class _Echo:
+    """click's standard output as a file for the CSV writer, one line at a time."""
+
+    def write(self, text: str) -> int:
+        click.echo(text, nl=False)
+        return len(text)

@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 
@@ -346,14 +346,20 @@ def orders(
             }
 
 
-def write_csv(rows: Iterable[Mapping[str, object]], out: io.TextIOBase | None = None) -> str:
+class Writer(Protocol):
+    """Where :func:`write_csv` writes: a text file, or anything with its ``write``."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+def write_csv(rows: Iterable[Mapping[str, object]], out: Writer | None = None) -> str:
     """The orders as CSV with a header line; written to ``out`` when given, else returned."""
-    target = out if out is not None else io.StringIO()
-    writer = csv.DictWriter(target, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(out or buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(row)
-    return "" if out is not None else target.getvalue()  # type: ignore[attr-defined]
+    return buffer.getvalue()
 
 
 # -- words -------------------------------------------------------------------------------------
