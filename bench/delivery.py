@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import (  # noqa: E402
     PIXEL,
+    SECRET,
     TOKEN,
     CpuMeter,
     Outbox,
@@ -61,9 +62,10 @@ from connector.events import ConversionEvent  # noqa: E402
 from connector.jobs import request_delivery  # noqa: E402
 from connector.mapping import EventOptions, plan_event  # noqa: E402
 from connector.models import EventStatus, OutboxEvent, utcnow  # noqa: E402
+from connector.stores import add_store, set_destination  # noqa: E402
 from tests.support import make_order  # noqa: E402
 
-TARGET_RATE = 5000.0  # events/s per worker
+TARGET_RATE = 20_000.0  # events/s per worker on PostgreSQL, batch 500, lean (issue 13)
 TARGET_GAIN = 20.0  # over one request per event
 FIRST_EVENT_ID = 7_000_000_000_000
 HISTORY_EVENT_ID = 8_000_000_000_000
@@ -82,6 +84,7 @@ class Run:
     standin_cpu: float
     foreign_cores: float
     database_cpu: float = 0.0
+    workers: int = 1
 
     @property
     def rate(self) -> float:
@@ -128,6 +131,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--attempts", type=int, default=3, help="re-measure a row others disturbed, up to N"
     )
+    parser.add_argument(
+        "--workers",
+        default="",
+        help="e.g. 1,2,4: also drain --stores stores' TikTok destinations with that many "
+        "worker processes (one worker delivers for a destination at a time, so workers "
+        "scale over destinations), at the largest batch size, lean stand-in only",
+    )
+    parser.add_argument("--stores", type=int, default=4, help="stores for --workers runs")
     parser.add_argument("--py-spy", help="path to py-spy: profile the worker while it drains")
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
     args = parser.parse_args()
@@ -136,6 +147,7 @@ def parse_args() -> argparse.Namespace:
         args.attempts = 1
         args.standins = "strict"
     args.sizes = [int(size) for size in args.batch_sizes.split(",") if size]
+    args.worker_counts = [int(n) for n in args.workers.split(",") if n]
     return args
 
 
@@ -165,6 +177,16 @@ def run(tmp: Path, args: argparse.Namespace) -> list[Run]:
                         )
                     )
                     _progress(runs[-1])
+                if kind == "lean":
+                    for workers in args.worker_counts:
+                        runs.append(
+                            cleanest(
+                                args.attempts,
+                                partial(drain_many, tmp, args, redis, standin, workers),
+                                lambda r: r.foreign_cores,
+                            )
+                        )
+                        _progress(runs[-1])
             finally:
                 standin.stop()
     return runs
@@ -185,22 +207,31 @@ def event_payloads(count: int, first: int = FIRST_EVENT_ID) -> list[dict]:
     return payloads
 
 
-def preload(stack: Stack, count: int, history: int = 0, first: int = FIRST_EVENT_ID) -> None:
+def preload(
+    stack: Stack,
+    count: int,
+    history: int = 0,
+    first: int = FIRST_EVENT_ID,
+    store_id: str | None = None,
+) -> None:
     """Insert ``history`` delivered events (what retention keeps for 30 days), then ``count``
-    due, pending ones (event ids from ``first``), in a few statements (one commit)."""
+    due, pending ones (event ids from ``first``), for the stack's store or ``store_id``, in a
+    few statements (one commit)."""
     now = utcnow() - timedelta(seconds=1)
-    rows = _rows(stack, event_payloads(history, HISTORY_EVENT_ID), EventStatus.DELIVERED, now)
-    rows += _rows(stack, event_payloads(count, first), EventStatus.PENDING, now)
+    store = store_id or stack.store_id
+    history_payloads = event_payloads(history, HISTORY_EVENT_ID)
+    rows = _rows(store, history_payloads, EventStatus.DELIVERED, now)
+    rows += _rows(store, event_payloads(count, first), EventStatus.PENDING, now)
     with stack.services.db.session() as session:
         for start in range(0, len(rows), 1000):
             session.execute(insert(OutboxEvent), rows[start : start + 1000])
         session.commit()
 
 
-def _rows(stack: Stack, payloads: list[dict], status: EventStatus, now: datetime) -> list[dict]:
+def _rows(store_id: str, payloads: list[dict], status: EventStatus, now: datetime) -> list[dict]:
     return [
         {
-            "store_id": stack.store_id,
+            "store_id": store_id,
             "destination": "tiktok",
             "event_name": payload["event_name"],
             "event_id": payload["event_id"],
@@ -305,11 +336,92 @@ def drain(
     )
 
 
-def _wait_delivered(outbox: Outbox, count: int, timeout: float, worker) -> None:  # type: ignore[no-untyped-def]
+def drain_many(
+    tmp: Path,
+    args: argparse.Namespace,
+    redis,  # type: ignore[no-untyped-def]
+    standin: StandIn,
+    workers: int,
+) -> Run:
+    """``workers`` worker processes drain ``args.events`` pending events of each of
+    ``args.stores`` stores (one TikTok destination each) at the largest batch size.
+
+    One worker delivers for a destination at a time (``connector.jobs``' Redis lock), so
+    workers scale over destinations, as in a deployment serving many stores."""
+    database = args.bench_database if args.database_url else None
+    batch_size = max(args.sizes)
+    count = args.events * args.stores
+    with bench_database(tmp, args.database_url, args.bench_database) as database_url:
+        _flush(redis.url)
+        stack = prepare_stack(tmp, database_url, redis, standin.base_url)
+        destinations = [(stack.store_id, stack.destination_id)]
+        for n in range(1, args.stores):
+            store = add_store(
+                stack.services, platform="shopify", domain=f"bench-{n}.myshopify.com",
+                webhook_secret=SECRET,
+            )  # fmt: skip
+            values = {"pixel_code": PIXEL, "access_token": TOKEN}
+            row = set_destination(stack.services, store.id, kind="tiktok", values=values)
+            destinations.append((store.id, row.id))
+        processes = [
+            start_worker(
+                stack.env,
+                tmp / f"worker-many-{workers}-{n}.log",
+                TIKTOK_BATCH_SIZE=str(batch_size),
+                SWEEP_INTERVAL_SECONDS="3600",
+                DESTINATION_MAX_QPS=args.max_qps,
+            )
+            for n in range(workers)
+        ]
+        outbox = Outbox(database_url)
+        try:
+            _wait_for_workers(stack, workers)
+            for n, (store_id, _) in enumerate(destinations):
+                preload(stack, args.events, first=FIRST_EVENT_ID + n * 10**9, store_id=store_id)
+            wait_for_quiet(database, timeout=args.quiet_timeout)
+            before = [cpu_seconds(p.pid) for p in processes]
+            standin_before = standin.cpu_seconds()
+            with CpuMeter(database) as meter:
+                for _, destination_id in destinations:
+                    request_delivery(stack.services, destination_id)
+                _wait_delivered(outbox, count, args.timeout, *processes)
+            requests_made = outbox.requests()
+            worker_cpu = sum(cpu_seconds(p.pid) - b for p, b in zip(processes, before, strict=True))
+            standin_cpu = standin.cpu_seconds() - standin_before
+        finally:
+            for process in processes:
+                stop_process(process)
+            outbox.close()
+            stack.services.db.dispose()
+    return Run(
+        standin=standin.kind,
+        method=f"{workers} worker{'s' if workers > 1 else ''}, {args.stores} stores",
+        events=count,
+        seconds=meter.seconds,
+        requests=requests_made,
+        sender_cpu=worker_cpu,
+        standin_cpu=standin_cpu,
+        foreign_cores=meter.foreign_cores,
+        database_cpu=meter.cpu_of(meter.database_pids),
+        workers=workers,
+    )
+
+
+def _wait_for_workers(stack: Stack, count: int, timeout: float = 60.0) -> None:
+    from rq import Worker
+
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(connection=stack.services.redis)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{count} workers did not register with Redis")
+        time.sleep(0.05)
+
+
+def _wait_delivered(outbox: Outbox, count: int, timeout: float, *workers) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while outbox.count(EventStatus.DELIVERED) < count:
-        if worker.poll() is not None:
-            raise SystemExit("the worker stopped before delivering everything")
+        if any(worker.poll() is not None for worker in workers):
+            raise SystemExit("a worker stopped before delivering everything")
         if time.monotonic() > deadline:
             raise SystemExit(f"not all {count} events were delivered within {timeout:.0f} s")
         time.sleep(0.02)
@@ -350,6 +462,7 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
                 result.events,
                 result.seconds,
                 result.rate,
+                result.rate / result.workers,
                 f"{result.rate / per_event:.1f}x" if per_event else "-",
                 result.requests,
                 result.sender_cpu,
@@ -366,6 +479,7 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
             "events",
             "seconds",
             "events/s",
+            "per worker",
             "vs batch 1",
             "requests",
             "sender CPU s",
@@ -391,6 +505,13 @@ def verdicts(runs: list[Run]) -> None:
         if not workers:
             continue
         best = max(workers, key=lambda r: r.rate)
+        for many in (r for r in runs if r.standin == standin and "stores" in r.method):
+            cores = (many.sender_cpu + many.database_cpu + many.standin_cpu) / many.seconds
+            print(
+                f"{standin}: {many.method}: {many.rate:,.0f} events/s, "
+                f"{many.rate / many.workers:,.0f} per worker; workers, database and stand-in "
+                f"used {cores:.2f} of the machine's cores"
+            )
         per_event = _per_event_rate(runs, standin)
         gain = best.rate / per_event if per_event else 0.0
         print(
