@@ -47,11 +47,11 @@ CLICK_SOURCE_LABELS: dict[str, str] = {
 Pixel or custom pixel arrive as stored click records, which the core labels."""
 
 STOREFRONT_INSTALL = (
-    "Turn on the app's Web Pixel (Shopify admin, Settings, Customer events, App pixels; if it "
-    "is missing there, reinstall the app), or paste the custom pixel shown on the Settings page "
-    'under "Browser pixel in your Shopify store" (`connector stores shopify-pixel {store_id}` '
-    "prints it) under Settings, Customer events, Add custom pixel. It reports what TikTok's "
-    "pixel did on the thank-you page."
+    "Paste the connector's TikTok custom pixel, shown on the Settings page under \"Browser "
+    'pixel in your Shopify store" (`connector stores shopify-pixel {store_id}` prints it), in '
+    "the Shopify admin under Settings, Customer events, Add custom pixel: it fires TikTok's pixel "
+    "on the thank-you page and reports whether it loaded. The app's Web Pixel captures clicks "
+    "but does not load TikTok's pixel, so it sends no receipts."
 )
 """How a Shopify merchant installs the storefront code that sends pixel receipts
 (:attr:`connector.plugins.StorePlatform.storefront_install`)."""

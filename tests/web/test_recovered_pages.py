@@ -66,7 +66,7 @@ def test_the_status_page_leads_with_the_ledger(client, services, shopify_store):
 
 @pytest.mark.parametrize(
     ("platform", "words"),
-    [("shopify", "connector stores shopify-pixel"), ("woocommerce", "WordPress plugin")],
+    [("shopify", "custom pixel"), ("woocommerce", "WordPress plugin")],
 )
 def test_without_receipts_the_status_page_says_how_to_install(
     client, services, shopify_store, woocommerce_store, platform, words
