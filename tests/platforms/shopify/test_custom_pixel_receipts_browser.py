@@ -306,3 +306,60 @@ def test_the_receipt_is_one_flat_report_collect_accepts(services, shopify_store,
         "event_id": str(payload["id"]),
         "pixel": "tiktok",
     }
+
+
+def test_each_shoppers_purchase_ends_as_her_consent_and_the_default_policy_say(
+    services, shopify_store, tiktok, live_server, worker
+):
+    """The default policy (respect; unknown consent sent): the shopper who allowed everything
+    and the one whose consent is unknown are sent in full, the one who opted out of the sale
+    of her data is sent with ``limited_data_use: true``, the one who refused marketing is not
+    sent at all and her purchase is recorded as held back."""
+    connect_tiktok(services, shopify_store)
+    add_storefront_domain(services, shopify_store)
+    pixel = custom_pixel_code(PIXEL_CODE, f"{live_server}/collect")
+    shoppers = {"granted": GRANTED, "denied": DENIED, "opted_out": OPTED_OUT, "unknown": None}
+    payloads = {name: order(10 + number) for number, name in enumerate(shoppers)}
+    ids = {name: str(payload["id"]) for name, payload in payloads.items()}
+
+    with chromium() as browser:
+        for name, privacy in shoppers.items():
+            buy(browser, pixel, payloads[name], privacy=privacy)
+    send_webhooks(live_server, *(("orders/create", payload) for payload in payloads.values()))
+
+    arrived = {event["event_id"]: event for event in tiktok.wait_for_events(3)}
+    statuses = wait_for_statuses(services, shopify_store, 4)
+    time.sleep(1.0)  # a fourth event would arrive now
+    assert sorted(tiktok.accepted_event_ids()) == sorted(
+        [ids["granted"], ids["opted_out"], ids["unknown"]]
+    )
+    limited = {event_id: event["limited_data_use"] for event_id, event in arrived.items()}
+    assert limited == {ids["granted"]: False, ids["opted_out"]: True, ids["unknown"]: False}
+    assert arrived[ids["granted"]]["user"]["ttclid"] == TTCLID
+    assert statuses == {
+        ids["granted"]: "delivered",
+        ids["denied"]: "skipped",
+        ids["opted_out"]: "delivered",
+        ids["unknown"]: "delivered",
+    }
+    with services.db.session() as session:
+        rows = session.execute(
+            select(
+                OutboxEvent.event_id,
+                OutboxEvent.consent,
+                OutboxEvent.consent_source,
+                OutboxEvent.last_error,
+            ).where(
+                OutboxEvent.store_id == shopify_store,
+                OutboxEvent.event_name == "CompletePayment",
+            )
+        ).all()
+    recorded = {event_id: (consent, source) for event_id, consent, source, _ in rows}
+    assert recorded == {
+        ids["granted"]: ("granted", "stored_checkout_token"),
+        ids["denied"]: ("denied", "stored_checkout_token"),
+        ids["opted_out"]: ("limited", "stored_checkout_token"),
+        ids["unknown"]: ("unknown", None),
+    }
+    [reason] = [error for event_id, *_, error in rows if event_id == ids["denied"]]
+    assert reason.startswith("no marketing consent")

@@ -22,13 +22,14 @@ import pytest
 from sqlalchemy import select
 
 from connector.events import Consent
-from connector.models import PixelReceipt
+from connector.models import OutboxEvent, PixelReceipt
 from connector.stores import add_store
 from platforms.woocommerce.build_plugin import PLUGIN_DIR
 from platforms.woocommerce.parse import parse_order
 from tests.browser import chromium, needs_chromium
 from tests.platforms.shopify.test_custom_pixel_browser import FAKE_EVENTS_JS
 from tests.platforms.woocommerce.helpers import order
+from tests.support import connect_tiktok, post, wait_until, woocommerce_headers
 
 PHP = shutil.which("php")
 needs_php = pytest.mark.skipif(
@@ -264,3 +265,76 @@ def test_a_page_without_a_tiktok_pixel_sends_no_receipt(live_server):
     printed = plugin_run(None, collect_url=f"{live_server}/collect")
     html = thank_you_page(printed["head"], printed["thankyou"], tiktok_pixel=False)
     assert show_thank_you(html, "served") == []
+
+
+# -- to the TikTok stand-in ----------------------------------------------------------------------
+
+SHOPPERS = {
+    "granted": ({"marketing": True, "statistics": True}, None),
+    "denied": ({"marketing": False, "statistics": True}, None),
+    "opted_out": ({"marketing": True, "statistics": True}, "denied"),
+    "unknown": (None, None),
+}
+
+
+@needs_php
+@pytest.mark.postgres
+def test_each_shoppers_order_ends_as_her_consent_and_the_default_policy_say(
+    services, tiktok, live_server, worker
+):
+    """Four orders whose meta the plugin wrote, delivered by WooCommerce's webhook, under the
+    default policy (respect; unknown consent sent): granted and unknown are sent in full, the
+    sale-of-data opt-out with ``limited_data_use: true``, the refusal is held back."""
+    secret = "woo-consent-secret"
+    store_id = add_store(
+        services, platform="woocommerce", domain="shop.example", webhook_secret=secret
+    ).id
+    connect_tiktok(services, store_id)
+    ids = {}
+    for number, (name, (consent, sale_of_data)) in enumerate(SHOPPERS.items()):
+        meta = plugin_run(consent, sale_of_data=sale_of_data)["meta"]
+        payload = webhook_with(meta)
+        payload["id"] = ids[name] = ORDER_ID + number
+        body = json.dumps(payload).encode()
+        answer = post(
+            f"{live_server}/webhooks/woocommerce/{store_id}",
+            body,
+            woocommerce_headers("order.created", body, secret),
+        )
+        assert answer.status_code == 200, answer.text
+    arrived = {event["event_id"]: event for event in tiktok.wait_for_events(3)}
+    time.sleep(1.5)  # a fourth event would arrive now
+    assert sorted(tiktok.accepted_event_ids()) == sorted(
+        str(ids[name]) for name in ("granted", "opted_out", "unknown")
+    )
+    limited = {event_id: event["limited_data_use"] for event_id, event in arrived.items()}
+    assert limited == {
+        str(ids["granted"]): False,
+        str(ids["opted_out"]): True,
+        str(ids["unknown"]): False,
+    }
+    assert arrived[str(ids["granted"])]["user"]["ttclid"] == "E.C.P.wordpressLanding"
+
+    def settled() -> list | None:  # type: ignore[type-arg]
+        with services.db.session() as session:
+            rows = session.execute(
+                select(
+                    OutboxEvent.event_id,
+                    OutboxEvent.status,
+                    OutboxEvent.consent,
+                    OutboxEvent.consent_source,
+                    OutboxEvent.last_error,
+                ).where(OutboxEvent.store_id == store_id)
+            ).all()
+        return rows if all(row.status not in ("pending", "processing") for row in rows) else None
+
+    rows = wait_until(settled)
+    found = {event_id: (status, consent, source) for event_id, status, consent, source, _ in rows}
+    assert found == {
+        str(ids["granted"]): ("delivered", "granted", "wp_consent_api"),
+        str(ids["denied"]): ("skipped", "denied", "wp_consent_api"),
+        str(ids["opted_out"]): ("delivered", "limited", "wp_consent_api"),
+        str(ids["unknown"]): ("delivered", "unknown", None),
+    }
+    [reason] = [error for event_id, *_, error in rows if event_id == str(ids["denied"])]
+    assert reason.startswith("no marketing consent")
