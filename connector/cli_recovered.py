@@ -44,6 +44,13 @@ def recovered(ctx: click.Context, store_id: str, days: int, as_csv: bool, pixel:
     )
     if found is None:
         raise click.ClickException(f"no store {store_id}: see `connector stores list`")
+    kept = services.settings.retention_days
+    if days > kept:
+        click.echo(
+            f"note: events and receipts older than {kept} days are deleted "
+            "(EVENT_RETENTION_DAYS): the ledger counts only those kept",
+            err=True,
+        )
     if as_csv:
         write_csv(orders(services, store_id, days, pixel=pixel), _Echo())
         return

@@ -85,7 +85,13 @@ def test_csv_has_one_line_per_purchase(settings, services, shopify_store):
 def test_days_chooses_the_window(settings, services, shopify_store):
     seed(services, shopify_store)
 
-    assert ledger_json(settings, shopify_store, "--days", "60")["delivered"]["count"] == 9
+    longer = invoke_connector(settings, "stores", "recovered", shopify_store, "--days", "60")
+    assert json.loads(longer.stdout)["delivered"]["count"] == 9
+    assert "older than 30 days are deleted (EVENT_RETENTION_DAYS)" in longer.stderr
+    assert (
+        "EVENT_RETENTION_DAYS"
+        not in invoke_connector(settings, "stores", "recovered", shopify_store).stderr
+    )
     assert ledger_json(settings, shopify_store, "--days", "2")["delivered"]["count"] == (
         expected(services, shopify_store, 2).delivered
     )
@@ -109,7 +115,7 @@ def test_without_receipts_it_says_how_to_install_the_storefront_code(
         assert got["recovered"]["share"] is None
         assert "not installed" in got["headline"] and "%" not in got["headline"]
     assert f"connector stores shopify-pixel {shopify_store}" in shopify["install_hint"]
-    assert "Web Pixel" in shopify["install_hint"]
+    assert "custom pixel" in shopify["install_hint"]
     assert "WordPress plugin" in woo["install_hint"]
 
 
