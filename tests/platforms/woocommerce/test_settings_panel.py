@@ -312,7 +312,7 @@ def test_the_plugin_zip_downloads_and_holds_the_plugin(web, live_services, manua
 
     assert answer.status_code == 200 and answer.mimetype == "application/zip"
     disposition = answer.headers["Content-Disposition"]
-    assert disposition == "attachment; filename=tiktok-click-capture-0.1.0.zip"
+    assert disposition == "attachment; filename=tiktok-click-capture-0.2.0.zip"
     with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
         assert archive.testzip() is None
         names = archive.namelist()

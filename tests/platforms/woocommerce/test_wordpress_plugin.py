@@ -54,7 +54,7 @@ def test_php_syntax(path: Path):
 def test_the_main_file_has_a_plugin_header_and_the_hooks():
     text = MAIN_FILE.read_text(encoding="utf-8")
     assert re.search(r"^ \* Plugin Name:\s+\S", text, re.MULTILINE)
-    assert plugin_version() == "0.1.0"
+    assert plugin_version() == "0.2.0"
     for hook in (
         "'init'",
         "'woocommerce_checkout_create_order'",
@@ -68,7 +68,7 @@ def test_the_main_file_has_a_plugin_header_and_the_hooks():
 
 def test_the_zip_installs_as_one_plugin_folder(tmp_path):
     built = build_plugin_zip(tmp_path)
-    assert built == tmp_path / "tiktok-click-capture-0.1.0.zip"
+    assert built == tmp_path / "tiktok-click-capture-0.2.0.zip"
     with zipfile.ZipFile(built) as archive:
         assert archive.testzip() is None
         names = archive.namelist()
@@ -93,5 +93,5 @@ def test_the_build_command_prints_the_zip(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()) == tmp_path / "tiktok-click-capture-0.1.0.zip"
+    assert Path(result.stdout.strip()) == tmp_path / "tiktok-click-capture-0.2.0.zip"
     assert zipfile.is_zipfile(result.stdout.strip())

@@ -2,7 +2,7 @@
 /**
  * Plugin Name:          TikTok Click Capture (Conversion Connector)
  * Description:          Keeps the ad click ids (TikTok's ttclid, Meta's fbclid, Google's gclid, gbraid and wbraid) and the ad pixels' cookies (_ttp, _fbc, _fbp) with each WooCommerce order, as order meta the conversion connector sends to the ad platforms' conversion APIs, and fires the TikTok pixel's purchase event with the order id as event_id, so TikTok counts the purchase once.
- * Version:              0.1.0
+ * Version:              0.2.0
  * Requires at least:    6.0
  * Requires PHP:         7.4
  * Requires Plugins:     woocommerce
