@@ -75,6 +75,10 @@ OUTCOME_WORDS = {
     ),
 }
 
+TEST_EVENT_TOPIC = "connector/test-event"
+"""The topic :func:`connector.testevent.send_test_event` records its test purchase under: no
+shopper bought it, so the ledger leaves it out."""
+
 UNKNOWN = "unknown"
 """Browser family or device of an event recorded without a user agent (or before they were
 kept)."""
@@ -493,6 +497,7 @@ def _window(
         OutboxEvent.received_at >= since,
         OutboxEvent.destination == pixel,
         OutboxEvent.event_name.in_(names),
+        OutboxEvent.source_topic != TEST_EVENT_TOPIC,
     )
 
 

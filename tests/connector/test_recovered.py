@@ -19,8 +19,10 @@ from connector.recovered import (
     percent,
     write_csv,
 )
+from connector.testevent import send_test_event
 from platforms.shopify import PLATFORM as SHOPIFY
 from tests.ledger_support import MIX, Purchase, expected, forget_receipts, seed
+from tests.support import connect_tiktok
 
 pytestmark = pytest.mark.postgres
 
@@ -97,6 +99,18 @@ def test_the_headline_without_any_blocked_pixel(services, shopify_store):
     assert words.startswith("Last 30 days: 2 purchases worth $15 sent from the server; the ")
     assert "blocked for none of those with a receipt" in words
     assert "For 1 more (50%) the browser sent no receipt" in words
+
+
+def test_the_settings_page_test_event_is_no_purchase(services, shopify_store, tiktok):
+    connect_tiktok(services, shopify_store, test_event_code="TEST42")
+    seed(services, shopify_store, [Purchase("1", 10.0, receipt="blocked")])
+
+    sent = send_test_event(services, shopify_store, "tiktok")
+
+    assert sent["status"] == "delivered"  # a delivered purchase row, which the ledger skips
+    got = ledger(services, shopify_store)
+    assert got.delivered.count == got.purchases == 1
+    assert [row["order_id"] for row in orders(services, shopify_store)] == ["1"]
 
 
 def test_a_window_counts_only_its_days(services, shopify_store):

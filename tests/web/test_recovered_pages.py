@@ -84,6 +84,8 @@ def test_without_receipts_the_status_page_says_how_to_install(
     install = text_of(page, "ledger-install")
     assert "Install the storefront code" in install and words in install
     assert 'id="ledger-totals"' not in page  # no share at all, rather than a misleading one
+    if platform == "shopify":  # the command that prints the custom pixel, as code
+        assert f"<code>connector stores shopify-pixel {store_id}</code>" in page
 
 
 def test_a_store_without_tiktok_or_purchases_has_no_ledger(client, services, shopify_store):

@@ -8,11 +8,12 @@ settings page has one card per destination, drawn from the destination's own fie
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Response, abort, current_app, g, redirect, request, url_for
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
 from connector.destinations import Destination
@@ -423,5 +424,14 @@ def since(moment: datetime | None) -> str:
 
 blueprint.add_app_template_filter(age)
 blueprint.add_app_template_filter(since)
+
+
+def code_spans(text: str) -> Markup:
+    """Plain text whose `backquoted` spans are commands, shown as code (the ledger's install
+    hints name the command that prints the custom pixel)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
 blueprint.add_app_template_filter(money)
 blueprint.add_app_template_filter(percent)
+blueprint.add_app_template_filter(code_spans)
