@@ -394,8 +394,9 @@ def headline(ledger: Ledger) -> str:
         words += (
             f" For {ledger.unreceipted.count:,} more ({percent(ledger.unreceipted_share)}) the "
             "browser sent no receipt (the page was closed early, the connector's beacon was "
-            "blocked, or the storefront code was missing), so the browser's share of them is "
-            f"unknown: the server recovered between {percent(low)} and {percent(high)}."
+            "blocked, or the storefront code was missing), so the share that reached "
+            f"{ledger.label} only from the server lies between {percent(low)} and "
+            f"{percent(high)}."
         )
     return words
 
