@@ -36,9 +36,8 @@ HELD_BACK_PREFIXES = (NO_MARKETING_CONSENT, "consent unknown")
 
 POLICY_TEXT = {
     "respect": (
-        "Respect the shopper's choice: a shopper who declined marketing cookies is not sent "
-        "(the purchase is listed as held back); one who opted out of the sale of data is sent "
-        "with limited data use."
+        "A shopper who declined marketing cookies is not sent (the purchase is listed as held "
+        "back); one who opted out of the sale of data is sent with limited data use."
     ),
     "limited": "Send every purchase with limited data use, whatever the shopper chose.",
     "ignore": (

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from connector.consent import ConsentPolicy
 from connector.models import EventStatus, OutboxEvent
-from tests.browser import chromium_page, log_in_page, needs_chromium, shoot
+from connector.stores import consent_policy
+from tests.browser import SCREENSHOTS, chromium_page, log_in_page, needs_chromium, shoot
 from tests.support import (
     PIXEL_CODE,
     TIKTOK_TOKEN,
@@ -84,6 +86,20 @@ def test_a_merchant_manages_the_store_in_a_browser(
     shoot(page, "settings")
     [test_event] = tiktok.wait_for_events(1)
     assert test_event["event"] == "Purchase" and test_event["event_id"].startswith("test-")
+
+    # Consent: respect is the default; hold back purchases whose consent is not known.
+    consent = page.locator("#consent")
+    expect(consent).to_have_attribute("data-policy", "respect")
+    page.check("#consent-unknown-hold")
+    page.click("#save-consent")
+    expect(page.locator("#consent-saved")).to_be_visible()
+    expect(consent).to_have_attribute("data-unknown", "hold")
+    assert consent_policy(services, shopify_store) == ConsentPolicy("respect", "hold")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    consent.screenshot(path=str(SCREENSHOTS / "settings-consent.png"))
+    page.check("#consent-unknown-send")
+    page.click("#save-consent")
+    expect(consent).to_have_attribute("data-unknown", "send")
 
     # Real orders arrive; TikTok refuses one of them.
     tiktok.reject_event_ids({REJECTED_ORDER})

@@ -11,7 +11,6 @@ from connector.consent import (
     POLICIES,
     POLICY_TEXT,
     UNKNOWN_CHOICES,
-    UNKNOWN_TEXT,
     ConsentPolicy,
     is_held_back,
 )
@@ -22,12 +21,12 @@ from connector.web.merchant import blueprint
 
 @blueprint.context_processor
 def consent_choices() -> dict[str, Any]:
-    """The policies and unknown-consent choices with their explanations, for the form, and
+    """The policies with their explanations and the unknown-consent choices, for the form, and
     the test the delivery log uses to show a held-back event as such."""
     return {
         "is_held_back": is_held_back,
         "consent_policies": [(name, POLICY_TEXT[name]) for name in POLICIES],
-        "consent_unknown_choices": [(name, UNKNOWN_TEXT[name]) for name in UNKNOWN_CHOICES],
+        "consent_unknown_choices": UNKNOWN_CHOICES,
     }
 
 
