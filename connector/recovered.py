@@ -169,6 +169,14 @@ class Ledger:
         return self.last_receipt_at is not None and self.last_receipt_at >= self.since
 
     @property
+    def installed_since(self) -> datetime | None:
+        """When the first receipt came, if that was inside the window: purchases before it
+        have no receipt because the storefront code was not there yet."""
+        if self.first_receipt_at is not None and self.first_receipt_at > self.since:
+            return self.first_receipt_at
+        return None
+
+    @property
     def share(self) -> float:
         """Recovered purchases over delivered ones: the floor of the true share."""
         return self.recovered.count / self.delivered.count if self.delivered.count else 0.0
@@ -232,7 +240,7 @@ def ledger(
         raise ValueError(f"there is no destination {pixel!r}")
     since = (now or utcnow()) - timedelta(days=days)
     names = tuple(destination.event_names.get("purchase", ()))
-    joined = _joined(store_id, pixel)
+    joined = _joined(pixel)
     window = _window(store_id, pixel, names, since)
     day = func.date(OutboxEvent.received_at)
     outcome = func.coalesce(PixelReceipt.outcome, NO_RECEIPT)
@@ -322,7 +330,7 @@ def orders(
             OutboxEvent.browser,
             OutboxEvent.device,
         )
-        .select_from(_joined(store_id, pixel))
+        .select_from(_joined(pixel))
         .where(*_window(store_id, pixel, names, since))
         .order_by(OutboxEvent.received_at, OutboxEvent.id)
         .execution_options(yield_per=2000)
@@ -478,7 +486,7 @@ def browser_outcome(services: Services, event: OutboxEvent, outcome: str | None)
 # -- queries and sums --------------------------------------------------------------------------
 
 
-def _joined(store_id: str, pixel: str):  # type: ignore[no-untyped-def]
+def _joined(pixel: str):  # type: ignore[no-untyped-def]
     """The outbox outer-joined to the receipts by their unique key."""
     return OutboxEvent.__table__.outerjoin(
         PixelReceipt.__table__,

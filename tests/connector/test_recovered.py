@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
+from connector.models import utcnow
 from connector.recovered import (
     BLOCKED,
     NO_RECEIPT,
@@ -161,6 +162,21 @@ def test_a_receipt_older_than_the_window_is_not_an_installed_code(services, shop
 
     assert not ledger(services, shopify_store, 30).code_installed
     assert ledger(services, shopify_store, 60).code_installed
+
+
+def test_a_code_installed_within_the_window_is_said(services, shopify_store):
+    seed(services, shopify_store, [Purchase("1", 10.0, days_ago=10), Purchase("2", 5.0)],
+         strays=False)  # fmt: skip
+    assert ledger(services, shopify_store).installed_since is None  # no receipt at all
+
+    seed(services, shopify_store, [Purchase("3", 7.0, receipt="blocked", days_ago=2)],
+         strays=False)  # fmt: skip
+    got = ledger(services, shopify_store)
+
+    assert got.code_installed
+    assert got.installed_since is not None
+    assert (utcnow() - got.installed_since).days == 2
+    assert ledger(services, shopify_store, 1).installed_since is None  # before this window
 
 
 def test_the_headline_states_the_recovered_and_the_unknown(services, shopify_store):

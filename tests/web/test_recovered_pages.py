@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.ledger_support import expected, forget_receipts, seed
+from tests.ledger_support import Purchase, expected, forget_receipts, seed
 from tests.support import connect_meta, connect_tiktok, log_in
 from tests.web.test_diagnostics_page import Elements
 
@@ -86,6 +86,23 @@ def test_without_receipts_the_status_page_says_how_to_install(
     assert 'id="ledger-totals"' not in page  # no share at all, rather than a misleading one
     if platform == "shopify":  # the command that prints the custom pixel, as code
         assert f"<code>connector stores shopify-pixel {store_id}</code>" in page
+
+
+def test_the_status_page_says_when_the_first_receipt_came(client, services, shopify_store):
+    connect_tiktok(services, shopify_store)
+    seed(services, shopify_store, [Purchase("1", 10.0, days_ago=10)], strays=False)
+    seed(services, shopify_store, [Purchase("2", 5.0, receipt="reported", days_ago=3)],
+         strays=False)  # fmt: skip
+    log_in(client, services, shopify_store)
+
+    page = page_of(client, f"/settings/{shopify_store}/")
+
+    note = text_of(page, "ledger-installed-since")
+    assert note.startswith("The first receipt from your storefront came 3 days ago")
+    assert "purchases before then have no receipt" in note
+    seed(services, shopify_store, [Purchase("3", 5.0, receipt="reported", days_ago=40)],
+         strays=False)  # fmt: skip
+    assert 'id="ledger-installed-since"' not in page_of(client, f"/settings/{shopify_store}/")
 
 
 def test_a_store_without_tiktok_or_purchases_has_no_ledger(client, services, shopify_store):
