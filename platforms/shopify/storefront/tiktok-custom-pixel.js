@@ -190,8 +190,11 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
     }
   }
 
-  /** Resolves true when this call made the ttq.track call (once per event and id). */
+  /** Resolves true when this call made the ttq.track call (once per event and id). Before
+   * events.js is requested a call only waits in ttq's queue (sent if the shopper allows
+   * marketing on this page); once it ran, a shopper who withdrew is not tracked any more. */
   async function trackOnce(eventName, checkout, eventId) {
+    if (tiktok.requested() && !marketingAllowed()) return false;
     const key = SENT_KEY_PREFIX + eventName + ":" + eventId;
     if (sentOnThisPage.has(key)) return false;
     sentOnThisPage.add(key);
@@ -390,6 +393,7 @@ const CONFIG = {} /* CONNECTOR_CONFIG */;
       (d.head || d.documentElement).appendChild(script);
     };
     return {
+      requested: () => requested,
       load() {
         if (requested) return;
         requested = true;

@@ -363,3 +363,40 @@ def test_each_shoppers_purchase_ends_as_her_consent_and_the_default_policy_say(
     }
     [reason] = [error for event_id, *_, error in rows if event_id == ids["denied"]]
     assert reason.startswith("no marketing consent")
+
+
+def test_a_shopper_who_withdraws_on_the_page_is_not_tracked_any_more(
+    services, shopify_store, live_server
+):
+    """Allowed at first (events.js loaded), withdrawn on the banner before paying: the
+    purchase is not tracked in the browser, no receipt is sent, and the withdrawal replaces
+    the grant on the checkout's record."""
+    connect_tiktok(services, shopify_store)
+    add_storefront_domain(services, shopify_store)
+    pixel = custom_pixel_code(PIXEL_CODE, f"{live_server}/collect")
+    payload = order(7)
+    checkout_url = f"{ORIGIN}/checkouts/cn/{payload['checkout_token']}"
+    thank_you = checkout_url + "/thank-you"
+    started = web_pixel_checkout(payload, order_id=None)
+    completed = web_pixel_checkout(payload, order_id=str(payload["id"]))
+    with chromium() as browser:
+        context = browser.new_context()
+        shop = Storefront(context.new_page(), pixel, privacy=GRANTED)
+        shop.visit(
+            thank_you,
+            ("checkout_started", customer_event("checkout_started", checkout_url, 1, started)),
+        )
+        shop.page.evaluate("(choice) => window.publishConsent(choice)", DENIED)
+        shop.page.evaluate(
+            "([name, event]) => window.publishCustomerEvent(name, event)",
+            ["checkout_completed", customer_event("checkout_completed", thank_you, 2, completed)],
+        )
+        calls = shop.tiktok_calls()
+        context.close()
+    assert [call[1] for call in calls] == ["InitiateCheckout"]
+    assert receipts(services, shopify_store) == {}
+    with services.db.session() as session:
+        record = session.scalar(
+            select(ClickRecord).where(ClickRecord.token == payload["checkout_token"])
+        )
+    assert record.consent_marketing is False
