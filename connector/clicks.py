@@ -36,8 +36,9 @@ import enum
 import logging
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
@@ -323,39 +324,49 @@ def with_stored_clicks(
     the WordPress plugin wrote), then the checkout token's record, then the cart token's.
     Orders remember the record they used (``order_id``) so a ``customers/redact`` for that
     order finds it. Sources without tokens, or without a matching live record, come back
-    unchanged. One query looks up both tokens: this runs inside every order webhook.
+    unchanged. One query looks up both tokens. (The webhook's pipeline reads the records in
+    the same statement as the store's destinations, then calls :func:`with_click_records`.)
     """
+    tokens = click_tokens(source)
+    if not (tokens["checkout"] or tokens["cart"]):
+        return source
+    rows = connection.execute(LIVE_RECORDS, {"store_id": store_id, "now": utcnow(), **tokens})
+    resolved, remembered = with_click_records(source, rows.mappings().all())
+    if remembered:
+        connection.execute(REMEMBER_ORDER, {"ids": remembered, "order_id": source.order_id})
+    return resolved
+
+
+def click_tokens(source: Order | Checkout) -> dict[str, str | None]:
+    """The tokens a source's click records are found by: ``checkout`` and ``cart``."""
     checkout_token = source.checkout_token if isinstance(source, Order) else source.token
-    if not (checkout_token or source.cart_token):
-        return source
-    rows = connection.execute(
-        LIVE_RECORDS,
-        {
-            "store_id": store_id,
-            "checkout": checkout_token,
-            "cart": source.cart_token,
-            "now": utcnow(),
-        },
-    ).all()
+    return {"checkout": checkout_token, "cart": source.cart_token}
+
+
+def with_click_records(
+    source: Order | Checkout, rows: Sequence[Mapping[str, Any]]
+) -> tuple[Order | Checkout, list[int]]:
+    """``source`` resolved against its live click records (mappings of :data:`LIVE_RECORDS`'
+    columns), and the ids of the records an order must remember (``order_id``), which the
+    caller writes with :data:`REMEMBER_ORDER`. See :func:`with_stored_clicks`."""
     if not rows:
-        return source
-    found = sorted(rows, key=lambda row: TOKEN_KINDS.index(row.token_kind))
-    if isinstance(source, Order):
-        ids = [row.id for row in found]
-        connection.execute(REMEMBER_ORDER, {"ids": ids, "order_id": source.order_id})
+        return source, []
+    found = sorted(rows, key=lambda row: TOKEN_KINDS.index(row["token_kind"]))
+    remembered = [row["id"] for row in found] if isinstance(source, Order) else []
     stored = [
         _with_source(
-            ClickIds(**{name: row._mapping[name] for name in STORED_COLUMNS}),
-            STORED_SOURCES[row.token_kind],
+            ClickIds(**{name: row[name] for name in STORED_COLUMNS}),
+            STORED_SOURCES[row["token_kind"]],
         )
         for row in found
     ]
     first, *rest = source.click_candidates or (source.clicks,)
-    return dataclasses.replace(
+    resolved = dataclasses.replace(
         source,
         clicks=resolve_click_ids(first, *stored, *rest),
         consent=_first_known_consent(source.consent, found),
     )
+    return resolved, remembered
 
 
 def consent_columns(consent: Consent) -> dict[str, bool | None]:
@@ -416,14 +427,14 @@ def _with_source(clicks: ClickIds, source: str) -> ClickIds:
     return dataclasses.replace(clicks, source=source if clicks.has_click() else None)
 
 
-def _first_known_consent(own: Consent, rows: list) -> Consent:  # type: ignore[type-arg]
+def _first_known_consent(own: Consent, rows: Sequence[Mapping[str, Any]]) -> Consent:
     """The source's own consent when known, else the first stored record's that is."""
     if own.known():
         return own
     for row in rows:
         stored = Consent(
-            **{name: row._mapping[column] for name, column in CONSENT_COLUMNS.items()},
-            source=STORED_SOURCES[row.token_kind],
+            **{name: row[column] for name, column in CONSENT_COLUMNS.items()},
+            source=STORED_SOURCES[row["token_kind"]],
         )
         if stored.known():
             return stored

@@ -7,6 +7,7 @@ module fills globals at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from redis import Redis
@@ -31,6 +32,10 @@ class Services:
     # One HTTP session per process, so deliveries reuse kept-alive connections to the API.
     http: requests.Session = field(default_factory=requests.Session, repr=False)
     metrics: Metrics = field(default_factory=Metrics, repr=False)
+    # Stores as webhooks last found them, by (platform, domain) or ("", id): a remembered copy
+    # is trusted only as far as connector.web.intake says (its secret is checked again in the
+    # statement that records the events).
+    webhook_stores: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _redis: Redis | None = field(default=None, repr=False)
 
     @property

@@ -8,10 +8,16 @@ decrypted with the configured keys) so the platform retries. Every error is JSON
 ``{"error": "..."}`` a person can act on, and each refusal is
 logged under a stable key with no personal data.
 
-A webhook is the hot path of ingest: it takes one database connection for its whole life (the
-store's row, the click records, the destinations, the INSERT and the commit), through Core
-statements built once, because a checkout per step and the ORM's session cost more than the
-database work itself (bench/profile_webhook.py).
+A webhook is the hot path of ingest. On PostgreSQL every round trip costs CPU on both sides
+of a two-core machine, so an order webhook makes two: one read (the store's secret, consent
+policy, destinations and the order's click records) and one INSERT of every destination's
+row, on a connection in autocommit, where that INSERT is its own transaction (durable when it
+returns: no BEGIN, no COMMIT). The store it is verified with comes from memory
+(:func:`find_store`), and that copy is checked in the same read: when the store's secret,
+platform or domain changed, nothing is written and the webhook is verified again against the
+row (:class:`StaleStore`). A remembered copy decides nothing else: a 401, an ignored topic, a
+kept body or a privacy request is answered only after the store is read again, so a rotated
+secret is never used once the rotation is stored (docs/ARCHITECTURE.md, "Ingest").
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Response, g, jsonify
@@ -31,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connector.events import Checkout, Order, UnreadablePayload
 from connector.models import Store
-from connector.pipeline import record_events
+from connector.pipeline import StoreChanged, record_events
 from connector.stores import webhook_secrets
 from connector.unreadable import KeptWebhook, keep_unreadable, reason_of
 from connector.web import services
@@ -39,20 +46,98 @@ from connector.web import services
 logger = logging.getLogger("connector.webhooks")
 
 STORES = Store.__table__
-_STORE_COLUMNS = (STORES.c.id, STORES.c.platform, STORES.c.webhook_secret_encrypted)
+_STORE_COLUMNS = (
+    STORES.c.id,
+    STORES.c.platform,
+    STORES.c.webhook_secret_encrypted,
+    STORES.c.domain,
+)
 STORE_BY_DOMAIN = select(*_STORE_COLUMNS).where(
     STORES.c.platform == bindparam("platform"), STORES.c.domain == bindparam("domain")
 )
 STORE_BY_ID = select(*_STORE_COLUMNS).where(STORES.c.id == bindparam("store_id"))
 
 
+STORE_MEMORY_LIMIT = 10_000
+"""Stores a web process remembers (a few hundred bytes each); past that it starts afresh."""
+
+
 @dataclass(frozen=True)
 class WebhookStore:
-    """What a webhook needs of its store: the id and the secret it is signed with."""
+    """What a webhook needs of its store: the id and the secret it is signed with.
+
+    ``remembered`` is True for a copy from memory rather than from the database in this
+    request: good for verifying a signature that then records events (which checks the copy
+    against the row), for nothing else (:func:`confirmed`).
+    """
 
     id: str
     platform: str
     webhook_secret_encrypted: str | None
+    domain: str = ""
+    remembered: bool = field(default=False, compare=False)
+
+    @property
+    def identity(self) -> tuple[str, str, str | None]:
+        """What recording checks against the row (``record_events(verified_with=...)``)."""
+        return (self.platform, self.domain, self.webhook_secret_encrypted)
+
+
+class StaleStore(Exception):
+    """A remembered copy of the store is not enough for what the webhook needs next, or no
+    longer matches the row: the platform's endpoint starts over with the store read afresh."""
+
+
+def confirmed(store: WebhookStore) -> None:
+    """Go on only with a store read from the database in this request.
+
+    Raises:
+        StaleStore: ``store`` is a remembered copy.
+    """
+    if store.remembered:
+        raise StaleStore(store.id)
+
+
+def find_store(
+    connection: Connection,
+    platform: str,
+    *,
+    domain: str | None = None,
+    store_id: str | None = None,
+    fresh: bool = False,
+) -> WebhookStore | None:
+    """The store by its platform and domain (Shopify) or by id (WooCommerce), from memory
+    unless ``fresh``; a store read from the database is remembered for the next webhook.
+
+    No store is remembered as missing: a store added a moment ago gets its webhooks.
+    """
+    memory = services().webhook_stores
+    key = (platform, domain) if domain is not None else ("", store_id or "")
+    if not fresh:
+        remembered = memory.get(key)
+        if remembered is not None:
+            return remembered
+    if domain is not None:
+        store = store_by_domain(connection, platform, domain)
+    else:
+        store = store_by_id(connection, store_id or "")
+    if store is None:
+        memory.pop(key, None)
+        return None
+    if len(memory) >= STORE_MEMORY_LIMIT:
+        memory.clear()
+    memory[key] = replace(store, remembered=True)
+    return store
+
+
+@contextmanager
+def webhook_connection() -> Iterator[Connection]:
+    """The webhook's one connection, in autocommit: each statement is its own transaction,
+    so recording is one INSERT round trip with no BEGIN or COMMIT around it. Every write a
+    webhook makes is a single statement (the INSERT of all its rows; a kept body's row), so
+    nothing is ever half-written."""
+    with services().db.engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def store_by_domain(connection: Connection, platform: str, domain: str) -> WebhookStore | None:
@@ -179,18 +264,25 @@ def read_and_record(
     Shopify retries the same body in vain, WooCommerce never retries). Whatever cannot be
     parsed, read or mapped, including defects of ours, is kept for ``events reprocess``;
     only malformed JSON gets 400 and only a storage failure 503.
+
+    A store remembered from an earlier webhook records events (the INSERT's read checks it)
+    and decides nothing else: :class:`StaleStore` asks the caller to start over with the row.
     """
     try:
         payload = parse_json_object(body)
     except MalformedBody as exc:
+        confirmed(store)
         return refuse(400, str(exc), platform=store.platform, reason="bad-json")
     except UnreadablePayload as exc:
         return keep(connection, store, topic, body, exc)
     try:
         source = read(payload)
         if source is None:
+            confirmed(store)
             return ignore(topic, ignored_because, platform=store.platform)
-        return accept(connection, store.id, topic, source, platform=store.platform)
+        return accept(connection, store, topic, source)
+    except StaleStore:
+        raise
     except Exception as exc:  # a body we cannot map is kept, whatever the reason
         return keep(connection, store, topic, body, exc)
 
@@ -199,6 +291,7 @@ def keep(
     connection: Connection, store: WebhookStore, topic: str, body: bytes, exc: Exception
 ) -> tuple[Response, int]:
     """Keep a verified body we could not read (200), or 503 when even that cannot be stored."""
+    confirmed(store)
     kept = KeptWebhook(
         store_id=store.id,
         platform=store.platform,
@@ -221,15 +314,27 @@ def _not_stored(platform: str, error: SQLAlchemyError) -> tuple[Response, int]:
 
 
 def accept(
-    connection: Connection, store_id: str, topic: str, source: Order | Checkout, *, platform: str
+    connection: Connection, store: WebhookStore, topic: str, source: Order | Checkout
 ) -> tuple[Response, int]:
     """Store the events of a verified, parsed webhook and answer 200, or 503 if we cannot.
 
     ``connection`` is the one the webhook found its store with; the events are committed on it.
+    A remembered store is checked against the row by the same read that finds the
+    destinations; when it changed, nothing is written (:class:`StaleStore`).
     """
+    platform = store.platform
     g.webhook_topic = topic
     try:
-        result = record_events(services(), store_id, topic, source, connection=connection)
+        result = record_events(
+            services(),
+            store.id,
+            topic,
+            source,
+            connection=connection,
+            verified_with=store.identity if store.remembered else None,
+        )
+    except StoreChanged:
+        raise StaleStore(store.id) from None
     except SQLAlchemyError as exc:
         return _not_stored(platform, exc)
     logger.info(

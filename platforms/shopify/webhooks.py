@@ -25,7 +25,10 @@ from connector.web import services
 from connector.web.intake import (
     MalformedBody,
     SecretUnavailable,
+    StaleStore,
     WebhookStore,
+    confirmed,
+    find_store,
     ignore,
     keep,
     parse_json_object,
@@ -33,8 +36,8 @@ from connector.web.intake import (
     refuse,
     secret_unavailable,
     signature_matches,
-    store_by_domain,
     store_secrets,
+    webhook_connection,
 )
 from platforms.shopify.compliance import export_customer, redact_customer, redact_shop, uninstall
 from platforms.shopify.parse import read_webhook
@@ -56,20 +59,33 @@ PRIVACY_TOPICS = frozenset({"customers/redact", "customers/data_request", "shop/
 
 @blueprint.post("/webhooks/shopify")
 def receive() -> tuple[Response, int]:
-    """Verify, parse and record one Shopify webhook, on one database connection."""
+    """Verify, parse and record one Shopify webhook, on one database connection.
+
+    The shop is first taken from memory; whatever that copy cannot decide alone starts over
+    with the shop read from the database (:class:`StaleStore`).
+    """
     topic = request.headers.get("X-Shopify-Topic", "").strip()
     domain = request.headers.get("X-Shopify-Shop-Domain", "").strip().lower()
     signature = request.headers.get("X-Shopify-Hmac-Sha256")
     body = request.get_data(cache=False)
-    with services().db.engine.connect() as connection:
-        return _receive(connection, topic, domain, signature, body)
+    with webhook_connection() as connection:
+        try:
+            return _receive(connection, topic, domain, signature, body, fresh=False)
+        except StaleStore:
+            return _receive(connection, topic, domain, signature, body, fresh=True)
 
 
 def _receive(
-    connection: Connection, topic: str, domain: str, signature: str | None, body: bytes
+    connection: Connection,
+    topic: str,
+    domain: str,
+    signature: str | None,
+    body: bytes,
+    *,
+    fresh: bool,
 ) -> tuple[Response, int]:
     app_secret = services().settings.shopify_api_secret
-    store = store_by_domain(connection, PLATFORM, domain) if domain else None
+    store = find_store(connection, PLATFORM, domain=domain, fresh=fresh) if domain else None
     if store is None:
         if app_secret and not signature_matches([app_secret], body, signature):
             return refuse(401, "invalid webhook signature", platform=PLATFORM, reason="bad-hmac")
@@ -85,8 +101,10 @@ def _receive(
     try:
         secrets = store_secrets(store, app_secret)
     except SecretUnavailable:
+        confirmed(store)
         return secret_unavailable(PLATFORM)
     if not signature_matches(secrets, body, signature):
+        confirmed(store)  # the secret may have changed since the store was remembered
         return refuse(
             401,
             "invalid webhook signature: check the store's webhook secret",
@@ -118,6 +136,7 @@ def _handle_store_topic(
     What they ask (delete, export, forget the install) must happen now, so they are not
     queued; one we cannot read is kept like any other and listed, for a person to act on.
     """
+    confirmed(store)
     try:
         payload = parse_json_object(body)
     except MalformedBody as exc:

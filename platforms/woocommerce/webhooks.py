@@ -14,16 +14,18 @@ import re
 from flask import Blueprint, Response, request
 from sqlalchemy import Connection
 
-from connector.web import services
 from connector.web.intake import (
     SecretUnavailable,
+    StaleStore,
+    confirmed,
+    find_store,
     ignore,
     read_and_record,
     refuse,
     secret_unavailable,
     signature_matches,
-    store_by_id,
     store_secrets,
+    webhook_connection,
 )
 from platforms.woocommerce.parse import ORDER_TOPICS, read_webhook
 
@@ -35,17 +37,26 @@ blueprint = Blueprint("woocommerce_webhooks", __name__)
 
 @blueprint.post("/webhooks/woocommerce/<store_id>")
 def receive(store_id: str) -> tuple[Response, int]:
-    """Verify, parse and record one WooCommerce webhook, or answer its creation ping."""
+    """Verify, parse and record one WooCommerce webhook, or answer its creation ping.
+
+    The store is first taken from memory; whatever that copy cannot decide alone starts over
+    with the store read from the database (:class:`StaleStore`).
+    """
     body = request.get_data(cache=False)
     signature = request.headers.get("X-WC-Webhook-Signature")
-    with services().db.engine.connect() as connection:
-        return _receive(connection, store_id, signature, body)
+    with webhook_connection() as connection:
+        try:
+            return _receive(connection, store_id, signature, body, fresh=False)
+        except StaleStore:
+            return _receive(connection, store_id, signature, body, fresh=True)
 
 
 def _receive(
-    connection: Connection, store_id: str, signature: str | None, body: bytes
+    connection: Connection, store_id: str, signature: str | None, body: bytes, *, fresh: bool
 ) -> tuple[Response, int]:
-    store = store_by_id(connection, store_id)
+    store = find_store(connection, PLATFORM, store_id=store_id, fresh=fresh)
+    if store is not None and store.platform != PLATFORM:
+        confirmed(store)
     if store is None or store.platform != PLATFORM:
         return refuse(
             404,
@@ -55,12 +66,15 @@ def _receive(
             reason="unknown-store",
         )
     if signature is None and PING_BODY.fullmatch(body.strip()):
+        confirmed(store)
         return ignore("ping", "webhook created", platform=PLATFORM)
     try:
         secrets = store_secrets(store)
     except SecretUnavailable:
+        confirmed(store)
         return secret_unavailable(PLATFORM)
     if not signature_matches(secrets, body, signature):
+        confirmed(store)  # the secret may have changed since the store was remembered
         return refuse(
             401,
             "invalid webhook signature: the webhook's secret must be the store's secret",
