@@ -125,3 +125,11 @@ def test_an_unknown_store_is_an_error(settings, services):
     assert result.returncode == 1
     assert "no store st_nosuchstore" in result.stderr
     assert result.stdout == ""
+
+
+def test_an_unknown_pixel_is_refused(settings, services, shopify_store):
+    result = invoke_connector(settings, "stores", "recovered", shopify_store, "--pixel", "myspace")
+
+    assert result.returncode == 2
+    assert "there is no destination 'myspace'" in result.stderr
+    assert result.stdout == ""
