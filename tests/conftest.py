@@ -11,27 +11,20 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
 
 import pytest
-from sqlalchemy import create_engine, delete, text
+from flask import Flask
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
+from sqlalchemy import Engine, create_engine, delete, text
 from werkzeug.serving import make_server
 
 from app import create_app
 from connector.config import Settings
 from connector.db import upgrade_database
 from connector.embedded_redis import EmbeddedRedis, free_port, start_redis
-from connector.models import (
-    Attempt,
-    Base,
-    ClickRecord,
-    MerchantSession,
-    OutboxEvent,
-    PixelReceipt,
-    ShopifyToken,
-    Store,
-    StoreDestination,
-    UnreadableWebhook,
-)
+from connector.models import Base
 from connector.services import Services, build_services
 from connector.standins.google import GoogleStandIn
 from connector.standins.meta import MetaStandIn
@@ -50,6 +43,32 @@ from tests.support import (
     TIKTOK_TOKEN,
     WorkerProcess,
 )
+
+
+class CompiledTemplates(BytecodeCache):
+    """Jinja's compiled templates, shared by every Flask app of the test run.
+
+    A deployed process builds one app and compiles each template once; the tests build an app
+    per test (several hundred), and compiling the merchant templates again each time was
+    several seconds of a run. Jinja keys an entry by template name and file and checks the
+    source's checksum before reusing it, so an edited template is compiled again
+    (https://jinja.palletsprojects.com/en/stable/api/#bytecode-cache).
+    """
+
+    def __init__(self) -> None:
+        self._code: dict[str, tuple[str, CodeType]] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        checksum, code = self._code.get(bucket.key, ("", None))
+        if code is not None and checksum == bucket.checksum:
+            bucket.code = code
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        if bucket.code is not None:
+            self._code[bucket.key] = (bucket.checksum, bucket.code)
+
+
+Flask.jinja_options = {**Flask.jinja_options, "bytecode_cache": CompiledTemplates()}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -109,22 +128,34 @@ def database_url(request: pytest.FixtureRequest, backend: str) -> str:
     return url
 
 
+_EMPTYING_ENGINES: dict[str, Engine] = {}
+"""One engine per test database, kept for the session: emptying it before each test then costs
+one statement batch instead of a new connection (about 40 ms on PostgreSQL here, against 4)."""
+
+
 def _empty(url: str) -> None:
-    engine = create_engine(url)
+    """Delete every row of every connector table (children first); the schema stays.
+
+    PostgreSQL gets the deletes in one round trip; ``TRUNCATE`` would be slower here (about
+    150 ms for these small tables: it replaces each table's files).
+    """
+    engine = _EMPTYING_ENGINES.get(url)
+    if engine is None:
+        engine = _EMPTYING_ENGINES[url] = create_engine(url, pool_pre_ping=True)
+    tables = list(reversed(Base.metadata.sorted_tables))
     with engine.begin() as connection:
-        for table in (
-            MerchantSession,
-            Attempt,
-            OutboxEvent,
-            UnreadableWebhook,
-            ClickRecord,
-            PixelReceipt,
-            ShopifyToken,
-            StoreDestination,
-            Store,
-        ):
-            connection.execute(delete(table))
-    engine.dispose()
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("; ".join(f"DELETE FROM {t.name}" for t in tables))
+        else:
+            for table in tables:
+                connection.execute(delete(table))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_emptying_engines() -> Iterator[None]:
+    yield
+    while _EMPTYING_ENGINES:
+        _EMPTYING_ENGINES.popitem()[1].dispose()
 
 
 @pytest.fixture(scope="session")
