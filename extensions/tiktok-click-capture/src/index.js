@@ -40,11 +40,10 @@
  * report as consent_marketing, consent_analytics and consent_sale_of_data ("granted" or
  * "denied"; left out when not given: the connector then knows it as unknown), and again when
  * the shopper decides on a page where a token is known. Click ids are neither kept nor sent
- * while marketing is denied (the report then carries the tokens and the consent only). Note
- * that shopify.extension.toml asks for marketing and sale-of-data permission, so Shopify runs
- * this pixel only for shoppers who gave both: what it reports is then their grant, and a
- * shopper who refused is never reported (the connector's "consent unknown" setting decides for
- * her). Sources: https://shopify.dev/docs/api/web-pixels-api/pixel-privacy and
+ * while marketing is denied (the report then carries the tokens and the consent only). Its
+ * shopify.extension.toml requires no permission, so Shopify runs it for every shopper and a
+ * refusal or a sale-of-data opt-out reaches the connector, whose consent policy honours it.
+ * Sources: https://shopify.dev/docs/api/web-pixels-api/pixel-privacy and
  * https://shopify.dev/docs/api/web-pixels-api/standard-api/customerprivacy.
  *
  * No pixel receipts: this pixel does not load TikTok's pixel, so it has nothing to say about
