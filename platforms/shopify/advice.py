@@ -49,7 +49,8 @@ Pixel or custom pixel arrive as stored click records, which the core labels."""
 STOREFRONT_INSTALL = (
     "Paste the connector's TikTok custom pixel, shown on the Settings page under \"Browser "
     'pixel in your Shopify store" (`connector stores shopify-pixel {store_id}` prints it), in '
-    "the Shopify admin under Settings, Customer events, Add custom pixel: it fires TikTok's pixel "
+    "the Shopify admin under Settings, Customer events, Add custom pixel, with Customer privacy "
+    "set to 'Not required' (it honours the shopper's choice itself): it fires TikTok's pixel "
     "on the thank-you page and reports whether it loaded. The app's Web Pixel captures clicks "
     "but does not load TikTok's pixel, so it sends no receipts."
 )

@@ -39,7 +39,8 @@ CLICK_SOURCE_LABELS: dict[str, str] = {
 
 STOREFRONT_INSTALL = (
     "Install and activate the connector's WordPress plugin (Settings page, Click-capture "
-    "plugin: download it, then in WordPress Plugins, Add New, Upload Plugin). It reports what "
+    "plugin: download it, then in WordPress Plugins, Add New, Upload Plugin) and enter the "
+    "connector's /collect address in WordPress under Settings, General. It reports what "
     "TikTok's pixel did on the thank-you page."
 )
 """How a WooCommerce merchant installs the storefront code that sends pixel receipts

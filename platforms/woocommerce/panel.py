@@ -253,6 +253,7 @@ def settings_panel(services: Services, store_id: str) -> str:
         check_minutes=CHECK_EVERY_SECONDS // 60,
         **manual_setup(services, store_id),
         plugin_version=plugin_version(),
+        collect_url=f"{services.settings.app_url}/collect",
     )
 
 

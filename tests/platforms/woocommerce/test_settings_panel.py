@@ -307,6 +307,8 @@ def test_the_plugin_zip_downloads_and_holds_the_plugin(web, live_services, manua
     page = settings_page(web, manual)
     href = f"/settings/{manual}/woocommerce/plugin.zip"
     assert f'href="{href}"' in page and "Plugins &gt; Add New &gt; Upload Plugin" in page
+    collect_url = f"{live_services.settings.app_url}/collect"  # where its receipts go
+    assert f'<code id="plugin-collect-url">{collect_url}</code>' in page
 
     answer = web.get(href)
 
