@@ -4,8 +4,8 @@ ledger (:mod:`connector.recovered`) on the command line.
 Without ``--csv`` it prints one JSON object, as the other ``stores`` commands do, with the
 Status page's sentence under ``headline`` and, when no pixel receipt came in the window, how to
 install the storefront code under ``install_hint``. With ``--csv`` it prints one line per
-purchase instead (order id, time, value, currency, server status, browser outcome, browser,
-device), streamed, so 100,000 orders never sit in memory.
+purchase instead (order id, the order's time in UTC, value, currency, server status, browser
+outcome, browser family, device), streamed, so 100,000 orders never sit in memory.
 """
 
 from __future__ import annotations

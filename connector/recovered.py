@@ -29,9 +29,14 @@ recovered.
 (``ix_events_store_received``) outer-joined to ``pixel_receipts`` by its unique key, summing the
 value read from each row's JSON payload in SQL (``ConversionEvent.to_json``: ``value`` and
 ``currency``), so a store with 100,000 purchases a month costs one index range scan and no
-payload decoding in Python. Days are UTC days of ``received_at``, like the Diagnostics page's
-window. Events older than ``EVENT_RETENTION_DAYS`` are deleted (connector.retention), so a
-window longer than that counts only what is kept.
+payload decoding in Python. Measured on 2 busy cores with 100,000 purchases in the window
+(and as many of another store): 1.5 to 2.2 s on PostgreSQL, 2.1 to 2.8 s on SQLite, of which
+reading ``value`` and ``currency`` out of the JSON is about three quarters (the same GROUP BY
+without them: 0.5 s on PostgreSQL); outbox columns for the two would remove that. The Settings
+page's test purchase (:data:`TEST_EVENT_TOPIC`) is left out. Days are UTC days of
+``received_at``, like the Diagnostics page's window. Events older than
+``EVENT_RETENTION_DAYS`` are deleted (connector.retention), so a window longer than that
+counts only what is kept.
 """
 
 from __future__ import annotations
