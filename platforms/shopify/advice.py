@@ -52,7 +52,9 @@ STOREFRONT_INSTALL = (
     "the Shopify admin under Settings, Customer events, Add custom pixel, with Customer privacy "
     "set to 'Not required' (it honours the shopper's choice itself): it fires TikTok's pixel "
     "on the thank-you page and reports whether it loaded. The app's Web Pixel captures clicks "
-    "but does not load TikTok's pixel, so it sends no receipts."
+    "but does not load TikTok's pixel, so it sends no receipts. Receipts are accepted only "
+    "for a store installed through the app: a custom-app store's custom pixel reports from "
+    "Shopify's sandbox, whose origin cannot be told from any other site's."
 )
 """How a Shopify merchant installs the storefront code that sends pixel receipts
 (:attr:`connector.plugins.StorePlatform.storefront_install`)."""
