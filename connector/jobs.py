@@ -9,6 +9,7 @@ destination with due rows, which recovers from a flushed Redis, a lost job or a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from redis.exceptions import RedisError
 from sqlalchemy import Select, exists, select
@@ -65,19 +66,46 @@ def request_delivery(
             if age > trust_flag_for:
                 wanted = services.redis.set(key, 1, ex=WANTED_TTL_SECONDS)
         if wanted:
-            services.queue.enqueue_call(
-                deliver_destination,
-                args=(destination_id,),
-                result_ttl=0,
-                failure_ttl=24 * 3600,
-                description=f"deliver destination {destination_id}",
-            )
+            _enqueue(services, destination_id)
         return True
     except RedisError as exc:
         logger.warning(
             "queue.unavailable destination=%s error=%s", destination_id, type(exc).__name__
         )
         return False
+
+
+def request_deliveries(services: Services, destination_ids: Collection[int]) -> bool:
+    """:func:`request_delivery` for several destinations (one order for each of a store's
+    destinations) in one Redis round trip: the "wanted" flags are set together, and a job is
+    enqueued only for each destination whose flag was not set yet.
+
+    Returns False when Redis cannot be reached (the sweep requests delivery later).
+    """
+    ids = list(destination_ids)
+    if len(ids) <= 1:
+        return all(request_delivery(services, destination_id) for destination_id in ids)
+    try:
+        pipeline = services.redis.pipeline(transaction=False)
+        for destination_id in ids:
+            pipeline.set(WANTED_KEY.format(destination_id), 1, nx=True, ex=WANTED_TTL_SECONDS)
+        for destination_id, wanted in zip(ids, pipeline.execute(), strict=True):
+            if wanted:
+                _enqueue(services, destination_id)
+        return True
+    except RedisError as exc:
+        logger.warning("queue.unavailable destinations=%s error=%s", ids, type(exc).__name__)
+        return False
+
+
+def _enqueue(services: Services, destination_id: int) -> None:
+    services.queue.enqueue_call(
+        deliver_destination,
+        args=(destination_id,),
+        result_ttl=0,
+        failure_ttl=24 * 3600,
+        description=f"deliver destination {destination_id}",
+    )
 
 
 def deliver_destination(destination_id: int) -> dict[str, object]:

@@ -31,7 +31,7 @@ from connector.clicks import (
 from connector.consent import ConsentPolicy, decide
 from connector.destinations import Destination
 from connector.events import Checkout, Order
-from connector.jobs import request_delivery
+from connector.jobs import request_deliveries
 from connector.mapping import EventOptions, PlannedEvent, plan_event
 from connector.models import (
     EventSource,
@@ -162,8 +162,7 @@ def record_events(
         connection, store_id, topic, source, origin, services, only, verified_with
     )
     connection.commit()
-    for destination_id in result.destinations_to_deliver:
-        request_delivery(services, destination_id)
+    request_deliveries(services, result.destinations_to_deliver)
     return result
 
 

@@ -27,14 +27,16 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Response, g, jsonify
-from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, bindparam, event, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from connector.events import Checkout, Order, UnreadablePayload
 from connector.models import Store
@@ -130,14 +132,78 @@ def find_store(
     return store
 
 
+Handler = Callable[[Connection, bool], tuple[Response, int]]
+"""A platform's webhook handling on a connection; the flag asks for the store read afresh."""
+
+
+def answer_webhook(handle: Handler) -> tuple[Response, int]:
+    """Run a platform's handling on the webhook connection, with a remembered store first and
+    again with the store read afresh when it raises :class:`StaleStore`.
+
+    When the connection turns out to be dead (the database restarted, a proxy cut it) the
+    webhook is handled once more on a new one; a second failure is the usual 503. Handling a
+    webhook twice is safe: its rows insert at most once (the outbox's unique key).
+    """
+    for attempt in (1, 2):
+        try:
+            with webhook_connection() as connection:
+                g.webhook_retry_allowed = attempt == 1
+                try:
+                    return handle(connection, False)
+                except StaleStore:
+                    return handle(connection, True)
+        except DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+            logger.warning("webhook.reconnect error=%s", type(error.orig).__name__)
+    raise AssertionError("unreachable")
+
+
+_HELD: dict[tuple[int, int, int], tuple[Engine, Connection]] = {}
+"""Each thread's webhook connection, per process and engine; see :func:`webhook_connection`."""
+_HELD_LOCK = threading.Lock()
+
+
 @contextmanager
 def webhook_connection() -> Iterator[Connection]:
-    """The webhook's one connection, in autocommit: each statement is its own transaction,
-    so recording is one INSERT round trip with no BEGIN or COMMIT around it. Every write a
-    webhook makes is a single statement (the INSERT of all its rows; a kept body's row), so
-    nothing is ever half-written."""
-    with services().db.engine.connect() as connection:
-        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+    """The webhook's one connection, in autocommit, kept by the thread from one webhook to the
+    next.
+
+    Autocommit: each statement is its own transaction, so recording is one INSERT round trip
+    with no BEGIN or COMMIT around it. Every write a webhook makes is a single statement (the
+    INSERT of all its rows; a kept body's row), so nothing is ever half-written. Kept: a pool
+    checkout costs a ``SELECT 1`` round trip (``pool_pre_ping``) and a reset per webhook; a
+    kept connection found dead fails its first statement instead, and :func:`answer_webhook`
+    handles the webhook again on a new one. A connection that saw any error is given back.
+    The engine's ``dispose()`` (tests, ``connector`` commands, forks) closes every kept one.
+    """
+    engine = services().db.engine
+    key = (os.getpid(), threading.get_ident(), id(engine))
+    held = _HELD.get(key)
+    if held is None or held[0] is not engine or held[1].closed or held[1].invalidated:
+        connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with _HELD_LOCK:
+            if not event.contains(engine, "engine_disposed", _close_held):
+                event.listen(engine, "engine_disposed", _close_held)
+            _HELD[key] = (engine, connection)
+    else:
+        connection = held[1]
+    try:
+        yield connection
+    except BaseException:
+        with _HELD_LOCK:
+            _HELD.pop(key, None)
+        connection.close()
+        raise
+
+
+def _close_held(engine: Engine) -> None:
+    """Close the connections webhooks keep on ``engine`` (it is being disposed)."""
+    with _HELD_LOCK:
+        mine = [key for key, (held, _) in _HELD.items() if held is engine]
+        connections = [_HELD.pop(key)[1] for key in mine]
+    for connection in connections:
+        connection.close()
 
 
 def store_by_domain(connection: Connection, platform: str, domain: str) -> WebhookStore | None:
@@ -281,7 +347,7 @@ def read_and_record(
             confirmed(store)
             return ignore(topic, ignored_because, platform=store.platform)
         return accept(connection, store, topic, source)
-    except StaleStore:
+    except (StaleStore, SQLAlchemyError):  # start over; or a dead connection (answer_webhook)
         raise
     except Exception as exc:  # a body we cannot map is kept, whatever the reason
         return keep(connection, store, topic, body, exc)
@@ -302,9 +368,17 @@ def keep(
     try:
         keep_unreadable(services(), connection, kept, body)
     except SQLAlchemyError as error:
+        _reconnect_if_allowed(error)
         return _not_stored(store.platform, error)
     g.webhook_result, g.webhook_topic = "unreadable", topic
     return jsonify(status="kept", topic=topic, reason=kept.reason), 200
+
+
+def _reconnect_if_allowed(error: SQLAlchemyError) -> None:
+    """Let :func:`answer_webhook` try again on a new connection when this one was dead."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        if g.get("webhook_retry_allowed"):
+            raise error
 
 
 def _not_stored(platform: str, error: SQLAlchemyError) -> tuple[Response, int]:
@@ -336,6 +410,7 @@ def accept(
     except StoreChanged:
         raise StaleStore(store.id) from None
     except SQLAlchemyError as exc:
+        _reconnect_if_allowed(exc)
         return _not_stored(platform, exc)
     logger.info(
         "webhook.accepted platform=%s topic=%s inserted=%d duplicates=%d skipped=%d",

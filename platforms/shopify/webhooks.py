@@ -25,8 +25,8 @@ from connector.web import services
 from connector.web.intake import (
     MalformedBody,
     SecretUnavailable,
-    StaleStore,
     WebhookStore,
+    answer_webhook,
     confirmed,
     find_store,
     ignore,
@@ -37,7 +37,6 @@ from connector.web.intake import (
     secret_unavailable,
     signature_matches,
     store_secrets,
-    webhook_connection,
 )
 from platforms.shopify.compliance import export_customer, redact_customer, redact_shop, uninstall
 from platforms.shopify.parse import read_webhook
@@ -62,17 +61,15 @@ def receive() -> tuple[Response, int]:
     """Verify, parse and record one Shopify webhook, on one database connection.
 
     The shop is first taken from memory; whatever that copy cannot decide alone starts over
-    with the shop read from the database (:class:`StaleStore`).
+    with the shop read from the database (:func:`answer_webhook`).
     """
     topic = request.headers.get("X-Shopify-Topic", "").strip()
     domain = request.headers.get("X-Shopify-Shop-Domain", "").strip().lower()
     signature = request.headers.get("X-Shopify-Hmac-Sha256")
     body = request.get_data(cache=False)
-    with webhook_connection() as connection:
-        try:
-            return _receive(connection, topic, domain, signature, body, fresh=False)
-        except StaleStore:
-            return _receive(connection, topic, domain, signature, body, fresh=True)
+    return answer_webhook(
+        lambda connection, fresh: _receive(connection, topic, domain, signature, body, fresh=fresh)
+    )
 
 
 def _receive(

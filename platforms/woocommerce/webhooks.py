@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from connector.web.intake import (
     SecretUnavailable,
-    StaleStore,
+    answer_webhook,
     confirmed,
     find_store,
     ignore,
@@ -25,7 +25,6 @@ from connector.web.intake import (
     secret_unavailable,
     signature_matches,
     store_secrets,
-    webhook_connection,
 )
 from platforms.woocommerce.parse import ORDER_TOPICS, read_webhook
 
@@ -40,15 +39,13 @@ def receive(store_id: str) -> tuple[Response, int]:
     """Verify, parse and record one WooCommerce webhook, or answer its creation ping.
 
     The store is first taken from memory; whatever that copy cannot decide alone starts over
-    with the store read from the database (:class:`StaleStore`).
+    with the store read from the database (:func:`answer_webhook`).
     """
     body = request.get_data(cache=False)
     signature = request.headers.get("X-WC-Webhook-Signature")
-    with webhook_connection() as connection:
-        try:
-            return _receive(connection, store_id, signature, body, fresh=False)
-        except StaleStore:
-            return _receive(connection, store_id, signature, body, fresh=True)
+    return answer_webhook(
+        lambda connection, fresh: _receive(connection, store_id, signature, body, fresh=fresh)
+    )
 
 
 def _receive(
