@@ -38,7 +38,9 @@ class Receiver:
         self.status = 200
         self.received: list[tuple[dict[str, str], bytes]] = []
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.url = f"http://127.0.0.1:{self._server.server_port}/hook"
 
     @Request.application
