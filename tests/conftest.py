@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
+from redis import Redis
 from sqlalchemy import Engine, create_engine, delete, text
 from werkzeug.serving import make_server
 
@@ -152,10 +153,13 @@ def _empty(url: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_emptying_engines() -> Iterator[None]:
+def _close_kept_connections() -> Iterator[None]:
+    """Close, at the end of the run, the connections the fixtures keep for it."""
     yield
     while _EMPTYING_ENGINES:
         _EMPTYING_ENGINES.popitem()[1].dispose()
+    while _REDIS_CLIENTS:
+        _REDIS_CLIENTS.popitem()[1].close()
 
 
 @pytest.fixture(scope="session")
@@ -218,10 +222,16 @@ def settings(
     ).with_env(TIKTOK_API_BASE=tiktok.base_url)
 
 
-def redis_server_client(server: EmbeddedRedis):  # type: ignore[no-untyped-def]
-    from redis import Redis
+_REDIS_CLIENTS: dict[str, Redis] = {}
 
-    return Redis.from_url(server.url)
+
+def redis_server_client(server: EmbeddedRedis) -> Redis:
+    """A client of the suite's Redis, kept for the run (a new one per test was a connection
+    per test)."""
+    client = _REDIS_CLIENTS.get(server.url)
+    if client is None:
+        client = _REDIS_CLIENTS[server.url] = Redis.from_url(server.url)
+    return client
 
 
 @pytest.fixture
