@@ -291,8 +291,10 @@ def woocommerce_store(services: Services) -> tuple[str, str]:
     return store.id, secret
 
 
-SLOW_FIXTURES = frozenset({"worker", "live_server", "browser_page", "woo_session", "connector"})
-"""Fixtures that start processes, servers or a browser: a test using one is ``slow``."""
+SLOW_FIXTURES = frozenset({"worker", "live_server", "browser_page"})
+"""Fixtures that start a worker process, a live server or a browser: a test using one is
+``slow``. The ``connector`` command run in-process (``tests.support.invoke_connector``, the
+WooCommerce tests' ``connector`` fixture) and the in-process stand-ins are not."""
 SLOW_HELPERS = frozenset(
     {"WorkerProcess", "run_connector", "chromium_page", "start_redis", "subprocess", "CHROMIUM"}
 )
@@ -300,9 +302,9 @@ SLOW_HELPERS = frozenset(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``slow`` what needs a worker process, a live server, a browser, a subprocess of
-    the ``connector`` command or fault injection, so ``pytest -m "not slow"`` is the fast tier
-    (README, "Development"); the full suite stays the default."""
+    """Mark ``slow`` what needs a worker process, a live server, a browser, a child process
+    (such as the ``connector`` command run as a program) or fault injection, so
+    ``pytest -m "not slow"`` is the fast tier (README); the full suite stays the default."""
     for item in items:
         module = getattr(item, "module", None)
         names = set(vars(module)) if module is not None else set()

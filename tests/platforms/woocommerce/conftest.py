@@ -1,6 +1,6 @@
 """Fixtures for the WooCommerce tests: the store stand-in, services whose ``APP_URL`` is the live
-server (so WooCommerce's pings and deliveries really reach the app), and the real ``connector``
-command run as a subprocess.
+server (so WooCommerce's pings and deliveries really reach the app), and the ``connector``
+command run in-process (``tests.support.invoke_connector``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.platforms.woocommerce.helpers import (
     READ_ONLY_SECRET,
 )
 from tests.standins.woocommerce import WooCommerceStandIn
-from tests.support import run_connector
+from tests.support import invoke_connector
 
 Connector = Callable[..., subprocess.CompletedProcess]
 
@@ -50,7 +50,7 @@ def live_services(settings, live_server: str) -> Iterator[Services]:  # type: ig
 
 @pytest.fixture
 def connector(settings) -> Connector:  # type: ignore[no-untyped-def]
-    """``connector ARGS`` in a subprocess sharing the test database; ``app_url`` sets APP_URL,
+    """``connector ARGS`` in-process, sharing the test database; ``app_url`` sets APP_URL,
     other keywords set environment variables."""
 
     def run(
@@ -58,6 +58,6 @@ def connector(settings) -> Connector:  # type: ignore[no-untyped-def]
     ) -> subprocess.CompletedProcess:
         if app_url:
             env_changes["APP_URL"] = app_url
-        return run_connector(settings, *args, timeout=120, **env_changes)
+        return invoke_connector(settings, *args, **env_changes)
 
     return run

@@ -215,7 +215,7 @@ def test_sites_that_are_not_woocommerce(connector, woo, live_server, services):
         " WordPress error at /wp-json/wc/v3/webhooks)"
     )
     site = make_server("127.0.0.1", 0, plain_website, threaded=True)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
+    threading.Thread(target=site.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{site.server_port}"
         line = error_line(connector(*connect_args(url)))
@@ -235,7 +235,7 @@ def redirecting_website(request: Request) -> Response:
 
 def test_a_redirecting_store_is_named_not_followed(connector, services):
     site = make_server("127.0.0.1", 0, redirecting_website, threaded=True)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
+    threading.Thread(target=site.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{site.server_port}"
         line = error_line(connector(*connect_args(url)))

@@ -64,7 +64,9 @@ class InternalService:
         self.answer = ANSWERS[answer]
         self.requests = 0
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.port = self._server.server_port
 
     @Request.application
