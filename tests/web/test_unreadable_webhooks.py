@@ -26,8 +26,8 @@ from tests.support import (
     csrf_of,
     fixture_bytes,
     fresh,
+    invoke_connector,
     log_in,
-    run_connector,
     shopify_headers,
     woocommerce_headers,
 )
@@ -232,7 +232,7 @@ def events(services) -> list[OutboxEvent]:
 
 
 def run_cli(settings, *args: str) -> str:  # type: ignore[no-untyped-def]
-    result = run_connector(settings, *args)
+    result = invoke_connector(settings, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
