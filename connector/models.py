@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -182,6 +183,10 @@ class OutboxEvent(Base):
     consent_source: Mapped[str | None] = mapped_column(String(32))
     browser: Mapped[str | None] = mapped_column(String(32))
     device: Mapped[str | None] = mapped_column(String(16))
+    # The payload's value and currency as columns, so the ledger sums a month of purchases
+    # without reading every JSON payload (None on rows recorded before they existed).
+    value: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str | None] = mapped_column(String(16))
 
 
 class Attempt(Base):

@@ -301,6 +301,8 @@ def _row(
         "payload": event.to_json(),
         "event_time": event.event_time,
         "click_source": event.click_source,
+        "value": event.value,
+        "currency": event.currency,
         "signals": signal_mask(event.user, api.signal_keys),
         "source": origin,
         "parse_notes": "; ".join(source.notes) or None,

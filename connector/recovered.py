@@ -27,12 +27,12 @@ recovered.
 
 **Where the numbers come from.** One GROUP BY over the store's purchase rows of the window
 (``ix_events_store_received``) outer-joined to ``pixel_receipts`` by its unique key, summing the
-value read from each row's JSON payload in SQL (``ConversionEvent.to_json``: ``value`` and
-``currency``), so a store with 100,000 purchases a month costs one index range scan and no
-payload decoding in Python. Measured on 2 busy cores with 100,000 purchases in the window
-(and as many of another store): 1.5 to 2.2 s on PostgreSQL, 2.1 to 2.8 s on SQLite, of which
-reading ``value`` and ``currency`` out of the JSON is about three quarters (the same GROUP BY
-without them: 0.5 s on PostgreSQL); outbox columns for the two would remove that. The Settings
+rows' ``value`` and ``currency`` columns (written with the row; :data:`VALUE` reads the JSON
+payload only for rows recorded before those columns existed), so a store with 100,000
+purchases a month costs one index range scan and no payload decoding. Measured on 2 busy cores
+with 100,000 purchases in the window (and as many of another store), reading the two out of
+each JSON payload took 1.5 to 2.2 s on PostgreSQL (2.1 to 2.8 s on SQLite), three quarters of
+it the JSON; the same GROUP BY without it took 0.5 s. The Settings
 page's test purchase (:data:`TEST_EVENT_TOPIC`) is left out. Days are UTC days of
 ``received_at``, like the Diagnostics page's window. Events older than
 ``EVENT_RETENTION_DAYS`` are deleted (connector.retention), so a window longer than that
@@ -68,6 +68,12 @@ pixel the connector's storefront code reports receipts for."""
 REPORTED = "reported"
 BLOCKED = "blocked"
 NO_RECEIPT = "no receipt"
+
+VALUE = func.coalesce(OutboxEvent.value, OutboxEvent.payload["value"].as_float())
+CURRENCY = func.coalesce(OutboxEvent.currency, OutboxEvent.payload["currency"].as_string())
+"""A purchase's value and currency: the row's columns, else (a row recorded before they
+existed) its JSON payload's. COALESCE evaluates its second argument only when the first is
+NULL, on PostgreSQL and SQLite alike, so current rows cost no JSON reading."""
 BROWSER_OUTCOMES = (REPORTED, BLOCKED, NO_RECEIPT)
 """What the browser did for a purchase, as the ledger, the CSV and the Delivery log say it."""
 
@@ -249,7 +255,7 @@ def ledger(
     window = _window(store_id, pixel, names, since)
     day = func.date(OutboxEvent.received_at)
     outcome = func.coalesce(PixelReceipt.outcome, NO_RECEIPT)
-    currency = OutboxEvent.payload["currency"].as_string()
+    currency = CURRENCY
     query = (
         select(
             day,
@@ -259,7 +265,7 @@ def ledger(
             outcome,
             currency,
             func.count(),
-            func.sum(OutboxEvent.payload["value"].as_float()),
+            func.sum(VALUE),
         )
         .select_from(joined)
         .where(*window)
@@ -328,8 +334,8 @@ def orders(
         select(
             OutboxEvent.event_id,
             OutboxEvent.event_time,
-            OutboxEvent.payload["value"].as_float(),
-            OutboxEvent.payload["currency"].as_string(),
+            VALUE,
+            CURRENCY,
             OutboxEvent.status,
             PixelReceipt.outcome,
             OutboxEvent.browser,

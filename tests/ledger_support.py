@@ -58,10 +58,12 @@ def seed(  # type: ignore[no-untyped-def]
     services: Services, store_id: str, purchases=MIX, *, strays: bool = True
 ) -> None:
     """Insert the purchases as outbox rows (payloads as the pipeline stores them) and their
-    receipts, plus :data:`STRAY_RECEIPTS` unless ``strays`` is false."""
+    receipts, plus :data:`STRAY_RECEIPTS` unless ``strays`` is false. Every other row leaves
+    the value and currency columns empty, as rows recorded before they existed do, so both
+    ways the ledger reads money are counted."""
     now = utcnow()
     events, receipts = [], []
-    for p in purchases:
+    for index, p in enumerate(purchases):
         received = now - timedelta(days=p.days_ago)
         event = ConversionEvent(
             event_name=p.event_name,
@@ -89,6 +91,8 @@ def seed(  # type: ignore[no-untyped-def]
                 "delivered_at": received if p.status == EventStatus.DELIVERED else None,
                 "browser": p.browser,
                 "device": p.device,
+                "value": None if index % 2 else event.value,
+                "currency": None if index % 2 else event.currency,
             }
         )
         if p.receipt:

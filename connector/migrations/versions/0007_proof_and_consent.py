@@ -1,8 +1,9 @@
 """proof and consent: pixel receipts, the shopper's consent, the store's consent policy
 
 ``pixel_receipts`` keeps what the storefront's browser pixel did for a purchase; click records
-gain the consent the storefront reported; events record the consent applied and the shopper's
-browser family and device; stores gain their consent policy (existing stores get the default,
+gain the consent the storefront reported; events record the consent applied, the shopper's
+browser family and device, and their value and currency (the ledger sums them without reading
+the JSON payload); stores gain their consent policy (existing stores get the default,
 "respect" with unknown consent sent, which sends what they sent before: no consent was known).
 
 Revision ID: 0007
@@ -19,7 +20,13 @@ branch_labels = None
 depends_on = None
 
 CONSENT_COLUMNS = ("consent_marketing", "consent_analytics", "consent_sale_of_data")
-EVENT_COLUMNS = (("consent", 16), ("consent_source", 32), ("browser", 32), ("device", 16))
+EVENT_COLUMNS = (
+    ("consent", 16),
+    ("consent_source", 32),
+    ("browser", 32),
+    ("device", 16),
+    ("currency", 16),
+)
 
 
 def upgrade() -> None:
@@ -45,6 +52,7 @@ def upgrade() -> None:
     with op.batch_alter_table("events") as batch:
         for column, length in EVENT_COLUMNS:
             batch.add_column(sa.Column(column, sa.String(length), nullable=True))
+        batch.add_column(sa.Column("value", sa.Float(), nullable=True))
     with op.batch_alter_table("stores") as batch:
         batch.add_column(
             sa.Column("consent_policy", sa.String(16), nullable=False, server_default="respect")
@@ -59,6 +67,7 @@ def downgrade() -> None:
         batch.drop_column("consent_unknown")
         batch.drop_column("consent_policy")
     with op.batch_alter_table("events") as batch:
+        batch.drop_column("value")
         for column, _length in reversed(EVENT_COLUMNS):
             batch.drop_column(column)
     with op.batch_alter_table("click_records") as batch:

@@ -165,6 +165,7 @@ def test_the_stores_policy_decides_what_tiktok_receives(
     assert (event.consent, event.last_error) == (consent, held_back)
     assert event.consent_source == ("stored_checkout_token" if choices else None)
     assert (event.browser, event.device) == ("Safari", "mobile")  # the fixture's iPhone
+    assert (event.value, event.currency) == (event.payload["value"], event.payload["currency"])
     deliver_pending(app_services, destination_id)
     if held_back:
         assert event.status == EventStatus.SKIPPED
