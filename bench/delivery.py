@@ -468,7 +468,8 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
                 result.sender_cpu,
                 result.cpu_bound_rate,
                 result.standin_cpu / result.events * 1000,
-                result.database_cpu / result.events * 1000,
+                result.sender_cpu / result.events * 1e6,
+                result.database_cpu / result.events * 1e6,
                 f"{result.foreign_cores:.2f}",
             ]
         )
@@ -485,7 +486,8 @@ def report(args: argparse.Namespace, runs: list[Run]) -> None:
             "sender CPU s",
             "events/CPU s",
             "TikTok CPU ms/event",
-            "PG CPU ms/event",
+            "sender CPU us/event",
+            "PG CPU us/event",
             "others",
         ],
         rows,

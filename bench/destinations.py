@@ -16,6 +16,7 @@ last row delivered, with the worker's CPU over the whole drain.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchlib import (  # noqa: E402
     PIXEL,
     TOKEN,
+    CpuMeter,
     bench_database,
     cpu_seconds,
     prepare_stack,
@@ -36,6 +38,7 @@ from benchlib import (  # noqa: E402
     stop_process,
 )
 from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from connector.events import ClickIds  # noqa: E402
 from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination  # noqa: E402
@@ -130,15 +133,24 @@ def deliver(tmp: Path, stack, args: argparse.Namespace) -> list[list[object]]:  
     CPU includes its start-up (about a second of imports)."""
     total = args.orders * (len(stack.services.destinations) + 1)  # + TikTok's alone
     worker = start_worker(stack.env, tmp / "worker.log")
+    database = make_url(stack.database_url).database if args.database_url else None
     try:
         deadline = time.monotonic() + args.timeout
-        while _delivered(stack) < total:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"only {_delivered(stack)} of {total} delivered: {_why(stack)}")
-            time.sleep(0.05)
+        with CpuMeter(database) as meter:
+            while _delivered(stack) < total:
+                if time.monotonic() > deadline:
+                    why = _why(stack)
+                    raise SystemExit(f"only {_delivered(stack)} of {total} delivered: {why}")
+                time.sleep(0.05)
         cpu = cpu_seconds(worker.pid)
     finally:
         stop_process(worker)
+    standins = meter.cpu_of([os.getpid()])
+    print(
+        f"while the worker drained: the stand-ins (this process) used {standins:.1f} CPU s, "
+        f"PostgreSQL {meter.cpu_of(meter.database_pids):.1f} s, others "
+        f"{meter.foreign_cores:.2f} cores, over {meter.seconds:.1f} s"
+    )
     rows = []
     for kind in sorted(stack.services.destinations):
         count = args.orders * (2 if kind == "tiktok" else 1)

@@ -37,7 +37,6 @@ from benchlib import (  # noqa: E402
 )
 from delivery import preload  # noqa: E402
 
-import connector.delivery  # noqa: E402
 from connector.delivery import deliver_pending  # noqa: E402
 
 # (label, predicate on a cProfile function key (file, line, name)): cumulative time of the
@@ -57,8 +56,6 @@ STAGES = {
 
 def main() -> None:
     args = parse_args()
-    if args.serial:
-        connector.delivery.CLAIM_AHEAD = False
     print_machine(args.database_url)
     with tempfile.TemporaryDirectory(prefix="bench-profile-delivery-") as folder:
         tmp = Path(folder)
@@ -96,11 +93,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--top", type=int, default=30, help="functions to list by own time")
-    parser.add_argument(
-        "--serial",
-        action="store_true",
-        help="claim each batch after the last is recorded (connector.delivery.CLAIM_AHEAD off)",
-    )
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:

@@ -12,7 +12,6 @@ import logging
 import random
 import secrets
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,9 +52,6 @@ RETRY_CAP_SECONDS = 3600.0
 # building and sending the request (bench/delivery.py with --py-spy).
 EVENTS = OutboxEvent.__table__
 LEASE_CLEARED = {"lease_token": None, "lease_expires_at": None}
-# Claim the next batch while this one is sent, where claims are row locks (PostgreSQL).
-# bench/profile_delivery.py --serial turns it off to measure what it gains.
-CLAIM_AHEAD = True
 
 
 @dataclass(frozen=True)
@@ -93,59 +89,28 @@ def deliver_pending(
     The budget keeps a job short, so a worker stopping for a deploy (SIGTERM, 30 s on
     Heroku) finishes it; whatever is left is picked up by the next job or the sweep.
 
-    On PostgreSQL the next batch is claimed, in a second session on a helper thread, while
-    this one is sent and recorded: the claim's wait for the database then overlaps the
-    request and the outcome's write instead of adding to them. Its row locks are the claim,
-    so a run that stops early (paused, cooling down, out of time) just rolls that claim back
-    and its rows are free at once. SQLite claims one batch at a time: a second writing
-    session would only wait for the first's lock.
+    One batch at a time, on one thread. Claiming the next batch and recording the last one
+    on helper threads, so the database's CPU would overlap the worker's, was measured and
+    left out: on two shared cores it gained nothing and cost 12 to 15 us of worker CPU per
+    event in thread hand-offs (``bench/README.md``).
     """
     report = RunReport()
     deadline = time.monotonic() + time_budget
     http = services.http
     pace: Pace | None = None
-    helper: ThreadPoolExecutor | None = None
-    ahead: Future[tuple[Session, list[Claimed]]] | None = None
-    try:
-        while time.monotonic() < deadline and not (report.paused or report.cooldown_seconds):
-            session, batch = ahead.result() if ahead else (services.db.session(), None)
-            ahead = None
-            with session:
-                row = session.get(StoreDestination, destination_id)
-                if row is None or row.paused_reason:
-                    break
-                destination = services.destinations[row.kind]
-                pace = pace or Pace(requests_per_second(services.settings, destination))
-                config = destination_config(services, row, destination)
-                if batch is None:
-                    batch = claim_batch(session, row, services.settings, destination.max_batch)
-                if not batch:
-                    break
-                if CLAIM_AHEAD and holds_row_locks(session):
-                    helper = helper or ThreadPoolExecutor(1, thread_name_prefix="claim-ahead")
-                    ahead = helper.submit(
-                        _claim_ahead, services, row.store_id, row.kind, destination.max_batch
-                    )
-                _send_batch(session, row, destination, config, http, batch, services, report, pace)
-    finally:
-        if ahead is not None and ahead.exception() is None:
-            unused, _ = ahead.result()
-            unused.close()  # rolls the claim back: its rows are free at once
-        if helper is not None:
-            helper.shutdown()
+    while time.monotonic() < deadline and not (report.paused or report.cooldown_seconds):
+        with services.db.session() as session:
+            row = session.get(StoreDestination, destination_id)
+            if row is None or row.paused_reason:
+                break
+            destination = services.destinations[row.kind]
+            pace = pace or Pace(requests_per_second(services.settings, destination))
+            config = destination_config(services, row, destination)
+            batch = claim_batch(session, row, services.settings, destination.max_batch)
+            if not batch:
+                break
+            _send_batch(session, row, destination, config, http, batch, services, report, pace)
     return report
-
-
-def _claim_ahead(
-    services: Services, store_id: str, kind: str, limit: int
-) -> tuple[Session, list[Claimed]]:
-    """Claim the next batch in a session of its own; the caller sends it, or closes it."""
-    session = services.db.session()
-    try:
-        return session, _claim(session, store_id, kind, services.settings, limit)
-    except BaseException:
-        session.close()
-        raise
 
 
 def requests_per_second(settings: Settings, destination: Destination) -> float:
