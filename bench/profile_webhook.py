@@ -63,7 +63,7 @@ from connector.web.intake import (  # noqa: E402
 from platforms.shopify.parse import parse_order  # noqa: E402
 
 STAGES = (
-    "connection (pool checkout, autocommit)",
+    "connection (kept by the thread, autocommit)",
     "find_store (remembered)",
     "webhook_secrets (Fernet decrypt, memoised)",
     "signature_matches (HMAC)",

@@ -181,6 +181,7 @@ def webhook_connection() -> Iterator[Connection]:
     key = (os.getpid(), threading.get_ident(), id(engine))
     held = _HELD.get(key)
     if held is None or held[0] is not engine or held[1].closed or held[1].invalidated:
+        _close_held_by_ended_threads()
         connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         with _HELD_LOCK:
             if not event.contains(engine, "engine_disposed", _close_held):
@@ -195,6 +196,18 @@ def webhook_connection() -> Iterator[Connection]:
             _HELD.pop(key, None)
         connection.close()
         raise
+
+
+def _close_held_by_ended_threads() -> None:
+    """Give back the connections of threads that have ended (a server that starts a thread
+    per request, such as ``flask run``'s), so they never pile up out of the pool."""
+    alive = {thread.ident for thread in threading.enumerate()}
+    pid = os.getpid()
+    with _HELD_LOCK:
+        ended = [key for key in _HELD if key[0] == pid and key[1] not in alive]
+        connections = [_HELD.pop(key)[1] for key in ended]
+    for connection in connections:
+        connection.close()
 
 
 def _close_held(engine: Engine) -> None:

@@ -10,6 +10,7 @@ the webhook is handled again on a new connection.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from sqlalchemy import func, select, text
@@ -81,3 +82,18 @@ def test_disposing_the_engine_closes_the_kept_connection(client, services, shopi
     assert kept.closed
     assert kept_connections(services) == []
     assert post_order(client, 2).status_code == 200
+
+
+def test_threads_that_ended_give_their_connections_back(client, services, shopify_store):
+    """A server with a thread per request (``flask run``, the tests' live server) must not
+    keep one connection per finished thread: the pool would run dry after about ten."""
+    pool_limit = services.db.engine.pool.size() + services.db.engine.pool._max_overflow
+    answers = []
+    for order_id in range(pool_limit + 5):
+        thread = threading.Thread(target=lambda n=order_id: answers.append(post_order(client, n)))
+        thread.start()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "a webhook waited for a connection the pool no longer had"
+    assert [answer.status_code for answer in answers] == [200] * (pool_limit + 5)
+    assert len(kept_connections(services)) == 1
+    assert stored(services) == pool_limit + 5
