@@ -166,12 +166,17 @@ def invoke_connector(settings: Settings, *args: str, **env_changes: str | None) 
                 prog_name="connector",
             )
     finally:
-        os.environ.clear()
-        os.environ.update(saved_environ)
+        for name in set(os.environ) - set(saved_environ):
+            del os.environ[name]
+        for name, value in saved_environ.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
         root.handlers[:], root.level = saved_handlers, saved_level
-        if lazy._services is not None:  # built by the command: closed here, as at its exit
-            lazy._services.db.dispose()
-            lazy._services.http.close()
+        if (built := lazy._services) is not None:  # the command's: closed as at its exit
+            built.db.dispose()
+            built.http.close()
+            if built._redis is not None:
+                built._redis.close()
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
