@@ -174,7 +174,10 @@ def webhook_connection() -> Iterator[Connection]:
     INSERT of all its rows; a kept body's row), so nothing is ever half-written. Kept: a pool
     checkout costs a ``SELECT 1`` round trip (``pool_pre_ping``) and a reset per webhook; a
     kept connection found dead fails its first statement instead, and :func:`answer_webhook`
-    handles the webhook again on a new one. A connection that saw any error is given back.
+    handles the webhook again on a new one. Kept, it also runs the read and the INSERT as
+    prepared statements: psycopg prepares a query once it ran more than ``prepare_threshold``
+    (5) times on a connection (https://www.psycopg.org/psycopg3/docs/advanced/prepare.html).
+    A connection that saw any error is given back.
     The engine's ``dispose()`` (tests, ``connector`` commands, forks) closes every kept one.
     """
     engine = services().db.engine
