@@ -48,7 +48,8 @@ IPHONE_SAFARI = (
         ),
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-            "(KHTML, like Gecko) Mobile/15E148 musical_ly_35.1.0 JsSdk/2.0 BytedanceWebview/d8a21c6",
+            "(KHTML, like Gecko) Mobile/15E148 musical_ly_35.1.0 JsSdk/2.0 "
+            "BytedanceWebview/d8a21c6",
             "TikTok in-app",
             "mobile",
         ),
