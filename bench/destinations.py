@@ -2,7 +2,7 @@
 Meta and Google at once.
 
 N orders go through ``record_events`` (the webhook's own pipeline: each destination's user
-data hashed by its rules, one outbox row per destination), then ONE ``connector worker``
+data hashed by its rules, one outbox row per destination), then one ``connector worker``
 process delivers all 3N rows to the strict stand-ins of the three platforms, which run in this
 process's threads (their CPU is not the worker's). The table gives the recording rate with
 three destinations, and per destination the events per second from the first request to its
@@ -71,6 +71,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database-url", help="PostgreSQL server to use (default: SQLite)")
     parser.add_argument("--orders", type=int, default=5_000)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes draining (one delivers for a destination at a time)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
     args = parser.parse_args()
     if args.smoke:
@@ -128,11 +134,11 @@ def record(stack, orders: int, *, first: int, label: str) -> list[object]:  # ty
 
 
 def deliver(tmp: Path, stack, args: argparse.Namespace) -> list[list[object]]:  # type: ignore[no-untyped-def]
-    """One worker drains every destination (recording already queued their jobs). A
-    destination's rate runs from its first request to its last row delivered; the worker's
-    CPU includes its start-up (about a second of imports)."""
+    """``--workers`` workers (one by default) drain every destination (recording already
+    queued their jobs). A destination's rate runs from its first request to its last row
+    delivered; the workers' CPU includes their start-up (about a second of imports each)."""
     total = args.orders * (len(stack.services.destinations) + 1)  # + TikTok's alone
-    worker = start_worker(stack.env, tmp / "worker.log")
+    workers = [start_worker(stack.env, tmp / f"worker-{n}.log") for n in range(args.workers)]
     database = make_url(stack.database_url).database if args.database_url else None
     try:
         deadline = time.monotonic() + args.timeout
@@ -142,9 +148,10 @@ def deliver(tmp: Path, stack, args: argparse.Namespace) -> list[list[object]]:  
                     why = _why(stack)
                     raise SystemExit(f"only {_delivered(stack)} of {total} delivered: {why}")
                 time.sleep(0.05)
-        cpu = cpu_seconds(worker.pid)
+        cpu = sum(cpu_seconds(worker.pid) for worker in workers)
     finally:
-        stop_process(worker)
+        for worker in workers:
+            stop_process(worker)
     standins = meter.cpu_of([os.getpid()])
     print(
         f"while the worker drained: the stand-ins (this process) used {standins:.1f} CPU s, "
@@ -158,7 +165,7 @@ def deliver(tmp: Path, stack, args: argparse.Namespace) -> list[list[object]]:  
         rows.append([f"deliver to {kind}", count, seconds, count / seconds])
     wall = _window(stack, StoreDestination.store_id == stack.store_id)
     rows.append(["deliver, all", total, wall, total / wall])
-    rows.append(["worker CPU seconds", total, cpu, total / cpu if cpu else 0])
+    rows.append([f"CPU seconds of {len(workers)} worker(s)", total, cpu, total / cpu if cpu else 0])
     return rows
 
 
