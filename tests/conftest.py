@@ -257,7 +257,9 @@ def client(app):  # type: ignore[no-untyped-def]
 def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The app over real HTTP, on a free port, in a thread."""
     server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

@@ -55,7 +55,11 @@ class LocalServer:
             raise RuntimeError(f"{self.name} cannot listen on port {port}") from exc
         server.stand_in_connections = set()  # type: ignore[attr-defined]
         self._server, self.port = server, server.server_port
-        self._thread = threading.Thread(target=server.serve_forever, name=self.name, daemon=True)
+        # serve_forever checks for shutdown every poll_interval (0.5 s by default), which a
+        # stop would wait out: the stand-ins start and stop once per test in the suites.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
