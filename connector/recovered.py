@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 
+from connector.destinations import Destination
 from connector.models import EventStatus, OutboxEvent, PixelReceipt, Store, utcnow
 from connector.services import Services
 
@@ -246,13 +247,10 @@ def ledger(
 ) -> Ledger:
     """The ledger of ``store_id``'s purchases for destination ``pixel`` received in the last
     ``days`` days. ``platform`` (the store's) supplies how to install its storefront code."""
-    destination = services.destinations.get(pixel)
-    if destination is None:
-        raise ValueError(f"there is no destination {pixel!r}")
+    destination = _destination(services, pixel)
     since = (now or utcnow()) - timedelta(days=days)
-    names = tuple(destination.event_names.get("purchase", ()))
     joined = _joined(pixel)
-    window = _window(store_id, pixel, names, since)
+    window = _window(store_id, destination, since)
     day = func.date(OutboxEvent.received_at)
     outcome = func.coalesce(PixelReceipt.outcome, NO_RECEIPT)
     currency = CURRENCY
@@ -325,11 +323,8 @@ def orders(
 ) -> Iterator[dict[str, object]]:
     """Every purchase of the window, oldest first, as :data:`CSV_COLUMNS`; read in chunks, so
     100,000 orders never sit in memory at once."""
-    destination = services.destinations.get(pixel)
-    if destination is None:
-        raise ValueError(f"there is no destination {pixel!r}")
+    destination = _destination(services, pixel)
     since = (now or utcnow()) - timedelta(days=days)
-    names = tuple(destination.event_names.get("purchase", ()))
     query = (
         select(
             OutboxEvent.event_id,
@@ -342,7 +337,7 @@ def orders(
             OutboxEvent.device,
         )
         .select_from(_joined(pixel))
-        .where(*_window(store_id, pixel, names, since))
+        .where(*_window(store_id, destination, since))
         .order_by(OutboxEvent.received_at, OutboxEvent.id)
         .execution_options(yield_per=2000)
     )
@@ -509,14 +504,23 @@ def _joined(pixel: str):  # type: ignore[no-untyped-def]
     )
 
 
+def _destination(services: Services, pixel: str) -> Destination:
+    """The destination whose browser pixel the receipts are about; ValueError if none."""
+    destination = services.destinations.get(pixel)
+    if destination is None:
+        raise ValueError(f"there is no destination {pixel!r}")
+    return destination
+
+
 def _window(
-    store_id: str, pixel: str, names: tuple[str, ...], since: datetime
+    store_id: str, destination: Destination, since: datetime
 ) -> tuple[ColumnElement[bool], ...]:
+    """The store's purchase rows for ``destination`` received since ``since``."""
     return (
         OutboxEvent.store_id == store_id,
         OutboxEvent.received_at >= since,
-        OutboxEvent.destination == pixel,
-        OutboxEvent.event_name.in_(names),
+        OutboxEvent.destination == destination.kind,
+        OutboxEvent.event_name.in_(tuple(destination.event_names.get("purchase", ()))),
         OutboxEvent.source_topic != TEST_EVENT_TOPIC,
     )
 
