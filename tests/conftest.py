@@ -18,7 +18,7 @@ from flask import Flask
 from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
 from redis import Redis
-from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy import Engine, create_engine, delete, make_url, text
 from werkzeug.serving import make_server
 
 from app import create_app
@@ -111,7 +111,7 @@ def postgres_url() -> str:
         pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL runs are skipped")
     from connector.config import normalise_database_url
 
-    url = normalise_database_url(url)
+    url = _database_of_this_process(normalise_database_url(url))
     engine = create_engine(url)
     with engine.begin() as connection:
         Base.metadata.drop_all(connection)
@@ -119,6 +119,25 @@ def postgres_url() -> str:
     engine.dispose()
     upgrade_database(url)
     return url
+
+
+def _database_of_this_process(url: str) -> str:
+    """``url`` itself, or under ``pytest -n N`` (pytest-xdist) a database of this worker's own
+    next to it (``test_gw0``...), created when missing: every test empties the tables, so two
+    processes cannot share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    own = make_url(url).set(database=f"{make_url(url).database}_{worker}")
+    server = create_engine(own.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database}
+        ).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{own.database}"'))
+    server.dispose()
+    return own.render_as_string(hide_password=False)
 
 
 @pytest.fixture

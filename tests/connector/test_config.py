@@ -88,6 +88,7 @@ def test_production_refuses_a_weak_key(tmp_path, marker, key, why):
         Fernet.generate_key().decode(),
         "correct horse battery staple, then 27 more words nobody could guess",
     ],
+    ids=["hex-32", "urlsafe-32", "urlsafe-48", "fernet", "passphrase"],  # same in every process
 )
 def test_production_accepts_a_strong_key(tmp_path, key):
     env = {"CONNECTOR_INSTANCE_PATH": str(tmp_path), "SECRET_KEY": key, "DYNO": "web.1"}
