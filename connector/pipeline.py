@@ -28,7 +28,7 @@ from connector.clicks import (
     click_tokens,
     with_click_records,
 )
-from connector.consent import ConsentPolicy, decide
+from connector.consent import ConsentDecision, ConsentPolicy, decide
 from connector.destinations import Destination
 from connector.events import Checkout, Order
 from connector.jobs import request_deliveries
@@ -188,6 +188,7 @@ def _insert_events(
         connection.execute(REMEMBER_ORDER, {"ids": remembered, "order_id": source.order_id})
     policy, targets = _policy_and_targets(rows, store_id, services)
     consent = decide(policy, source.consent)
+    shared = _source_columns(source, consent)
     planned_rows: list[tuple[dict[str, Any], PlannedEvent, _Target]] = []
     for target in [t for t in targets if only is None or t.api.kind == only]:
         planned = plan_event(
@@ -201,8 +202,7 @@ def _insert_events(
             continue
         if origin in (EventSource.RECONCILED, EventSource.BACKFILLED):
             planned = _skipped_when_too_late(planned, target.api)
-        row = _row(store_id, target.api, topic, planned, origin, source)
-        row["consent"] = consent.state
+        row = _row(store_id, target.api, topic, planned, origin) | shared
         planned_rows.append((row, planned, target))
     inserted = _insert_ignoring_duplicates(connection, [row for row, _, _ in planned_rows])
     for row, planned, target in planned_rows:
@@ -285,11 +285,9 @@ def _row(
     topic: str,
     planned: PlannedEvent,
     origin: EventSource,
-    source: Order | Checkout,
 ) -> dict[str, Any]:
-    """The outbox row of one planned event; its ``consent`` is the caller's."""
+    """The outbox row of one planned event, but for :func:`_source_columns`."""
     event = planned.event
-    user_agent = source.shopper.user_agent
     return {
         "store_id": store_id,
         "destination": api.kind,
@@ -305,7 +303,16 @@ def _row(
         "currency": event.currency,
         "signals": signal_mask(event.user, api.signal_keys),
         "source": origin,
+    }
+
+
+def _source_columns(source: Order | Checkout, consent: ConsentDecision) -> dict[str, Any]:
+    """The columns every destination's row of one order or checkout shares, worked out once:
+    its parse notes, the consent applied, and the shopper's browser family and device."""
+    user_agent = source.shopper.user_agent
+    return {
         "parse_notes": "; ".join(source.notes) or None,
+        "consent": consent.state,
         "consent_source": source.consent.source,
         "browser": browser_family(user_agent),
         "device": device_class(user_agent),
