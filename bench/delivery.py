@@ -324,17 +324,10 @@ def drain(
             stop_process(worker)
             outbox.close()
             stack.services.db.dispose()
-    return Run(
-        standin=standin.kind,
-        method=f"worker, batch {batch_size}",
-        events=count,
-        seconds=meter.seconds,
-        requests=requests_made,
-        sender_cpu=worker_cpu,
-        standin_cpu=standin_cpu,
-        foreign_cores=meter.foreign_cores,
-        database_cpu=meter.cpu_of(meter.database_pids - polling),
-    )
+    return _drained(
+        standin, f"worker, batch {batch_size}", count, meter, requests_made, polling,
+        worker_cpu, standin_cpu,
+    )  # fmt: skip
 
 
 def drain_many(
@@ -395,9 +388,20 @@ def drain_many(
                 stop_process(process)
             outbox.close()
             stack.services.db.dispose()
+    method = f"{workers} worker{'s' if workers > 1 else ''}, {args.stores} stores"
+    return _drained(
+        standin, method, count, meter, requests_made, polling, worker_cpu, standin_cpu, workers
+    )
+
+
+def _drained(  # type: ignore[no-untyped-def]
+    standin, method, count, meter, requests_made, polling, worker_cpu, standin_cpu, workers=1
+) -> Run:
+    """The row of a drain by ``connector worker`` processes; the database's CPU leaves out the
+    backends that polled the outbox for the bench (``polling``)."""
     return Run(
         standin=standin.kind,
-        method=f"{workers} worker{'s' if workers > 1 else ''}, {args.stores} stores",
+        method=method,
         events=count,
         seconds=meter.seconds,
         requests=requests_made,
