@@ -76,6 +76,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Collection
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -305,7 +306,7 @@ def _parse(body: bytes) -> tuple[dict[str, str] | None, str]:
             shape = " (Meta's fb.<digit>.<digits>.<...>)" if key in META_COOKIE_FIELDS else ""
             return None, f"'{key}' is not a valid click id or cookie{shape}"
     for key in (key for key in CONSENT_FIELDS if key in report):
-        if report[key] not in CONSENT_VALUES:
+        if not _one_of(report[key], CONSENT_VALUES):
             return None, f'\'{key}\' must be "granted" or "denied" (leave it out when unknown)'
     if not ({"checkout_token", "cart_token"} & set(report)):
         return None, "give a checkout_token or a cart_token"
@@ -321,15 +322,21 @@ def _parse_receipt(report: dict[str, Any]) -> tuple[dict[str, str] | None, str]:
     """A pixel receipt: ``receipt``, ``event_id``, and ``pixel`` (a destination kind)."""
     if set(report) - RECEIPT_FIELDS:
         return None, f"a receipt is an object with only {', '.join(sorted(RECEIPT_FIELDS))}"
-    if report["receipt"] not in RECEIPT_OUTCOMES:
+    if not _one_of(report["receipt"], RECEIPT_OUTCOMES):
         return None, f"'receipt' must be one of {', '.join(RECEIPT_OUTCOMES)}"
     event_id = report.get("event_id")
     if not (isinstance(event_id, str) and EVENT_ID.fullmatch(event_id)):
         return None, "'event_id' (the browser event's id: the order id) is missing or not valid"
     pixel = report.get("pixel", DEFAULT_RECEIPT_PIXEL)
-    if pixel not in services().destinations:
+    if not _one_of(pixel, services().destinations):
         return None, f"'pixel' must be one of {', '.join(services().destinations)}"
     return report, ""
+
+
+def _one_of(value: Any, allowed: Collection[str]) -> bool:
+    """Whether ``value`` is one of the ``allowed`` strings: any other JSON value (a list or an
+    object would not even hash) is not."""
+    return isinstance(value, str) and value in allowed
 
 
 def _nested_deeper_than(body: bytes, limit: int) -> bool:

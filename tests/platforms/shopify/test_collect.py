@@ -292,6 +292,9 @@ def test_a_woocommerce_store_takes_reports_from_its_own_https_origin_only(browse
         ({"shop": INSTALL_SHOP, "cart_token": CART, "fbc": FBCLID}, "fb.<digit>"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "fbp": "fb.1.x.123"}, "'fbp'"),
         ({"shop": INSTALL_SHOP, "cart_token": CART, "gclid": "g", "_fbc": FBC}, "only"),
+        # Values that do not even hash (a list, an object) are refused like any other.
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "consent_marketing": ["granted"]}, "granted"),
+        ({"shop": INSTALL_SHOP, "cart_token": CART, "consent_sale_of_data": {}}, "granted"),
     ],
 )
 def test_invalid_reports_are_400_and_store_nothing(browser, app_services, store_id, body, message):
