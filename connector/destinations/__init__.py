@@ -37,6 +37,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import orjson
 import requests
 
 from connector.events import ClickIds, ConversionEvent, Shopper
@@ -243,6 +244,28 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def post_json(
+    http: requests.Session,
+    url: str,
+    body: Any,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    params: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """POST ``body`` as JSON, encoded by orjson: the standard library's encoder (what
+    ``requests``' ``json=`` uses) cost 9 us of a worker's CPU per event in a batch of 500,
+    orjson 0.5 us (``bench/README.md``). Every value a destination builds is a str, int,
+    float, bool, None, list or dict, which both encode alike."""
+    return http.post(
+        url,
+        data=orjson.dumps(body),
+        params=params,
+        headers={"Content-Type": "application/json", **headers},
+        timeout=timeout,
+    )
 
 
 def load_destinations() -> dict[str, Destination]:

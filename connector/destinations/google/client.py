@@ -49,6 +49,7 @@ from connector.destinations import (
     FollowUp,
     Outcome,
     SendResult,
+    post_json,
     retry_after_seconds,
 )
 from connector.destinations.google import tokens
@@ -321,9 +322,10 @@ class GoogleDataManager:
             message = "no Google access token could be made from the refresh token"
             return SendResult(Outcome.PAUSE, message, code=tokens.UNAUTHENTICATED, fix=TOKEN_FIX)
         try:
-            response = http.post(
+            response = post_json(
+                http,
                 config.api_base + INGEST_PATH,
-                json=build_body(config, events),
+                build_body(config, events),
                 headers=_auth(config),
                 timeout=config.timeout,
             )

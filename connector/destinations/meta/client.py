@@ -53,6 +53,7 @@ from connector.destinations import (
     FailureAdvice,
     Outcome,
     SendResult,
+    post_json,
     retry_after_seconds,
 )
 from connector.destinations.meta.identity import user_data
@@ -278,10 +279,11 @@ class MetaConversionsApi:
     ) -> SendResult:
         """POST one batch; map transport failures and Graph errors onto an :class:`Outcome`."""
         try:
-            response = http.post(
+            response = post_json(
+                http,
                 events_url(config),
+                build_body(config, events),
                 params=_proof_params(config),
-                json=build_body(config, events),
                 headers={"Authorization": f"Bearer {config.access_token}"},
                 timeout=config.timeout,
             )

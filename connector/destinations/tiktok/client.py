@@ -25,6 +25,7 @@ from connector.destinations import (
     FailureAdvice,
     Outcome,
     SendResult,
+    post_json,
     retry_after_seconds,
 )
 from connector.destinations.tiktok.advice import advice
@@ -199,9 +200,10 @@ class TikTokEventsApi:
     ) -> SendResult:
         """POST one batch; map transport failures and TikTok codes onto an :class:`Outcome`."""
         try:
-            response = http.post(
+            response = post_json(
+                http,
                 config.api_base + TRACK_PATH,
-                json=build_body(config, events),
+                build_body(config, events),
                 headers={"Access-Token": config.access_token},
                 timeout=config.timeout,
             )
