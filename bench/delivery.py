@@ -62,6 +62,7 @@ from connector.events import ConversionEvent  # noqa: E402
 from connector.jobs import request_delivery  # noqa: E402
 from connector.mapping import EventOptions, plan_event  # noqa: E402
 from connector.models import EventStatus, OutboxEvent, utcnow  # noqa: E402
+from connector.privacy import split_network_signals  # noqa: E402
 from connector.stores import add_store, set_destination  # noqa: E402
 from tests.support import make_order  # noqa: E402
 
@@ -229,6 +230,9 @@ def preload(
 
 
 def _rows(store_id: str, payloads: list[dict], status: EventStatus, now: datetime) -> list[dict]:
+    """The rows ``record_events`` writes: the payload, and the IP and user agent apart (a
+    delivered row holds them no more)."""
+    split = [split_network_signals(payload, TIKTOK) for payload in payloads]
     return [
         {
             "store_id": store_id,
@@ -238,13 +242,14 @@ def _rows(store_id: str, payloads: list[dict], status: EventStatus, now: datetim
             "source_topic": "orders/create",
             "status": status,
             "payload": payload,
+            "network": None if status == EventStatus.DELIVERED else network,
             "event_time": payload["event_time"],
             "click_source": payload["click_source"],
             "received_at": now,
             "attempts": 0,
             "next_attempt_at": now,
         }
-        for payload in payloads
+        for payload, network in split
     ]
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import requests
 from sqlalchemy import (
     ARRAY,
@@ -27,21 +28,18 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
-    func,
     literal,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
 from connector.events import ConversionEvent
 from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
-from connector.privacy import network_keys
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -186,7 +184,7 @@ def _claim(
         )
         claim = _lease(EVENTS.c.id.in_(chosen), settings, now).returning(*CLAIMED_COLUMNS)
     claimed = [
-        Claimed(r.id, ConversionEvent.from_json(r.payload), r.attempts, r.received_at, r.give_up_at)
+        Claimed(r.id, _event(r.payload, r.network), r.attempts, r.received_at, r.give_up_at)
         for r in session.execute(claim).all()
     ]
     if not holds_row_locks(session):
@@ -194,13 +192,24 @@ def _claim(
     return sorted(claimed, key=lambda c: c.id)
 
 
+# The payload and the IP and user agent are read as text and parsed by orjson: psycopg's
+# JSON loader (the standard library's json) was the largest single cost of a claim.
 CLAIMED_COLUMNS = (
     EVENTS.c.id,
-    EVENTS.c.payload,
+    cast(EVENTS.c.payload, Text).label("payload"),
+    cast(EVENTS.c.network, Text).label("network"),
     EVENTS.c.attempts,
     EVENTS.c.received_at,
     EVENTS.c.give_up_at,
 )
+
+
+def _event(payload: str, network: str | None) -> ConversionEvent:
+    """The event to send: its stored payload with the IP and user agent put back."""
+    event = ConversionEvent.from_json(orjson.loads(payload))
+    if network:
+        event.user.update(orjson.loads(network))
+    return event
 
 
 def holds_row_locks(session: Session) -> bool:
@@ -427,7 +436,6 @@ def _record(
             code,
             request_id,
             delivered_at=now,
-            forget=services.destinations[row.kind],
         )
         latency = services.metrics.latency.labels(row.kind)
         for claimed in part:
@@ -501,14 +509,14 @@ def _finish(
     *,
     attempted: bool = True,
     delivered_at: datetime | None = None,
-    forget: Destination | None = None,
 ) -> None:
     """Give these events their final status, in one UPDATE.
 
     ``attempted`` counts a request made for them (not so for an event refused before
-    sending); a request id, when the platform gave one, replaces the one they had; with
-    ``forget``, the shopper's IP and user agent leave the payload (under that destination's
-    keys) in the same UPDATE.
+    sending); a request id, when the platform gave one, replaces the one they had. A delivered
+    event is never sent again, so the shopper's IP and user agent have done their work: the
+    same UPDATE drops them (its ``signals`` still say the event carried them). Failed and dead
+    events keep them for a replay; ``connector.retention`` drops them later.
     """
     values: dict[str, Any] = {
         "status": status,
@@ -522,8 +530,7 @@ def _finish(
         values["request_id"] = request_id
     if delivered_at is not None:
         values["delivered_at"] = delivered_at
-    if forget is not None:
-        values["payload"] = _without_network_signals(session, forget)
+        values["network"] = None
     session.execute(update(EVENTS).where(_among(session, ids)).values(**values))
 
 
@@ -534,30 +541,6 @@ def _among(session: Session, ids: list[int]) -> ColumnElement[bool]:
     if holds_row_locks(session):
         return EVENTS.c.id == any_(literal(ids, ARRAY(BigInteger)))
     return EVENTS.c.id.in_(ids)
-
-
-def _without_network_signals(session: Session, destination: Destination) -> ColumnElement[Any]:
-    """The payload without the shopper's IP and user agent, computed by the database.
-
-    A delivered event is never sent again, so they have done their work: the UPDATE that
-    records the delivery drops them (its ``signals`` still say the event carried them).
-    Failed and dead events keep them for a replay; ``connector.retention`` drops them later.
-    Done in SQL, in the same statement, rather than by reading every payload back and writing
-    each one again (``connector.privacy.forget_network_signals``, which retention uses): that
-    was a third write per event and a third of a PostgreSQL worker's time
-    (``bench/profile_delivery.py``). Removing a key an event does not hold changes nothing.
-    """
-    keys = network_keys(destination)
-    payload = EVENTS.c.payload
-    if session.get_bind().dialect.name == "postgresql":
-        scrubbed: ColumnElement[Any] = cast(payload, JSONB)
-        # jsonb #- text[] deletes at a path (https://www.postgresql.org/docs/15/functions-json.html)
-        for key in keys:
-            scrubbed = scrubbed.op("#-")(literal(["user", key], ARRAY(Text)))
-        return cast(scrubbed, payload.type)
-    # SQLite's json_remove takes paths; a quoted label may hold any character.
-    paths = [f'$.user."{key}"' for key in keys]
-    return func.json_remove(payload, *paths, type_=payload.type)
 
 
 def _release(session: Session, result: SendResult, retry_at: dict[int, datetime]) -> None:

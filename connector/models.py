@@ -187,6 +187,10 @@ class OutboxEvent(Base):
     # without reading every JSON payload (None on rows recorded before they existed).
     value: Mapped[float | None] = mapped_column(Float)
     currency: Mapped[str | None] = mapped_column(String(16))
+    # The shopper's IP address and user agent, under the destination's keys, kept apart from
+    # the payload until the event is final: delivery sets the column to NULL in the UPDATE
+    # that records it (connector.privacy says why and when).
+    network: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class Attempt(Base):

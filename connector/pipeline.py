@@ -41,6 +41,7 @@ from connector.models import (
     StoreDestination,
     utcnow,
 )
+from connector.privacy import split_network_signals
 from connector.services import Services
 from connector.signals import signal_mask
 from connector.useragent import browser_family, device_class
@@ -288,6 +289,7 @@ def _row(
 ) -> dict[str, Any]:
     """The outbox row of one planned event, but for :func:`_source_columns`."""
     event = planned.event
+    payload, network = split_network_signals(event.to_json(), api)
     return {
         "store_id": store_id,
         "destination": api.kind,
@@ -296,7 +298,8 @@ def _row(
         "source_topic": topic,
         "status": EventStatus.SKIPPED if planned.skip_reason else EventStatus.PENDING,
         "last_error": planned.skip_reason,
-        "payload": event.to_json(),
+        "payload": payload,
+        "network": network,
         "event_time": event.event_time,
         "click_source": event.click_source,
         "value": event.value,

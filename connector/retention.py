@@ -10,7 +10,7 @@ shorter ``UNREADABLE_RETENTION_DAYS`` (14 by default): long enough to deploy a f
 ``connector events reprocess``, while the order can still be sent. Pixel receipts
 (:mod:`connector.receipts`) go with the events they prove, after ``EVENT_RETENTION_DAYS``.
 
-The shopper's IP address and user agent (:mod:`connector.privacy`) leave the stored payloads
+The shopper's IP address and user agent (:mod:`connector.privacy`) leave the stored events
 well before that: a delivered event loses them when delivered (``connector.delivery``), a
 skipped one (never sent) here, and a failed or dead one once ``REPLAY_WINDOW`` (7 days) after
 it was received. Until then a replay sends them, as the first attempt did; TikTok and Meta
@@ -31,7 +31,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Text, and_, cast, delete, or_, select
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
 from connector.models import (
     Attempt,
@@ -41,7 +41,6 @@ from connector.models import (
     UnreadableWebhook,
     utcnow,
 )
-from connector.privacy import all_network_keys, forget_network_signals
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ FINAL_STATUSES = (
 CHUNK = 5000  # rows per DELETE, so no statement holds locks for long
 REPLAYABLE_STATUSES = (EventStatus.FAILED, EventStatus.DEAD)
 REPLAY_WINDOW = timedelta(days=7)
-SCRUB_CHUNK = 1000  # payloads read and rewritten per transaction
+SCRUB_CHUNK = 5000  # events whose IP and user agent one transaction drops
 # Where customers/data_request exports are written, under the instance folder: one folder per
 # store (so shop/redact removes it whole), readable by the connector's user only.
 DATA_REQUESTS_FOLDER = "shopify-data-requests"
@@ -104,33 +103,25 @@ def purge_expired(services: Services) -> dict[str, int]:
 
 
 def scrub_network_signals(services: Services) -> int:
-    """Drop the shopper's IP and user agent from final payloads that no longer need them;
-    returns how many payloads were rewritten.
-
-    A textual match on the JSON (same SQL on SQLite and PostgreSQL) narrows the scan to rows
-    that may hold a key; Python decides with the row's own destination's keys. Rows are walked
-    by id, so a row matched but holding nothing to drop is read once per run, not forever.
-    """
+    """Drop the shopper's IP and user agent from final events that no longer need them (their
+    ``network`` column); returns how many events held them. A chunk of ids at a time, so no
+    statement holds locks for long; a row a replay has made pending again meanwhile is left
+    as it is."""
     done = _done_with_network_signals(utcnow())
-    text = cast(OutboxEvent.payload, Text)
-    keys = sorted(all_network_keys(services.destinations))
-    may_hold = or_(*(text.contains(f'"{key}"', autoescape=True) for key in keys))
-    rows = select(OutboxEvent.id, OutboxEvent.destination, OutboxEvent.payload).where(
-        done, may_hold
-    )
-    total, after = 0, 0
+    held = select(OutboxEvent.id).where(done, OutboxEvent.network.is_not(None))
+    total = 0
     while True:
         with services.db.session() as session:
-            chunk = session.execute(
-                rows.where(OutboxEvent.id > after).order_by(OutboxEvent.id).limit(SCRUB_CHUNK)
-            ).all()
-            if not chunk:
+            ids = list(session.scalars(held.limit(SCRUB_CHUNK)))
+            if not ids:
                 return total
-            total += forget_network_signals(
-                session, chunk, services.destinations, only_statuses=FINAL_STATUSES
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(ids), OutboxEvent.status.in_(FINAL_STATUSES))
+                .values(network=None)
             )
             session.commit()
-        after = chunk[-1][0]
+        total += len(ids)
 
 
 def _done_with_network_signals(now: datetime) -> ColumnElement[bool]:

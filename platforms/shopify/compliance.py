@@ -45,7 +45,6 @@ from sqlalchemy.orm import Session
 from connector.destinations import Destination
 from connector.events import ClickIds, Shopper
 from connector.models import ClickRecord, OutboxEvent, ShopifyToken, Store, StoreDestination, utcnow
-from connector.privacy import without_network_signals
 from connector.retention import DATA_REQUESTS_FOLDER
 from connector.services import Services
 from connector.signals import keys_for, signals_in
@@ -158,7 +157,7 @@ def export_customer(services: Services, store: Store, payload: dict[str, Any]) -
         "data_request_id": request_id,
         "received_at": utcnow().isoformat() + "Z",
         "note": EXPORT_NOTE,
-        "events": [_event_json(e, services.destinations.get(e.destination)) for e in events],
+        "events": [_event_json(e) for e in events],
         "click_records": [_click_json(c) for c in clicks],
     }
     _write_private(path, json.dumps(document, indent=2, sort_keys=True))
@@ -295,17 +294,17 @@ def _delete_store_exports(services: Services, store_id: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def _event_json(event: OutboxEvent, destination: Destination | None) -> dict[str, Any]:
-    """The event as stored, less the shopper's IP and user agent, which the export names
-    only as signals the event carried."""
-    payload = event.payload or {}
+def _event_json(event: OutboxEvent) -> dict[str, Any]:
+    """The event's payload as stored, which never holds the shopper's IP and user agent (they
+    are kept apart until delivery, ``connector.privacy``): the export names them only as
+    signals the event carried."""
     return {
         "event_name": event.event_name,
         "event_id": event.event_id,
         "status": event.status,
         "received_at": event.received_at.isoformat() + "Z",
         "signals": signals_in(event.signals or 0),
-        "payload": without_network_signals(payload, destination) or payload,
+        "payload": event.payload or {},
     }
 
 

@@ -3,11 +3,16 @@ the signal mask names what an event carried."""
 
 from __future__ import annotations
 
-import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+import json
 
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from connector.db import MIGRATIONS
 from connector.destinations import load_destinations
 from connector.mapping import EventOptions, build_event
 from connector.models import Base
@@ -34,3 +39,34 @@ def test_signal_mask_round_trips(kind: str) -> None:
     assert set(names) <= set(SIGNALS)
     assert "email" in names and "ip" in names
     assert signals_in(0) == []
+
+
+def test_0008_moves_the_ip_and_user_agent_of_unsent_events_out_of_their_payloads(tmp_path):
+    """Rows recorded before 0008 hold them in the payload: an unsent one has them moved to
+    the network column (delivery puts them back), a delivered one held none and is left."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0007")
+    engine = create_engine(url)
+    user = {"email": "e" * 64, "ip": "203.0.113.7", "client_user_agent": "Mozilla/5.0"}
+    with engine.begin() as connection:
+        for id_, status, held in ((1, "pending", user), (2, "delivered", {"email": "e" * 64})):
+            connection.execute(
+                text(
+                    "INSERT INTO events (id, store_id, destination, event_name, event_id, "
+                    "source_topic, status, payload, event_time, received_at, attempts, "
+                    "next_attempt_at) VALUES (:id, 's', 'tiktok', 'x', :id, 't', :status, "
+                    ":payload, 0, '2026-12-01', 0, '2026-12-01')"
+                ),
+                {"id": id_, "status": status, "payload": json.dumps({"user": held, "value": 1})},
+            )
+    command.upgrade(config, "head")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, payload, network FROM events ORDER BY id"))
+        stored = {id_: (json.loads(payload), network) for id_, payload, network in rows}
+    engine.dispose()
+    assert stored[1][0] == {"user": {"email": "e" * 64}, "value": 1}
+    assert json.loads(stored[1][1]) == {"ip": "203.0.113.7", "client_user_agent": "Mozilla/5.0"}
+    assert stored[2] == ({"user": {"email": "e" * 64}, "value": 1}, None)

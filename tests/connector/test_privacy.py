@@ -1,5 +1,6 @@
-"""The shopper's IP address and user agent leave the stored payloads once they are no longer
-needed (connector.privacy), yet diagnostics still count them; ``/`` tells strangers nothing.
+"""The shopper's IP address and user agent are kept apart from the stored payloads and leave
+the row once they are no longer needed (connector.privacy), yet diagnostics still count them;
+``/`` tells strangers nothing.
 
 Events go through ``record_events`` and ``deliver_pending`` against the platforms' stand-ins,
 so the payloads and signal masks checked here are the ones production writes.
@@ -56,8 +57,12 @@ def network_keys(services, kind: str) -> list[str]:  # type: ignore[no-untyped-d
 
 
 def stored_users(services) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """What each row keeps of its shopper: the payload's user data and the network column."""
     with services.db.session() as session:
-        return {e.event_id: e.payload["user"] for e in session.scalars(select(OutboxEvent))}
+        return {
+            e.event_id: {**e.payload["user"], **(e.network or {})}
+            for e in session.scalars(select(OutboxEvent))
+        }
 
 
 def statuses(services) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -74,6 +79,9 @@ def test_a_delivered_event_keeps_no_ip_or_user_agent_yet_diagnostics_count_them(
     record_events(services, shopify_store, "orders/create", order)
     ip_key, agent_key = network_keys(services, kind)
     assert {ip_key, agent_key} <= set(stored_users(services)["1"])  # needed until sent
+    with services.db.session() as session:
+        event = session.scalar(select(OutboxEvent))
+        assert event.network and SHOPPER_IP not in str(event.payload)  # apart from the payload
 
     deliver_pending(services, destination_id)
     with services.db.session() as session:
@@ -134,12 +142,9 @@ def test_retention_scrubs_skipped_and_earlier_delivered_events_but_never_pending
     record_events(services, shopify_store, "orders/create", make_order("delivered"))
     deliver_pending(services, destination_id)
     record_events(services, shopify_store, "orders/create", make_order("pending"))
-    with services.db.session() as session:  # delivered before payloads were scrubbed on delivery
+    with services.db.session() as session:  # delivered before delivery dropped them
         event = session.scalar(select(OutboxEvent).where(OutboxEvent.event_id == "delivered"))
-        event.payload = {
-            **event.payload,
-            "user": {**event.payload["user"], "ip": SHOPPER_IP, "user_agent": "Mozilla/5.0"},
-        }
+        event.network = {"ip": SHOPPER_IP, "user_agent": "Mozilla/5.0"}
         session.commit()
     assert statuses(services) == {
         "bot": EventStatus.SKIPPED,
