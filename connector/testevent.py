@@ -22,10 +22,17 @@ from connector.delivery import deliver_pending, destination_config, in_flight
 from connector.destinations import Destination, Outcome
 from connector.events import LineItem, Order, Shopper
 from connector.mapping import EventOptions, plan_event
-from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination
+from connector.models import Attempt, EventStatus, OutboxEvent, Store, StoreDestination
 from connector.pipeline import record_events
 from connector.services import Services
 from connector.stores import StoreError, find_destination
+
+TEST_USER_AGENT = "Mozilla/5.0 (compatible; ConnectorTestEvent/1.0)"
+"""The test order's browser. A real order carries its shopper's user agent, and Meta refuses a
+website event without one (``client_user_agent``, "required for website events", Customer
+Information Parameters,
+https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters);
+a made-up order has no shopper, so it names itself instead of posing as a real browser."""
 
 
 def send_test_event(services: Services, store_id: str, kind: str) -> dict[str, Any]:
@@ -37,7 +44,7 @@ def send_test_event(services: Services, store_id: str, kind: str) -> dict[str, A
             f"no destination {kind!r}: choose one of {', '.join(services.destinations)}"
         )
     row = _destination(services, store_id, api)
-    order = _test_order()
+    order = _test_order(_store_page(services, store_id))
     if api.test_mode == "validate":
         return _validate_only(services, api, row, order)
     record_events(services, store_id, "connector/test-event", order, only=kind)
@@ -127,7 +134,27 @@ def _destination(services: Services, store_id: str, api: Destination) -> StoreDe
     return row
 
 
-def _test_order() -> Order:
+def _store_page(services: Services, store_id: str) -> str | None:
+    """The store's own storefront address, the page a real order of it names.
+
+    A real order's ``page_url`` is the shop's origin (a Shopify order's ``order_status_url``
+    is on the storefront's primary domain; a WooCommerce order's site is where the store lives,
+    folder included), and Meta refuses a website event without one (``event_source_url``,
+    https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event).
+    The store row keeps that host: the primary domain a Shopify shop is served from when it is
+    not the ``*.myshopify.com`` one, else the registered domain. The row keeps no scheme;
+    storefronts are served over HTTPS.
+    """
+    with services.db.session() as session:
+        store = session.get(Store, store_id)
+        if store is None:
+            return None
+        host = next(iter(store.storefront_domains or ()), None) or store.domain
+    return f"https://{host}/"
+
+
+def _test_order(page_url: str | None) -> Order:
+    """A made-up paid order as the store would send it, on the store's own page."""
     return Order(
         occurred_at=datetime.now(UTC),
         currency="USD",
@@ -143,11 +170,12 @@ def _test_order() -> Order:
                 quantity=1,
             ),
         ),
-        shopper=Shopper(email="test@example.com"),
+        shopper=Shopper(email="test@example.com", user_agent=TEST_USER_AGENT),
         # Not a store's test order: the destination's test event code, which this path
         # requires, or validation without recording is what keeps it out of the conversions,
         # whatever the test-order option.
         is_test=False,
         order_id="test-" + secrets.token_hex(6),
         triggers=frozenset({"created", "paid"}),
+        page_url=page_url,
     )
