@@ -42,6 +42,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from connector.clicks import CONSENT_COLUMNS, STORED_COLUMNS
 from connector.destinations import Destination
 from connector.events import ClickIds, Shopper
 from connector.models import ClickRecord, OutboxEvent, ShopifyToken, Store, StoreDestination, utcnow
@@ -309,11 +310,15 @@ def _event_json(event: OutboxEvent) -> dict[str, Any]:
 
 
 def _click_json(record: ClickRecord) -> dict[str, Any]:
+    """Everything the record holds about the customer: the click ids and ad cookies of every
+    platform it keeps (:data:`connector.clicks.STORED_COLUMNS`, an fbclid kept as its fbc) and
+    the consent the storefront reported, as Shopify's ``customers/data_request`` asks for the
+    customer's data the app stores (https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance)."""
     return {
         "token_kind": record.token_kind,
         "token": record.token,
-        "ttclid": record.ttclid,
-        "ttp": record.ttp,
+        **{name: getattr(record, name) for name in STORED_COLUMNS},
+        "consent": {name: getattr(record, column) for name, column in CONSENT_COLUMNS.items()},
         "order_id": record.order_id,
         "created_at": record.created_at.isoformat() + "Z",
     }

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from connector.clicks import save_click_record
-from connector.events import ClickIds
+from connector.clicks import save_click_record, save_consent
+from connector.events import CLICK_ID_FIELDS, ClickIds, Consent
 from connector.models import (
     Attempt,
     ClickRecord,
@@ -32,6 +32,16 @@ GUEST_ORDER = "820982911946154601"
 OLIVIA_ORDER = "820982911946154603"
 JON_CHECKOUT = "b1946ac92492d2347c6235b4d2611184"
 OTHER_CHECKOUT = "0" * 32
+JON_CLICKS = ClickIds(
+    ttclid="E.C.P.jon",
+    ttp="ttp-cookie-of-jon",
+    fbc="fb.1.1733200000000.IwAR2xQe9KpLm3Nv7Rt1Yz",
+    fbp="fb.1.1733200000000.1098765432",
+    gclid="Cj0KCQiA-jon-gclid",
+    gbraid="0AAAAA-jon-gbraid",
+    wbraid="CjkKEQjw-jon-wbraid",
+)
+JON_CONSENT = Consent(marketing=True, analytics=False, sale_of_data=None)
 
 
 @pytest.fixture
@@ -47,10 +57,19 @@ def store_id(app_services) -> str:
 def stored(browser, app_services, store_id) -> str:
     """Four events of three customers and two click records, stored through the webhook."""
     with app_services.db.session() as session:
-        for token in (JON_CHECKOUT, OTHER_CHECKOUT):
-            save_click_record(
-                session, store_id, token_kind="checkout", token=token, clicks=ClickIds("E.C.P.x")
-            )
+        save_click_record(
+            session, store_id, token_kind="checkout", token=JON_CHECKOUT, clicks=JON_CLICKS
+        )
+        save_consent(
+            session, store_id, token_kind="checkout", token=JON_CHECKOUT, consent=JON_CONSENT
+        )
+        save_click_record(
+            session,
+            store_id,
+            token_kind="checkout",
+            token=OTHER_CHECKOUT,
+            clicks=ClickIds("E.C.P.x"),
+        )
         session.commit()
     olivia = json.loads(fixture_bytes("shopify", "orders_create__national_phone.json"))
     olivia["customer"]["id"] = 555001  # her own customer, not Jon's
@@ -162,7 +181,14 @@ def test_data_request_writes_the_customers_data_for_the_merchant(browser, app_se
     document = json.loads(path.read_text())
     assert document["shop"] == INSTALL_SHOP and document["data_request_id"] == "9999"
     assert {e["event_id"] for e in document["events"]} == {JON_ORDER, JON_CHECKOUT}
-    assert [c["token"] for c in document["click_records"]] == [JON_CHECKOUT]
+    [click] = document["click_records"]
+    assert click["token"] == JON_CHECKOUT
+    # every platform's click ids and cookies the record holds (it keeps an fbclid as its fbc),
+    # and the consent the storefront reported with them
+    assert {name: click[name] for name in CLICK_ID_FIELDS if name != "fbclid"} == {
+        name: getattr(JON_CLICKS, name) for name in CLICK_ID_FIELDS if name != "fbclid"
+    }
+    assert click["consent"] == {"marketing": True, "analytics": False, "sale_of_data": None}
     assert "jon@example.com" not in path.read_text()  # only hashes were ever stored
     assert "115310627314723954" not in path.name  # the customer is a hash in the name too
     assert event_ids(app_services) >= {JON_ORDER, JON_CHECKOUT}  # nothing deleted
