@@ -2,9 +2,10 @@
 
 Every process (web, worker, command line) calls :func:`load_settings` at start and passes the
 result down; nothing else reads ``os.environ``. The variables and their defaults are the public
-contract in DESIGN.md and the README's environment table. One file besides the environment is
-read: when ``REDIS_URL`` is unset, the instance folder's ``runtime.json``, where a running
-``connector run`` records its embedded Redis (see :mod:`connector.runtime`).
+contract in the README's environment table (docs/ARCHITECTURE.md says where each is read).
+One file besides the environment is read: when ``REDIS_URL`` is unset, the instance folder's
+``runtime.json``, where a running ``connector run`` records its embedded Redis
+(see :mod:`connector.runtime`).
 """
 
 from __future__ import annotations

@@ -298,7 +298,8 @@ def signature_matches(secrets: list[str], body: bytes, signature: str | None) ->
 
 
 class MalformedBody(ValueError):
-    """The body is not JSON at all: a sender's defect, answered 400 (DESIGN.md)."""
+    """The body is not JSON at all: a sender's defect, answered 400 (docs/ARCHITECTURE.md,
+    routes)."""
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class StoreAddress:
 
 def delivery_url(services: Services, store_id: str) -> str:
     """The address this process's ``APP_URL`` gives the store's webhooks (a public contract:
-    DESIGN.md, routes). Only connecting a store makes its webhooks deliver there."""
+    docs/ARCHITECTURE.md, routes). Only connecting a store makes its webhooks deliver there."""
     return f"{services.settings.app_url}/webhooks/woocommerce/{store_id}"
 
 
