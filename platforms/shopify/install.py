@@ -367,12 +367,12 @@ def _refused(error: OAuthError) -> tuple[Response, int]:
 
 def _installed_page(shop: str, api_key: str) -> str:
     """After the redirect install: where the merchant goes next, the app in their admin
-    (``https://<shop>/admin/apps/<api key>``), whose Settings page connects TikTok."""
+    (``https://<shop>/admin/apps/<api key>``), whose Settings page connects ad platforms."""
     app_in_admin = f"https://{shop}/admin/apps/{api_key}"
     return (
         "<!doctype html><title>Connected</title>"
         f"<h1>{escape(shop)} is connected</h1>"
-        "<p>Orders and checkouts now reach the connector. Next, connect TikTok on the app's "
+        "<p>Orders and checkouts now reach the connector. Next, connect ad platforms on the app's "
         f'Settings page: <a href="{escape(app_in_admin)}">open the app in your Shopify admin</a>.'
         "</p>"
     )
