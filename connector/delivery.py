@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import requests
@@ -52,9 +52,8 @@ EVENTS = OutboxEvent.__table__
 LEASE_CLEARED = {"lease_token": None, "lease_expires_at": None}
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A leased outbox row, as much of it as delivery reads."""
+class Claimed(NamedTuple):
+    """A claimed outbox row, as much of it as delivery reads (a tuple: 500 are made a batch)."""
 
     id: int
     event: ConversionEvent
@@ -539,8 +538,14 @@ def _among(session: Session, ids: list[int]) -> ColumnElement[bool]:
     500 is not 500 placeholders to render and parse for every statement (a tenth of the
     worker's CPU per event, ``bench/profile_delivery.py``); SQLite has no arrays: ``IN``."""
     if holds_row_locks(session):
-        return EVENTS.c.id == any_(literal(ids, ARRAY(BigInteger)))
+        return EVENTS.c.id == any_(cast(literal(_array_text(ids)), ARRAY(BigInteger)))
     return EVENTS.c.id.in_(ids)
+
+
+def _array_text(ids: list[int]) -> str:
+    """PostgreSQL's text form of an array of ids, ``{1,2,3}``: a join in C, where psycopg's
+    list dumper walked the 500 ids in Python (about 4 ms a batch under cProfile)."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 def _release(session: Session, result: SendResult, retry_at: dict[int, datetime]) -> None:

@@ -243,12 +243,14 @@ class ConversionEvent:
 
 def _filled(kind: type[_T], fields: dict[str, Any]) -> _T:
     """An instance of the frozen dataclass ``kind`` holding ``fields``, defaults for the rest."""
-    defaults = _FIELD_DEFAULTS[kind]
-    odd = (fields.keys() - defaults.keys()) or (_REQUIRED[kind] - fields.keys())
-    if odd:
-        raise TypeError(f"{kind.__name__}: field {sorted(odd)[0]!r} unknown or missing")
     instance = object.__new__(kind)
-    instance.__dict__.update(defaults, **fields)
+    defaults = _FIELD_DEFAULTS[kind]
+    if fields.keys() != defaults.keys():  # not every field, as to_json writes them
+        odd = (fields.keys() - defaults.keys()) or (_REQUIRED[kind] - fields.keys())
+        if odd:
+            raise TypeError(f"{kind.__name__}: field {sorted(odd)[0]!r} unknown or missing")
+        instance.__dict__.update(defaults)
+    instance.__dict__.update(fields)
     return instance
 
 
