@@ -12,8 +12,11 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, NamedTuple
 
 import orjson
@@ -86,28 +89,72 @@ def deliver_pending(
     The budget keeps a job short, so a worker stopping for a deploy (SIGTERM, 30 s on
     Heroku) finishes it; whatever is left is picked up by the next job or the sweep.
 
-    One batch at a time, on one thread. Claiming the next batch and recording the last one
-    on helper threads, so the database's CPU would overlap the worker's, was measured and
-    left out: on two shared cores it gained nothing and cost 12 to 15 us of worker CPU per
-    event in thread hand-offs (``bench/README.md``).
+    On PostgreSQL a delivered batch is recorded behind (:class:`RecordBehind`): its UPDATE
+    and commit run on a helper thread while this one claims and builds the next batch, so
+    the database's work overlaps the worker's.
     """
     report = RunReport()
     deadline = time.monotonic() + time_budget
     http = services.http
     pace: Pace | None = None
-    while time.monotonic() < deadline and not (report.paused or report.cooldown_seconds):
-        with services.db.session() as session:
-            row = session.get(StoreDestination, destination_id)
-            if row is None or row.paused_reason:
-                break
-            destination = services.destinations[row.kind]
-            pace = pace or Pace(requests_per_second(services.settings, destination))
-            config = destination_config(services, row, destination)
-            batch = claim_batch(session, row, services.settings, destination.max_batch)
-            if not batch:
-                break
-            _send_batch(session, row, destination, config, http, batch, services, report, pace)
+    with RecordBehind() as behind:
+        while time.monotonic() < deadline and not (report.paused or report.cooldown_seconds):
+            session = services.db.session()
+            handed = False
+            try:
+                row = session.get(StoreDestination, destination_id)
+                if row is None or row.paused_reason:
+                    break
+                destination = services.destinations[row.kind]
+                pace = pace or Pace(requests_per_second(services.settings, destination))
+                config = destination_config(services, row, destination)
+                batch = claim_batch(session, row, services.settings, destination.max_batch)
+                if not batch:
+                    break
+                parts = (session, row, destination, config, http, batch, services, report, pace)
+                handed = _send_batch(*parts, behind=behind)
+            finally:
+                if not handed:
+                    session.close()
     return report
+
+
+class RecordBehind:
+    """Records delivered batches on a helper thread, one at a time, while the caller goes on.
+
+    A delivered batch's outcome is one UPDATE of its rows and a commit, which releases their
+    row locks (:func:`claim_batch`). Until then nobody else can claim those rows, and the
+    next claim skips them, so nothing is sent twice for it; if the worker dies first, the
+    transaction is rolled back and the rows are sent again, as when a worker dies before
+    recording in turn (at least once, deduplicated by the platforms). Only a delivered outcome
+    goes behind: the others decide what the delivery loop does next. At most one batch is
+    behind at a time, and leaving the ``with`` waits for it and raises its error, if any, as
+    recording in turn would have.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-behind")
+        self._last: Future[None] | None = None
+
+    def submit(self, record: Callable[[], None]) -> None:
+        """Run ``record`` on the helper thread, after the batch before it is recorded."""
+        self.wait()
+        self._last = self._pool.submit(record)
+
+    def wait(self) -> None:
+        """Return when the batch behind is recorded; raise what recording it raised."""
+        last, self._last = self._last, None
+        if last is not None:
+            last.result()
+
+    def __enter__(self) -> RecordBehind:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def requests_per_second(settings: Settings, destination: Destination) -> float:
@@ -276,8 +323,11 @@ def _send_batch(
     services: Services,
     report: RunReport,
     pace: Pace,
-) -> None:
-    """Send a claimed batch, and again whatever part of it an answer leaves unsettled.
+    *,
+    behind: RecordBehind | None = None,
+) -> bool:
+    """Send a claimed batch, and again whatever part of it an answer leaves unsettled;
+    return True when its recording (and closing ``session``) went ``behind``.
 
     Under a lease (SQLite) every outcome is committed before the next request, so the
     database's write lock is never held through one. Under row locks (PostgreSQL) the
@@ -308,6 +358,9 @@ def _send_batch(
         part = pending.pop(0)
         pace.wait()
         result = _send(session, row, destination, config, http, part, services, report)
+        if locked and behind and not pending and result.outcome is Outcome.DELIVERED:
+            behind.submit(partial(_record_and_close, session, row, part, result, services, report))
+            return True
         pending[:0] = _settle(session, row, part, result, services, report)
         if locked and pending:
             rest = [claimed.id for part in pending for claimed in part]
@@ -319,6 +372,23 @@ def _send_batch(
     if unsent:  # the destination paused or asked to slow down: free them for later
         session.execute(update(EVENTS).where(_among(session, unsent)).values(**LEASE_CLEARED))
     session.commit()
+    return False
+
+
+def _record_and_close(
+    session: Session,
+    row: StoreDestination,
+    part: list[Claimed],
+    result: SendResult,
+    services: Services,
+    report: RunReport,
+) -> None:
+    """Record a delivered batch and commit, releasing its row locks (:class:`RecordBehind`)."""
+    try:
+        _record(session, row, part, result, services, report)
+        session.commit()
+    finally:
+        session.close()
 
 
 def _send(
