@@ -440,13 +440,17 @@ def _wait_for_workers(stack: Stack, count: int, timeout: float = 60.0) -> None:
 
 
 def _wait_delivered(outbox: Outbox, count: int, timeout: float, *workers) -> None:  # type: ignore[no-untyped-def]
+    """Poll until no row is pending (cheap), then check they were all delivered (once)."""
     deadline = time.monotonic() + timeout
-    while outbox.count(EventStatus.DELIVERED) < count:
+    while outbox.any_pending():
         if any(worker.poll() is not None for worker in workers):
             raise SystemExit("a worker stopped before delivering everything")
         if time.monotonic() > deadline:
             raise SystemExit(f"not all {count} events were delivered within {timeout:.0f} s")
         time.sleep(0.02)
+    delivered = outbox.count(EventStatus.DELIVERED)
+    if delivered < count:
+        raise SystemExit(f"only {delivered} of {count} events were delivered")
 
 
 def _flush(url: str) -> None:

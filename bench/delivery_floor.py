@@ -46,6 +46,7 @@ from sqlalchemy import text  # noqa: E402
 from connector.destinations import DestinationConfig  # noqa: E402
 from connector.destinations.tiktok.client import TRACK_PATH, build_body  # noqa: E402
 from connector.events import ConversionEvent  # noqa: E402
+from connector.worker import tune_garbage_collector  # noqa: E402
 
 CLAIM = text(
     "SELECT id, payload::text AS payload, network::text AS network FROM events "
@@ -130,6 +131,7 @@ def drain(
     codec: tuple[Callable[[str], Any], Callable[[Any], bytes]],
 ) -> tuple[dict[str, float], CpuMeter]:
     loads, dumps = codec
+    tune_garbage_collector()  # as `connector worker` sets it
     costs = dict.fromkeys(STAGES, 0.0)
     config = DestinationConfig(base_url, PIXEL, TOKEN, None, 10.0)
     http = requests.Session()
