@@ -334,8 +334,11 @@ def _properties(event: ConversionEvent) -> dict[str, Any]:
 
 
 def _present(fields: dict[str, Any]) -> dict[str, Any]:
-    """Drop empty fields: TikTok validates the type of every field that is there."""
-    return {key: value for key, value in fields.items() if value not in (None, "", [])}
+    """Drop empty fields (None, empty strings, lists and objects) but keep zeros and False:
+    TikTok validates the type of every field that is there. Written as ``value or value ==
+    0`` because nearly every value is a non-empty string, which that settles at once; it runs
+    for every field of every event a worker sends."""
+    return {key: value for key, value in fields.items() if value or value == 0}
 
 
 def _refused(message: str) -> dict[int, str]:
