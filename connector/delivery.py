@@ -1,9 +1,11 @@
-"""Deliver a destination's pending events: claim a batch under a lease, send, record.
+"""Deliver a destination's pending events: claim a batch, send, record.
 
-At-least-once by design. A row is claimed by writing a lease (token and expiry) on it; a
-worker that dies mid-batch leaves the lease to expire and the sweep hands the row to the next
-worker. The ``event_id`` lets the ad platform drop the rare duplicate this can cause. Nothing
-here deletes or forgets a row: it ends ``delivered``, ``failed``, ``dead`` or stays ``pending``.
+At-least-once by design. On PostgreSQL a batch is claimed by a row lock held until its outcome
+commits; on SQLite by a written lease (token and expiry). A worker that dies mid-batch frees
+its rows (its transaction is rolled back, or its lease expires) and the sweep hands them to the
+next worker. The ``event_id`` lets the ad platform drop the rare duplicate this can cause.
+Nothing here deletes or forgets a row: it ends ``delivered``, ``failed``, ``dead`` or stays
+``pending``.
 """
 
 from __future__ import annotations
@@ -336,7 +338,8 @@ def _send_batch(
     halved), the rest is leased before that commit and the batch goes on under the lease.
     Either way nothing this session has written to the destination's row is uncommitted
     during a request: a token renewal during a send writes that row from its own session,
-    which must not wait for ours.
+    which must not wait for ours. (A batch recorded behind may hold such a write on the helper
+    thread; a renewal then waits for that commit, which waits for nothing of this thread's.)
     """
     locked = holds_row_locks(session)
     now = int(time.time())
