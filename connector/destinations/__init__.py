@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -204,13 +204,36 @@ class Destination(Protocol):
         ids that need a time (Meta's ``fbc``)."""
 
     def problem(self, event: ConversionEvent, now: int) -> str | None:
-        """Why this event can never be accepted (too old, say), or None; checked before sending
-        and when reconciliation records an old order."""
+        """Why this event can never be accepted (too old, or nothing to match it by), or None.
+
+        Checked when the event is recorded: one that no time will mend is recorded skipped with
+        this reason (and an order read back by reconciliation, any problem). Before sending, an
+        event stored as sent is checked by :meth:`timing_problem` alone, from its time."""
+
+    def timing_problem(self, event_time: int, now: int) -> str | None:
+        """The part of :meth:`problem` that depends on when the event is sent: too old, or
+        too far ahead of the clock; checked before every send from the row's event time."""
+
+    def event_element(self, event: ConversionEvent) -> dict[str, Any]:
+        """The event as one element of the request's list of events, exactly as it is sent.
+
+        The outbox stores it encoded when the event is recorded (IP and user agent included,
+        dropped with the rest once the event is final), so a worker frames stored elements
+        instead of rebuilding events: parsing, rebuilding and encoding an event cost a third
+        of a worker's CPU (``bench/README.md``)."""
+
+    def send_elements(
+        self, http: requests.Session, config: DestinationConfig, elements: list[bytes]
+    ) -> SendResult:
+        """Send one batch of encoded :meth:`event_element` outputs, framed in the request's
+        envelope (:func:`frame_elements`), and classify the answer; never raises for network
+        or API errors."""
 
     def send(
         self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
     ) -> SendResult:
-        """Send one batch and classify the answer; never raises for network or API errors."""
+        """Send one batch of events (:meth:`send_elements` of their elements); never raises
+        for network or API errors."""
 
     def access_token(self, services: Services, row: StoreDestination) -> str:
         """The token to send with, decrypted from ``row``; a destination whose tokens expire
@@ -259,13 +282,42 @@ def post_json(
     ``requests``' ``json=`` uses) cost 9 us of a worker's CPU per event in a batch of 500,
     orjson 0.5 us (``bench/README.md``). Every value a destination builds is a str, int,
     float, bool, None, list or dict, which both encode alike."""
+    return post_encoded(
+        http, url, orjson.dumps(body), headers=headers, timeout=timeout, params=params
+    )
+
+
+def post_encoded(
+    http: requests.Session,
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    params: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """POST a body already encoded as JSON (:func:`frame_elements`)."""
     return http.post(
         url,
-        data=orjson.dumps(body),
+        data=body,
         params=params,
         headers={"Content-Type": "application/json", **headers},
         timeout=timeout,
     )
+
+
+def frame_elements(envelope: Mapping[str, Any], key: str, elements: Sequence[bytes]) -> bytes:
+    """One JSON object: ``envelope`` with ``key`` holding ``elements``, each already encoded.
+
+    The outbox keeps each event as its destination sends it (:meth:`Destination.event_element`,
+    encoded when the event is recorded), so a batch's body is its stored elements joined
+    inside the request's envelope, without parsing or encoding any of them again.
+    """
+    if not key.isidentifier():
+        raise ValueError(f"an element key needs no escaping: {key!r}")
+    head = orjson.dumps(envelope)
+    joint = b"," if len(head) > 2 else b""
+    return b'%s%s"%s":[%s]}' % (head[:-1], joint, key.encode(), b",".join(elements))
 
 
 def load_destinations() -> dict[str, Destination]:

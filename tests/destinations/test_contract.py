@@ -14,6 +14,7 @@ import tokenize
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from connector.config import Settings
@@ -146,6 +147,19 @@ def test_an_event_time_in_the_past_is_accepted_and_an_ancient_one_is_not() -> No
         ancient = _event(api, now - 400 * 86400)
         assert api.problem(fresh, now) is None, kind
         assert api.problem(ancient, now), kind
+        # What delivery checks of an event stored as sent, from its time alone, is the same.
+        assert api.timing_problem(fresh.event_time, now) is None, kind
+        assert api.timing_problem(ancient.event_time, now) == api.problem(ancient, now), kind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_event_stored_as_sent_is_one_json_object_holding_no_raw_email_or_phone(kind) -> None:
+    """What the outbox keeps in ``wire`` (``event_element``, encoded when recorded)."""
+    api = DESTINATIONS[kind]
+    element = api.event_element(_event(api, int(datetime.now(UTC).timestamp())))
+    text = orjson.dumps(element).decode()
+    assert isinstance(orjson.loads(text), dict), kind
+    assert RAW_EMAIL.lower() not in text.lower() and "5551212" not in text, kind
 
 
 def _event(api: Destination, event_time: int) -> ConversionEvent:

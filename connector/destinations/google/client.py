@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import requests
 
 from connector.destinations import (
@@ -49,7 +50,8 @@ from connector.destinations import (
     FollowUp,
     Outcome,
     SendResult,
-    post_json,
+    frame_elements,
+    post_encoded,
     retry_after_seconds,
 )
 from connector.destinations.google import tokens
@@ -288,14 +290,25 @@ class GoogleDataManager:
 
     def problem(self, event: ConversionEvent, now: int) -> str | None:
         """An event Google would refuse whole or could never match, before it costs a batch."""
-        if now - event.event_time > MAX_EVENT_AGE_SECONDS:
-            return "event is older than 90 days, which Google Ads does not import"
-        if event.event_time - now > MAX_FUTURE_SECONDS:
-            return "event time is in the future"
+        timing = self.timing_problem(event.event_time, now)
+        if timing:
+            return timing
         if not (_user_identifiers(event.user) or _ad_identifiers(event.user)):
             # ErrorReason NO_IDENTIFIERS_PROVIDED: Google refuses the whole request for it.
             return "no click id, email, phone or full address: Google cannot match it"
         return None
+
+    def timing_problem(self, event_time: int, now: int) -> str | None:
+        """Google imports events up to 90 days old and none from the future."""
+        if now - event_time > MAX_EVENT_AGE_SECONDS:
+            return "event is older than 90 days, which Google Ads does not import"
+        if event_time - now > MAX_FUTURE_SECONDS:
+            return "event time is in the future"
+        return None
+
+    def event_element(self, event: ConversionEvent) -> dict[str, Any]:
+        """One element of ``events`` (:func:`event_data`)."""
+        return event_data(event)
 
     def access_token(self, services: Services, row: StoreDestination) -> str:
         """A live access token, made from the refresh token when needed (:mod:`.tokens`)."""
@@ -316,16 +329,22 @@ class GoogleDataManager:
     def send(
         self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
     ) -> SendResult:
+        """POST one batch of events (:meth:`send_elements`)."""
+        return self.send_elements(http, config, [orjson.dumps(event_data(e)) for e in events])
+
+    def send_elements(
+        self, http: requests.Session, config: DestinationConfig, elements: list[bytes]
+    ) -> SendResult:
         """POST one batch; map transport failures and Google's status onto an :class:`Outcome`."""
         if not config.access_token:
             # No token could be made: answer as Google would, so after_send says why.
             message = "no Google access token could be made from the refresh token"
             return SendResult(Outcome.PAUSE, message, code=tokens.UNAUTHENTICATED, fix=TOKEN_FIX)
         try:
-            response = post_json(
+            response = post_encoded(
                 http,
                 config.api_base + INGEST_PATH,
-                build_body(config, events),
+                frame_elements(envelope(config), "events", elements),
                 headers=_auth(config),
                 timeout=config.timeout,
             )
@@ -367,11 +386,13 @@ def build_body(config: DestinationConfig, events: list[ConversionEvent]) -> dict
     ``encoding`` is HEX, the encoding of our SHA-256 digests ("Required for UserData uploads").
     ``validateOnly`` is set for the test button: Google validates and records nothing.
     """
-    body: dict[str, Any] = {
-        "destinations": [destination(config)],
-        "events": [event_data(event) for event in events],
-        "encoding": "HEX",
-    }
+    return {**envelope(config), "events": [event_data(event) for event in events]}
+
+
+def envelope(config: DestinationConfig) -> dict[str, Any]:
+    """The request body around its ``events``: the destination, the encoding, and
+    ``validateOnly`` for the test button."""
+    body: dict[str, Any] = {"destinations": [destination(config)], "encoding": "HEX"}
     if config.validate_only:
         body["validateOnly"] = True
     return body

@@ -44,6 +44,7 @@ import hmac
 import re
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import requests
 
 from connector.destinations import (
@@ -53,7 +54,8 @@ from connector.destinations import (
     FailureAdvice,
     Outcome,
     SendResult,
-    post_json,
+    frame_elements,
+    post_encoded,
     retry_after_seconds,
 )
 from connector.destinations.meta.identity import user_data
@@ -246,13 +248,21 @@ class MetaConversionsApi:
         return user_data(shopper, clicks, event_time)
 
     def problem(self, event: ConversionEvent, now: int) -> str | None:
+        """Only its time keeps Meta from taking an event (:meth:`timing_problem`)."""
+        return self.timing_problem(event.event_time, now)
+
+    def timing_problem(self, event_time: int, now: int) -> str | None:
         """Meta refuses a whole batch holding one event over 7 days old, so such an event is
         never sent; one stamped well ahead of now would fail the same way."""
-        if now - event.event_time > MAX_EVENT_AGE_SECONDS:
+        if now - event_time > MAX_EVENT_AGE_SECONDS:
             return "event is older than 7 days, which Meta does not accept"
-        if event.event_time - now > MAX_FUTURE_SKEW_SECONDS:
+        if event_time - now > MAX_FUTURE_SKEW_SECONDS:
             return "event time is more than 5 minutes in the future, which Meta does not accept"
         return None
+
+    def event_element(self, event: ConversionEvent) -> dict[str, Any]:
+        """One element of ``data`` (:func:`event_data`)."""
+        return event_data(event)
 
     def access_token(self, services: Services, row: StoreDestination) -> str:
         """The pasted token, decrypted. Meta's system-user tokens from Events Manager do not
@@ -277,12 +287,18 @@ class MetaConversionsApi:
     def send(
         self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
     ) -> SendResult:
+        """POST one batch of events (:meth:`send_elements`)."""
+        return self.send_elements(http, config, [orjson.dumps(event_data(e)) for e in events])
+
+    def send_elements(
+        self, http: requests.Session, config: DestinationConfig, elements: list[bytes]
+    ) -> SendResult:
         """POST one batch; map transport failures and Graph errors onto an :class:`Outcome`."""
         try:
-            response = post_json(
+            response = post_encoded(
                 http,
                 events_url(config),
-                build_body(config, events),
+                frame_elements(envelope(config), "data", elements),
                 params=_proof_params(config),
                 headers={"Authorization": f"Bearer {config.access_token}"},
                 timeout=config.timeout,
@@ -312,10 +328,12 @@ def _proof_params(config: DestinationConfig) -> dict[str, str]:
 
 def build_body(config: DestinationConfig, events: list[ConversionEvent]) -> dict[str, Any]:
     """The request body for one batch of website events."""
-    body: dict[str, Any] = {"data": [event_data(event) for event in events]}
-    if config.test_event_code:
-        body["test_event_code"] = config.test_event_code
-    return body
+    return {**envelope(config), "data": [event_data(event) for event in events]}
+
+
+def envelope(config: DestinationConfig) -> dict[str, Any]:
+    """The request body around its ``data``: the test event code, when set."""
+    return {"test_event_code": config.test_event_code} if config.test_event_code else {}
 
 
 def event_data(event: ConversionEvent) -> dict[str, Any]:

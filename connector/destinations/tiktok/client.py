@@ -16,6 +16,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import requests
 
 from connector.destinations import (
@@ -25,7 +26,8 @@ from connector.destinations import (
     FailureAdvice,
     Outcome,
     SendResult,
-    post_json,
+    frame_elements,
+    post_encoded,
     retry_after_seconds,
 )
 from connector.destinations.tiktok.advice import advice
@@ -174,10 +176,18 @@ class TikTokEventsApi:
         return url_for("tiktok_connect.start", store_id=store_id)
 
     def problem(self, event: ConversionEvent, now: int) -> str | None:
+        """Only its age keeps TikTok from taking an event (:meth:`timing_problem`)."""
+        return self.timing_problem(event.event_time, now)
+
+    def timing_problem(self, event_time: int, now: int) -> str | None:
         """TikTok accepts web events up to 7 days old; older ones would fail the whole batch."""
-        if now - event.event_time > MAX_EVENT_AGE_SECONDS:
+        if now - event_time > MAX_EVENT_AGE_SECONDS:
             return "event is older than 7 days, which TikTok does not accept"
         return None
+
+    def event_element(self, event: ConversionEvent) -> dict[str, Any]:
+        """One element of ``data`` (:func:`event_data`)."""
+        return event_data(event)
 
     def access_token(self, services: Services, row: StoreDestination) -> str:
         """The pasted token, or the OAuth one, renewed first when it is about to expire."""
@@ -198,12 +208,18 @@ class TikTokEventsApi:
     def send(
         self, http: requests.Session, config: DestinationConfig, events: list[ConversionEvent]
     ) -> SendResult:
+        """POST one batch of events (:meth:`send_elements`)."""
+        return self.send_elements(http, config, [orjson.dumps(event_data(e)) for e in events])
+
+    def send_elements(
+        self, http: requests.Session, config: DestinationConfig, elements: list[bytes]
+    ) -> SendResult:
         """POST one batch; map transport failures and TikTok codes onto an :class:`Outcome`."""
         try:
-            response = post_json(
+            response = post_encoded(
                 http,
                 config.api_base + TRACK_PATH,
-                build_body(config, events),
+                frame_elements(envelope(config), "data", elements),
                 headers={"Access-Token": config.access_token},
                 timeout=config.timeout,
             )
@@ -216,11 +232,12 @@ class TikTokEventsApi:
 
 def build_body(config: DestinationConfig, events: list[ConversionEvent]) -> dict[str, Any]:
     """The request body for one batch of web events."""
-    body: dict[str, Any] = {
-        "event_source": "web",
-        "event_source_id": config.account_id,
-        "data": [event_data(event) for event in events],
-    }
+    return {**envelope(config), "data": [event_data(event) for event in events]}
+
+
+def envelope(config: DestinationConfig) -> dict[str, Any]:
+    """The request body around its ``data``: the pixel, and the test event code when set."""
+    body: dict[str, Any] = {"event_source": "web", "event_source_id": config.account_id}
     if config.test_event_code:
         body["test_event_code"] = config.test_event_code
     return body
