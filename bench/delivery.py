@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+import orjson
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -230,9 +231,13 @@ def preload(
 
 
 def _rows(store_id: str, payloads: list[dict], status: EventStatus, now: datetime) -> list[dict]:
-    """The rows ``record_events`` writes: the payload, and the IP and user agent apart (a
-    delivered row holds them no more)."""
-    split = [split_network_signals(payload, TIKTOK) for payload in payloads]
+    """The rows ``record_events`` writes: the payload, the IP and user agent apart, and the
+    event as TikTok is sent it (a delivered row holds neither of the last two)."""
+    pending = status != EventStatus.DELIVERED
+    split = [
+        (*split_network_signals(payload, TIKTOK), _as_sent(payload) if pending else None)
+        for payload in payloads
+    ]
     return [
         {
             "store_id": store_id,
@@ -242,15 +247,20 @@ def _rows(store_id: str, payloads: list[dict], status: EventStatus, now: datetim
             "source_topic": "orders/create",
             "status": status,
             "payload": payload,
-            "network": None if status == EventStatus.DELIVERED else network,
+            "network": network if pending else None,
+            "wire": wire,
             "event_time": payload["event_time"],
             "click_source": payload["click_source"],
             "received_at": now,
             "attempts": 0,
             "next_attempt_at": now,
         }
-        for payload, network in split
+        for payload, network, wire in split
     ]
+
+
+def _as_sent(payload: dict) -> str:
+    return orjson.dumps(TIKTOK.event_element(ConversionEvent.from_json(payload))).decode()
 
 
 # -- the measurements --------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 The connector's worker does more than this (metrics, outcomes by kind, sessions, the
 destination's checks), so what this loop costs per event is what no change to
-``connector.delivery`` alone can go below: the TikTok events are read from PostgreSQL with
-a row-lock claim, turned into ``ConversionEvent``s, into TikTok's body by the real
-``build_body`` and into JSON, posted to the lean stand-in and recorded delivered with the
-same UPDATE the worker writes. Each stage's CPU is measured apart (``time.process_time``).
+``connector.delivery`` alone can go below: TikTok events are claimed from PostgreSQL with a
+row lock, made into TikTok's request, posted to the lean stand-in and recorded delivered with
+the UPDATE the worker writes. Each stage's CPU is measured apart (``time.process_time``).
 
-The payloads are parsed and the body written by orjson, as the worker does; ``--json stdlib``
-uses the standard library's ``json`` instead, to show what orjson is worth.
+``--from wire`` (the default, what the worker does) frames the events as stored when they were
+recorded (``events.wire``); ``--from payload`` rebuilds each event from its payload and the IP
+and user agent (``events.network``) and builds TikTok's body from the events, as the worker did
+before events were stored as sent, to show what that costs.
 
     .venv/bin/python bench/delivery_floor.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
@@ -16,11 +17,9 @@ uses the standard library's ``json`` instead, to show what orjson is worth.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,31 +42,36 @@ from benchlib import (  # noqa: E402
 from delivery import preload  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from connector.destinations import DestinationConfig  # noqa: E402
-from connector.destinations.tiktok.client import TRACK_PATH, build_body  # noqa: E402
+from connector.destinations import DestinationConfig, frame_elements  # noqa: E402
+from connector.destinations.tiktok.client import TRACK_PATH, envelope, event_data  # noqa: E402
 from connector.events import ConversionEvent  # noqa: E402
 from connector.worker import tune_garbage_collector  # noqa: E402
 
-CLAIM = text(
-    "SELECT id, payload::text AS payload, network::text AS network FROM events "
-    "WHERE store_id = :store AND destination = 'tiktok' "
+DUE = (
+    "FROM events WHERE store_id = :store AND destination = 'tiktok' "
     "AND status = 'pending' AND next_attempt_at <= now() "
     "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
     "ORDER BY next_attempt_at LIMIT :size FOR NO KEY UPDATE SKIP LOCKED"
 )
+CLAIM = {  # the worker reads the payload only for a row without its event as sent
+    "wire": text(
+        "SELECT id, wire, CASE WHEN wire IS NULL THEN payload::text END AS payload, "
+        f"CASE WHEN wire IS NULL THEN network::text END AS network {DUE}"
+    ),
+    "payload": text(f"SELECT id, payload::text AS payload, network::text AS network {DUE}"),
+}
 RECORD = text(
     "UPDATE events SET status = 'delivered', attempts = attempts + 1, last_code = 0, "
-    "request_id = :request_id, delivered_at = now(), network = NULL WHERE id = ANY(:ids)"
+    "request_id = :request_id, delivered_at = now(), network = NULL, wire = NULL "
+    "WHERE id = ANY(:ids)"
 )
-STAGES = ("claim (SQL, rows)", "JSON parse, ConversionEvent.from_json", "build_body",
-          "JSON encode", "POST", "record (SQL)")  # fmt: skip
+STAGES = ("claim (SQL, rows)", "the events as sent", "the request body", "POST", "record (SQL)")
 
 
 def main() -> None:
     args = parse_args()
     if not args.database_url:
-        raise SystemExit("--database-url: the floor is PostgreSQL's (row-lock claim, jsonb)")
-    codec = choose_json(args.json)
+        raise SystemExit("--database-url: the floor is PostgreSQL's (row-lock claim)")
     print_machine(args.database_url)
     with tempfile.TemporaryDirectory(prefix="bench-delivery-floor-") as folder:
         tmp = Path(folder)
@@ -79,7 +83,7 @@ def main() -> None:
             ):
                 stack = prepare_stack(tmp, url, redis, standin.base_url)
                 preload(stack, args.events)
-                costs, meter = drain(stack, standin.base_url, args.batch, codec)
+                costs, meter = drain(stack, standin.base_url, args.batch, args.source)
                 stack.services.db.dispose()
         finally:
             standin.stop()
@@ -90,7 +94,7 @@ def main() -> None:
     rows.append(["worker CPU, all stages", worker / n * 1e6])
     rows.append(["PostgreSQL backend CPU", database / n * 1e6])
     rows.append(["wall (one thread, stages in turn)", meter.seconds / n * 1e6])
-    print(f"floor: batch {args.batch}, {n:,} events, JSON by {args.json}; "
+    print(f"floor: batch {args.batch}, {n:,} events, from {args.source}; "
           f"others {meter.foreign_cores:.2f} cores")  # fmt: skip
     print_table(["stage", "us/event"], rows)
     print(
@@ -105,34 +109,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bench-database", default="bench")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--json", choices=("stdlib", "orjson"), default="orjson")
+    parser.add_argument("--from", dest="source", choices=("wire", "payload"), default="wire")
     return parser.parse_args()
 
 
-def choose_json(kind: str) -> tuple[Callable[[str], Any], Callable[[Any], bytes]]:
-    """The payload parser and the body encoder."""
-    if kind == "stdlib":
-        return json.loads, lambda body: json.dumps(body).encode()
-    return orjson.loads, orjson.dumps
+def as_sent(row: Any, source: str) -> bytes:
+    """One event as TikTok is sent it: stored so, or rebuilt from its payload."""
+    if source == "wire":
+        return row.wire.encode()
+    event = ConversionEvent.from_json(orjson.loads(row.payload))
+    event.user.update(orjson.loads(row.network))
+    return orjson.dumps(event_data(event))
 
 
-def event_of(payload: str, network: str | None, loads: Callable[[str], Any]) -> ConversionEvent:
-    """The event to send, as the worker rebuilds it: payload, IP and user agent put back."""
-    event = ConversionEvent.from_json(loads(payload))
-    if network:
-        event.user.update(loads(network))
-    return event
-
-
-def drain(
-    stack: Any,
-    base_url: str,
-    batch: int,
-    codec: tuple[Callable[[str], Any], Callable[[Any], bytes]],
-) -> tuple[dict[str, float], CpuMeter]:
-    loads, dumps = codec
+def drain(stack: Any, base_url: str, batch: int, source: str) -> tuple[dict[str, float], CpuMeter]:
     tune_garbage_collector()  # as `connector worker` sets it
     costs = dict.fromkeys(STAGES, 0.0)
+    claim = CLAIM[source]
     config = DestinationConfig(base_url, PIXEL, TOKEN, None, 10.0)
     http = requests.Session()
     headers = {"Access-Token": TOKEN, "Content-Type": "application/json"}
@@ -140,24 +133,22 @@ def drain(
     with stack.services.db.engine.connect() as connection, CpuMeter(database) as meter:
         while True:
             clock = time.process_time()
-            rows = connection.execute(CLAIM, {"store": stack.store_id, "size": batch}).all()
+            rows = connection.execute(claim, {"store": stack.store_id, "size": batch}).all()
             clock = _add(costs, STAGES[0], clock)
             if not rows:
                 connection.rollback()
                 break
-            events = [event_of(row.payload, row.network, loads) for row in rows]
+            elements = [as_sent(row, source) for row in rows]
             clock = _add(costs, STAGES[1], clock)
-            body = build_body(config, events)
+            body = frame_elements(envelope(config), "data", elements)
             clock = _add(costs, STAGES[2], clock)
-            data = dumps(body)
-            clock = _add(costs, STAGES[3], clock)
-            answer = http.post(base_url + TRACK_PATH, data=data, headers=headers, timeout=10)
+            answer = http.post(base_url + TRACK_PATH, data=body, headers=headers, timeout=10)
             request_id = answer.json()["request_id"]
-            clock = _add(costs, STAGES[4], clock)
+            clock = _add(costs, STAGES[3], clock)
             ids = [row.id for row in rows]
             connection.execute(RECORD, {"ids": ids, "request_id": request_id})
             connection.commit()
-            _add(costs, STAGES[5], clock)
+            _add(costs, STAGES[4], clock)
     return costs, meter
 
 

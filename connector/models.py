@@ -191,6 +191,11 @@ class OutboxEvent(Base):
     # the payload until the event is final: delivery sets the column to NULL in the UPDATE
     # that records it (connector.privacy says why and when).
     network: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # The event as its destination sends it (Destination.event_element), encoded when it was
+    # recorded, so a worker frames stored elements instead of rebuilding events; it holds the
+    # IP and user agent too, so it is emptied with ``network``. None on rows never to be sent
+    # (skipped) and on rows recorded before it existed, which are rebuilt from the payload.
+    wire: Mapped[str | None] = mapped_column(Text)
 
 
 class Attempt(Base):

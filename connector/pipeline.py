@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Row, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -201,8 +202,7 @@ def _insert_events(
         )
         if planned is None:
             continue
-        if origin in (EventSource.RECONCILED, EventSource.BACKFILLED):
-            planned = _skipped_when_too_late(planned, target.api)
+        planned = _skipped_when_refused(planned, target.api, origin)
         row = _row(store_id, target.api, topic, planned, origin) | shared
         planned_rows.append((row, planned, target))
     inserted = _insert_ignoring_duplicates(connection, [row for row, _, _ in planned_rows])
@@ -269,15 +269,22 @@ def _policy_and_targets(
     return policy, list(targets.values())
 
 
-def _skipped_when_too_late(planned: PlannedEvent, api: Destination) -> PlannedEvent:
-    """An order read back by reconciliation can be older than the destination accepts (TikTok
-    and Meta: 7 days): it is recorded skipped, with the destination's reason, rather than
-    queued only to fail. A webhook comes as the order happens; delivery checks its age when it
-    sends."""
+def _skipped_when_refused(
+    planned: PlannedEvent, api: Destination, origin: EventSource
+) -> PlannedEvent:
+    """An event the destination would never take is recorded skipped, with its reason, rather
+    than queued only to fail: one no time will mend (Google: nothing to match it by), and, for
+    an order read back by reconciliation or a backfill, one older than the destination accepts
+    (TikTok and Meta: 7 days). A webhook comes as the order happens; delivery checks the time
+    when it sends (``Destination.timing_problem``)."""
     if planned.skip_reason:
         return planned
-    problem = api.problem(planned.event, int(time.time()))
-    return replace(planned, skip_reason=problem) if problem else planned
+    now = int(time.time())
+    problem = api.problem(planned.event, now)
+    read_back = origin in (EventSource.RECONCILED, EventSource.BACKFILLED)
+    if problem and (read_back or not api.timing_problem(planned.event.event_time, now)):
+        return replace(planned, skip_reason=problem)
+    return planned
 
 
 def _row(
@@ -290,6 +297,7 @@ def _row(
     """The outbox row of one planned event, but for :func:`_source_columns`."""
     event = planned.event
     payload, network = split_network_signals(event.to_json(), api)
+    wire = None if planned.skip_reason else orjson.dumps(api.event_element(event)).decode()
     return {
         "store_id": store_id,
         "destination": api.kind,
@@ -300,6 +308,7 @@ def _row(
         "last_error": planned.skip_reason,
         "payload": payload,
         "network": network,
+        "wire": wire,
         "event_time": event.event_time,
         "click_source": event.click_source,
         "value": event.value,

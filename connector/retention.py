@@ -104,11 +104,13 @@ def purge_expired(services: Services) -> dict[str, int]:
 
 def scrub_network_signals(services: Services) -> int:
     """Drop the shopper's IP and user agent from final events that no longer need them (their
-    ``network`` column); returns how many events held them. A chunk of ids at a time, so no
-    statement holds locks for long; a row a replay has made pending again meanwhile is left
-    as it is."""
+    ``network`` column, and the event as sent, ``wire``); returns how many events held them.
+    A chunk of ids at a time, so no statement holds locks for long; a row a replay has made
+    pending again meanwhile is left as it is."""
     done = _done_with_network_signals(utcnow())
-    held = select(OutboxEvent.id).where(done, OutboxEvent.network.is_not(None))
+    held = select(OutboxEvent.id).where(
+        done, or_(OutboxEvent.network.is_not(None), OutboxEvent.wire.is_not(None))
+    )
     total = 0
     while True:
         with services.db.session() as session:
@@ -118,7 +120,7 @@ def scrub_network_signals(services: Services) -> int:
             session.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_(ids), OutboxEvent.status.in_(FINAL_STATUSES))
-                .values(network=None)
+                .values(network=None, wire=None)  # the event as sent holds them too
             )
             session.commit()
         total += len(ids)

@@ -224,14 +224,31 @@ def test_events_older_than_seven_days_fail_without_a_request(
     services, shopify_store, destination_id, tiktok
 ):
     record_orders(services, shopify_store, 1)
-    with services.db.session() as session:
+    with services.db.session() as session:  # recorded a moment ago, sent eight days later
         event = session.scalar(select(OutboxEvent))
-        payload = dict(event.payload, event_time=event.event_time - 8 * 24 * 3600)
-        event.payload = payload
+        event.event_time -= 8 * 24 * 3600
+        event.payload = dict(event.payload, event_time=event.event_time)
         session.commit()
     report = deliver_pending(services, destination_id)
     assert report.requests == 0 and report.failed == 1
     assert statuses(services) == {"1000": "failed"}
+
+
+def test_an_event_recorded_before_it_was_stored_as_sent_is_rebuilt_from_its_payload(
+    services, shopify_store, destination_id, tiktok
+):
+    """Rows recorded before ``wire`` existed, or whose ``wire`` was emptied, are sent from
+    their payload and ``network``, as the same element."""
+    record_orders(services, shopify_store, 2)
+    with services.db.session() as session:
+        stored = session.scalar(select(OutboxEvent).where(OutboxEvent.event_id == "1000"))
+        stored.wire = None
+        session.commit()
+    report = deliver_pending(services, destination_id)
+    assert report.delivered == 2 and report.requests == 1
+    rebuilt, as_sent = sorted(tiktok.accepted_events(), key=lambda e: e["event_id"])
+    assert rebuilt["user"]["ip"] and rebuilt["user"]["user_agent"]
+    assert rebuilt.keys() == as_sent.keys() and rebuilt["user"].keys() == as_sent["user"].keys()
 
 
 def test_a_leased_row_is_not_claimed_twice(services, shopify_store, destination_id):

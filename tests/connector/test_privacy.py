@@ -82,6 +82,7 @@ def test_a_delivered_event_keeps_no_ip_or_user_agent_yet_diagnostics_count_them(
     with services.db.session() as session:
         event = session.scalar(select(OutboxEvent))
         assert event.network and SHOPPER_IP not in str(event.payload)  # apart from the payload
+        assert SHOPPER_IP in event.wire  # and in the event as it is sent
 
     deliver_pending(services, destination_id)
     with services.db.session() as session:
@@ -90,6 +91,8 @@ def test_a_delivered_event_keeps_no_ip_or_user_agent_yet_diagnostics_count_them(
 
     user = stored_users(services)["1"]
     assert ip_key not in user and agent_key not in user
+    with services.db.session() as session:
+        assert session.scalar(select(OutboxEvent.wire)) is None
     assert SHOPPER_IP not in str(user)
     assert user[services.destinations[kind].signal_keys["email"]]  # the rest stays
     coverage = diagnose(
@@ -131,6 +134,9 @@ def test_failed_events_keep_them_for_a_replay_until_the_replay_window_ends(servi
     users = stored_users(services)
     assert users["recent"]["ip"] == SHOPPER_IP and users["recent"]["user_agent"]  # replayable
     assert "ip" not in users["old"] and "user_agent" not in users["old"]
+    with services.db.session() as session:
+        wires = dict(session.execute(select(OutboxEvent.event_id, OutboxEvent.wire)).all())
+    assert SHOPPER_IP in wires["recent"] and wires["old"] is None
 
 
 def test_retention_scrubs_skipped_and_earlier_delivered_events_but_never_pending_ones(
