@@ -269,24 +269,6 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def post_json(
-    http: requests.Session,
-    url: str,
-    body: Any,
-    *,
-    headers: Mapping[str, str],
-    timeout: float,
-    params: Mapping[str, str] | None = None,
-) -> requests.Response:
-    """POST ``body`` as JSON, encoded by orjson: the standard library's encoder (what
-    ``requests``' ``json=`` uses) cost 9 us of a worker's CPU per event in a batch of 500,
-    orjson 0.5 us (``bench/README.md``). Every value a destination builds is a str, int,
-    float, bool, None, list or dict, which both encode alike."""
-    return post_encoded(
-        http, url, orjson.dumps(body), headers=headers, timeout=timeout, params=params
-    )
-
-
 def post_encoded(
     http: requests.Session,
     url: str,
@@ -296,7 +278,9 @@ def post_encoded(
     timeout: float,
     params: Mapping[str, str] | None = None,
 ) -> requests.Response:
-    """POST a body already encoded as JSON (:func:`frame_elements`)."""
+    """POST a body already encoded as JSON (:func:`frame_elements`). Bodies are encoded by
+    orjson, never by ``requests``' ``json=``: the standard library's encoder cost 9 us of a
+    worker's CPU per event in a batch of 500, orjson 0.5 us (``bench/README.md``)."""
     return http.post(
         url,
         data=body,
