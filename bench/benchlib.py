@@ -343,12 +343,12 @@ class Outbox:
             return int(conn.execute(text(query), {"status": status}).scalar() or 0)
 
     def any_pending(self) -> bool:
-        """Whether any row is still pending: the first entry of ``ix_events_status`` answers,
+        """Whether any row is still pending: the first row of the delivery queue answers,
         where counting the delivered rows walked all of them on every poll, on the cores the
         worker being measured needs."""
         from sqlalchemy import text
 
-        query = "SELECT EXISTS (SELECT 1 FROM events WHERE status = 'pending')"
+        query = "SELECT EXISTS (SELECT 1 FROM pending_events)"
         with self.engine.connect() as conn:
             return bool(conn.execute(text(query)).scalar())
 

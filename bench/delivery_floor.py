@@ -47,23 +47,26 @@ from connector.destinations.tiktok.client import TRACK_PATH, envelope, event_dat
 from connector.events import ConversionEvent  # noqa: E402
 from connector.worker import tune_garbage_collector  # noqa: E402
 
-DUE = (
-    "FROM events WHERE store_id = :store AND destination = 'tiktok' "
-    "AND status = 'pending' AND next_attempt_at <= now() "
-    "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
-    "ORDER BY next_attempt_at LIMIT :size FOR NO KEY UPDATE SKIP LOCKED"
+DUE = (  # the delivery queue joined to its events (connector.queue)
+    "FROM pending_events q JOIN events e ON e.id = q.event_id "
+    "WHERE q.store_id = :store AND q.destination = 'tiktok' AND q.next_attempt_at <= now() "
+    "AND e.status = 'pending' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()) "
+    "ORDER BY q.next_attempt_at LIMIT :size FOR NO KEY UPDATE OF q SKIP LOCKED"
 )
 CLAIM = {  # the worker reads the payload only for a row without its event as sent
     "wire": text(
-        "SELECT id, wire, CASE WHEN wire IS NULL THEN payload::text END AS payload, "
-        f"CASE WHEN wire IS NULL THEN network::text END AS network {DUE}"
+        "SELECT e.id, e.wire, CASE WHEN e.wire IS NULL THEN e.payload::text END AS payload, "
+        f"CASE WHEN e.wire IS NULL THEN e.network::text END AS network {DUE}"
     ),
-    "payload": text(f"SELECT id, payload::text AS payload, network::text AS network {DUE}"),
+    "payload": text(f"SELECT e.id, e.payload::text AS payload, e.network::text AS network {DUE}"),
 }
-RECORD = text(
-    "UPDATE events SET status = 'delivered', attempts = attempts + 1, last_code = 0, "
-    "request_id = :request_id, delivered_at = now(), network = NULL, wire = NULL "
-    "WHERE id = ANY(:ids)"
+RECORD = (
+    text(
+        "UPDATE events SET status = 'delivered', attempts = attempts + 1, last_code = 0, "
+        "request_id = :request_id, delivered_at = now(), network = NULL, wire = NULL "
+        "WHERE id = ANY(:ids)"
+    ),
+    text("DELETE FROM pending_events WHERE event_id = ANY(:ids)"),
 )
 STAGES = ("claim (SQL, rows)", "the events as sent", "the request body", "POST", "record (SQL)")
 
@@ -146,7 +149,8 @@ def drain(stack: Any, base_url: str, batch: int, source: str) -> tuple[dict[str,
             request_id = answer.json()["request_id"]
             clock = _add(costs, STAGES[3], clock)
             ids = [row.id for row in rows]
-            connection.execute(RECORD, {"ids": ids, "request_id": request_id})
+            for statement in RECORD:
+                connection.execute(statement, {"ids": ids, "request_id": request_id})
             connection.commit()
             _add(costs, STAGES[4], clock)
     return costs, meter

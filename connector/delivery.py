@@ -1,7 +1,8 @@
 """Deliver a destination's pending events: claim a batch, send, record.
 
-At-least-once by design. On PostgreSQL a batch is claimed by a row lock held until its outcome
-commits; on SQLite by a written lease (token and expiry). A worker that dies mid-batch frees
+At-least-once by design. Due rows are found in the delivery queue (``pending_events``). On
+PostgreSQL a batch is claimed by a lock on its queue rows held until its outcome commits; on
+SQLite by a written lease (token and expiry). A worker that dies mid-batch frees
 its rows (its transaction is rolled back, or its lease expires) and the sweep hands them to the
 next worker. The ``event_id`` lets the ad platform drop the rare duplicate this can cause.
 Nothing here deletes or forgets a row: it ends ``delivered``, ``failed``, ``dead`` or stays
@@ -29,13 +30,12 @@ from sqlalchemy import (
     ColumnElement,
     Text,
     Update,
-    and_,
     any_,
     bindparam,
     case,
     cast,
+    delete,
     literal,
-    or_,
     select,
     text,
     update,
@@ -46,6 +46,7 @@ from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
 from connector.events import ConversionEvent
 from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
+from connector.queue import QUEUE, QUEUED_EVENTS, due_events
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -193,14 +194,18 @@ def claim_batch(
 ) -> list[Claimed]:
     """Claim up to ``limit`` due rows; a row claimed by a live worker is never claimed twice.
 
-    On PostgreSQL the claim is the row lock: ``SELECT ... FOR NO KEY UPDATE SKIP LOCKED``
-    in a transaction that stays open until the outcome is written, so concurrent workers take
-    different rows and nothing is written to claim them. A worker that dies, or whose
-    connection does, releases its rows at once (the server rolls the transaction back), and
-    one that hangs loses them after ``lease_seconds`` (``idle_in_transaction_session_timeout``
-    ends its session). Writing a lease instead wrote every row twice, each time with a new
-    row version and entries in every index: the claim and the outcome cost the server 66.5 us
-    of CPU per event with a lease, 38.5 us with the lock (``bench/claim_designs.py``).
+    Due rows are found in the delivery queue (``pending_events``, :class:`PendingEvent`),
+    joined to their events for what delivery reads.
+
+    On PostgreSQL the claim is the lock on the queue rows: ``SELECT ... FOR NO KEY UPDATE OF
+    pending_events SKIP LOCKED`` in a transaction that stays open until the outcome is written,
+    so concurrent workers take different rows and nothing is written to claim them. A worker
+    that dies, or whose connection does, releases its rows at once (the server rolls the
+    transaction back), and one that hangs loses them after ``lease_seconds``
+    (``idle_in_transaction_session_timeout`` ends its session). Writing a lease instead wrote
+    every row twice, each time with a new row version and entries in every index: the claim
+    and the outcome cost the server 66.5 us of CPU per event with a lease, 38.5 us with the
+    lock (``bench/claim_designs.py``, before the queue had a table of its own).
 
     On SQLite, whose writing transaction locks the whole database (holding it through a
     request would stop every webhook's insert), the claim writes a lease: one ``UPDATE ...
@@ -208,9 +213,9 @@ def claim_batch(
     holds the database's write lock from its start, so no other worker leases the same rows
     in between; a worker that dies leaves the lease to expire.
 
-    Either way the longest due go first, in the order of the claim index, so the LIMIT stops
-    the index scan early, and the statement returns what delivery needs, so each row is read
-    once.
+    Either way the longest due go first, in the order of the queue's claim index, so the
+    LIMIT stops the index scan early, and the statement returns what delivery needs, so each
+    row is read once.
     """
     return _claim(session, row.store_id, row.kind, settings, limit)
 
@@ -225,18 +230,19 @@ def _claim(
         session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {timeout}"))
         claim = (
             select(*CLAIMED_COLUMNS["postgresql"])
+            .select_from(QUEUED_EVENTS)
             .where(due_events(store_id, kind, now))
-            .order_by(EVENTS.c.next_attempt_at)
+            .order_by(QUEUE.c.next_attempt_at)
             .limit(size)
-            .with_for_update(skip_locked=True, key_share=True)
+            .with_for_update(skip_locked=True, key_share=True, of=QUEUE)
         )
     else:
         chosen = (
-            select(EVENTS.c.id)
+            select(QUEUE.c.event_id)
+            .select_from(QUEUED_EVENTS)
             .where(due_events(store_id, kind, now))
-            .order_by(EVENTS.c.next_attempt_at)
+            .order_by(QUEUE.c.next_attempt_at)
             .limit(size)
-            .with_for_update(skip_locked=True)
         )
         columns = CLAIMED_COLUMNS["sqlite"]
         claim = _lease(EVENTS.c.id.in_(chosen), settings, now).returning(*columns)
@@ -307,40 +313,29 @@ def _lease(which: ColumnElement[bool], settings: Settings, now: datetime) -> Upd
 
 
 def in_flight(session: Session, event_id: int) -> bool:
-    """Whether a worker holds this outbox row now: a live lease, or a row lock on PostgreSQL.
+    """Whether a worker holds this outbox row now: a live lease, or on PostgreSQL a lock on
+    its row in the delivery queue.
 
     Asking for the lock with SKIP LOCKED, on a connection of its own, finds one another
     transaction holds; if the row was free, the lock taken here is released at once (that
     connection's transaction is rolled back), and ``session`` is left as it was.
     """
     found = session.execute(
-        select(EVENTS.c.lease_expires_at).where(EVENTS.c.id == event_id)
+        select(EVENTS.c.lease_expires_at, QUEUE.c.event_id)
+        .select_from(EVENTS.outerjoin(QUEUE, QUEUE.c.event_id == EVENTS.c.id))
+        .where(EVENTS.c.id == event_id)
     ).first()
     if found is None:
         return False
     if found.lease_expires_at is not None and found.lease_expires_at > utcnow():
         return True
-    if not holds_row_locks(session):
+    if found.event_id is None or not holds_row_locks(session):
         return False
-    ask = select(EVENTS.c.id).where(EVENTS.c.id == event_id)
+    ask = select(QUEUE.c.event_id).where(QUEUE.c.event_id == event_id)
     with session.get_bind().connect() as connection:
         free = connection.scalar(ask.with_for_update(skip_locked=True, key_share=True))
         connection.rollback()
     return free is None
-
-
-def due_events(store_id: Any, kind: Any, now: datetime) -> ColumnElement[bool]:
-    """The condition for rows ready to send: pending, due, and not leased by a live worker.
-
-    ``store_id`` and ``kind`` may be values or columns (for a correlated EXISTS).
-    """
-    return and_(
-        OutboxEvent.store_id == store_id,
-        OutboxEvent.destination == kind,
-        OutboxEvent.status == EventStatus.PENDING,
-        OutboxEvent.next_attempt_at <= now,
-        or_(OutboxEvent.lease_expires_at.is_(None), OutboxEvent.lease_expires_at < now),
-    )
 
 
 def _send_batch(
@@ -626,7 +621,7 @@ def _finish(
     attempted: bool = True,
     delivered_at: datetime | None = None,
 ) -> None:
-    """Give these events their final status, in one UPDATE.
+    """Give these events their final status, in one UPDATE, and take them out of the queue.
 
     ``attempted`` counts a request made for them (not so for an event refused before
     sending); a request id, when the platform gave one, replaces the one they had. A delivered
@@ -649,15 +644,19 @@ def _finish(
         values["network"] = None
         values["wire"] = None
     session.execute(update(EVENTS).where(_among(session, ids)).values(**values))
+    session.execute(delete(QUEUE).where(_among(session, ids, QUEUE.c.event_id)))
 
 
-def _among(session: Session, ids: list[int]) -> ColumnElement[bool]:
-    """``id`` is one of ``ids``: on PostgreSQL ``= ANY(array)``, one parameter, so a batch of
-    500 is not 500 placeholders to render and parse for every statement (a tenth of the
-    worker's CPU per event, ``bench/profile_delivery.py``); SQLite has no arrays: ``IN``."""
+def _among(
+    session: Session, ids: list[int], column: ColumnElement[int] = EVENTS.c.id
+) -> ColumnElement[bool]:
+    """``column`` (an event's id) is one of ``ids``: on PostgreSQL ``= ANY(array)``, one
+    parameter, so a batch of 500 is not 500 placeholders to render and parse for every
+    statement (a tenth of the worker's CPU per event, ``bench/profile_delivery.py``); SQLite
+    has no arrays: ``IN``."""
     if holds_row_locks(session):
-        return EVENTS.c.id == any_(cast(literal(_array_text(ids)), ARRAY(BigInteger)))
-    return EVENTS.c.id.in_(ids)
+        return column == any_(cast(literal(_array_text(ids)), ARRAY(BigInteger)))
+    return column.in_(ids)
 
 
 def _array_text(ids: list[int]) -> str:
@@ -667,7 +666,8 @@ def _array_text(ids: list[int]) -> str:
 
 
 def _release(session: Session, result: SendResult, retry_at: dict[int, datetime]) -> None:
-    """Put attempted events back to pending, each due at its own time (one executemany)."""
+    """Put attempted events back to pending, each due at its own time (one executemany);
+    the trigger that keeps the queue moves their queue rows along."""
     statement = (
         update(EVENTS)
         .where(EVENTS.c.id == bindparam("claimed_id"))

@@ -14,8 +14,9 @@ from collections.abc import Collection
 from redis.exceptions import RedisError
 from sqlalchemy import Select, exists, select
 
-from connector.delivery import deliver_pending, due_events
-from connector.models import OutboxEvent, StoreDestination, utcnow
+from connector.delivery import deliver_pending
+from connector.models import StoreDestination, utcnow
+from connector.queue import QUEUE, QUEUED_EVENTS, due_events
 from connector.services import Services, build_services
 
 logger = logging.getLogger(__name__)
@@ -165,8 +166,10 @@ def sweep(services: Services) -> int:
 
 def _due_destinations() -> Select[tuple[int]]:
     """Ids of unpaused destinations that have at least one event ready to send."""
-    ready = select(OutboxEvent.id).where(
-        due_events(StoreDestination.store_id, StoreDestination.kind, utcnow())
+    ready = (
+        select(QUEUE.c.event_id)
+        .select_from(QUEUED_EVENTS)
+        .where(due_events(StoreDestination.store_id, StoreDestination.kind, utcnow()))
     )
     return select(StoreDestination.id).where(
         StoreDestination.paused_reason.is_(None), exists(ready)

@@ -21,7 +21,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.models import EventStatus, OutboxEvent, utcnow
+from connector.models import OutboxEvent, utcnow
+from connector.queue import waiting
 
 if TYPE_CHECKING:
     from connector.services import Services
@@ -122,11 +123,7 @@ class OutboxCollector(Collector):
                 )
                 for destination, status, count in rows:
                     events.add_metric([destination, status], count)
-                first = session.scalar(
-                    select(func.min(OutboxEvent.received_at)).where(
-                        OutboxEvent.status == EventStatus.PENDING
-                    )
-                )
+                _, first = session.execute(waiting()).one()
         except SQLAlchemyError:
             return
         oldest.add_metric([], (utcnow() - first).total_seconds() if first else 0.0)

@@ -22,6 +22,9 @@ Exports written for a ``customers/data_request`` are deleted ``DATA_REQUEST_RETE
 (30 days) after they were written: Shopify asks apps to complete a request within 30 days
 (https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance), so by then the
 merchant has handed it over and our copy is only a liability.
+
+The same run deletes delivery-queue rows whose event is no longer pending
+(:mod:`connector.queue`): only a write from outside the connector leaves one.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from connector.models import (
     UnreadableWebhook,
     utcnow,
 )
+from connector.queue import strays
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ def purge_expired(services: Services) -> dict[str, int]:
         services, select(PixelReceipt.id).where(PixelReceipt.received_at < cutoff), PixelReceipt
     )
     scrubbed = scrub_network_signals(services)
+    strays = delete_queue_strays(services)
     data_requests = purge_data_requests(services.settings.instance_path / DATA_REQUESTS_FOLDER)
     counts = {
         "events": events,
@@ -94,6 +99,7 @@ def purge_expired(services: Services) -> dict[str, int]:
         "receipts": receipts,
         "scrubbed": scrubbed,
         "data_requests": data_requests,
+        "queue_strays": strays,
     }
     if any(counts.values()):
         logger.info(
@@ -105,18 +111,22 @@ def purge_expired(services: Services) -> dict[str, int]:
 def scrub_network_signals(services: Services) -> int:
     """Drop the shopper's IP and user agent from final events that no longer need them (their
     ``network`` column, and the event as sent, ``wire``); returns how many events held them.
-    A chunk of ids at a time, so no statement holds locks for long; a row a replay has made
-    pending again meanwhile is left as it is."""
+    A chunk of ids at a time, so no statement holds locks for long, each going on from the
+    last (in the primary key's order: no index names the status, so this is one pass over
+    the table, where restarting from the first row for every chunk would be one per chunk);
+    a row a replay has made pending again meanwhile is left as it is."""
     done = _done_with_network_signals(utcnow())
     held = select(OutboxEvent.id).where(
         done, or_(OutboxEvent.network.is_not(None), OutboxEvent.wire.is_not(None))
     )
-    total = 0
+    total = after = 0
     while True:
         with services.db.session() as session:
-            ids = list(session.scalars(held.limit(SCRUB_CHUNK)))
+            chunk = held.where(OutboxEvent.id > after).order_by(OutboxEvent.id)
+            ids = list(session.scalars(chunk.limit(SCRUB_CHUNK)))
             if not ids:
                 return total
+            after = ids[-1]
             session.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_(ids), OutboxEvent.status.in_(FINAL_STATUSES))
@@ -124,6 +134,17 @@ def scrub_network_signals(services: Services) -> int:
             )
             session.commit()
         total += len(ids)
+
+
+def delete_queue_strays(services: Services) -> int:
+    """Delete delivery-queue rows whose event is no longer pending (``connector.queue``);
+    returns how many. Only a write from outside the connector leaves one."""
+    with services.db.session() as session:
+        deleted = session.execute(strays()).rowcount
+        session.commit()
+    if deleted:
+        logger.warning("retention.queue_strays deleted=%d", deleted)
+    return deleted
 
 
 def _done_with_network_signals(now: datetime) -> ColumnElement[bool]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, render_template
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.models import EventStatus, OutboxEvent, utcnow
+from connector.models import utcnow
+from connector.queue import waiting
 from connector.web import services
 
 blueprint = Blueprint("health", __name__)
@@ -53,11 +54,7 @@ def _check_database(report: dict[str, object]) -> bool:
     try:
         with services().db.session() as session:
             session.execute(text("SELECT 1"))
-            oldest = session.scalar(
-                select(func.min(OutboxEvent.received_at)).where(
-                    OutboxEvent.status == EventStatus.PENDING
-                )
-            )
+            _, oldest = session.execute(waiting()).one()
     except SQLAlchemyError as exc:
         report["database"] = f"error: {type(exc).__name__}"
         return False

@@ -70,3 +70,39 @@ def test_0008_moves_the_ip_and_user_agent_of_unsent_events_out_of_their_payloads
     assert stored[1][0] == {"user": {"email": "e" * 64}, "value": 1}
     assert json.loads(stored[1][1]) == {"ip": "203.0.113.7", "client_user_agent": "Mozilla/5.0"}
     assert stored[2] == ({"user": {"email": "e" * 64}, "value": 1}, None)
+
+
+def test_0009_puts_the_pending_events_in_the_delivery_queue_and_back_out(tmp_path):
+    """Rows pending before 0009 are found in the new queue; a downgrade drops it."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0008")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for id_, status in ((1, "pending"), (2, "delivered"), (3, "pending")):
+            connection.execute(
+                text(
+                    "INSERT INTO events (id, store_id, destination, event_name, event_id, "
+                    "source_topic, status, payload, event_time, received_at, attempts, "
+                    "next_attempt_at) VALUES (:id, 's', 'tiktok', 'x', :id, 't', :status, "
+                    "'{}', 0, '2026-12-01', 0, '2026-12-01 00:00:0' || :id)"
+                ),
+                {"id": id_, "status": status},
+            )
+    command.upgrade(config, "head")
+    with engine.connect() as connection:
+        queued = connection.execute(
+            text("SELECT event_id, next_attempt_at FROM pending_events ORDER BY event_id")
+        ).all()
+    command.downgrade(config, "0008")
+    with engine.connect() as connection:
+        tables = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        names = set(tables.scalars())
+    engine.dispose()
+    assert [(id_, str(due)) for id_, due in queued] == [
+        (1, "2026-12-01 00:00:01"),
+        (3, "2026-12-01 00:00:03"),
+    ]
+    assert "pending_events" not in names and "events" in names

@@ -27,6 +27,7 @@ from connector.models import (
     StoreDestination,
     utcnow,
 )
+from connector.queue import waiting
 from connector.reconcile import ReconcileStatus, reconciliation_status
 from connector.recovered import (
     BROWSER_OUTCOMES,
@@ -129,11 +130,7 @@ def _store_status(store_id: str) -> StoreStatus:
     since = utcnow() - timedelta(hours=24)
     cards = _cards(store_id)
     with services().db.session() as session:
-        pending, oldest = session.execute(
-            select(func.count(), func.min(OutboxEvent.received_at)).where(
-                OutboxEvent.store_id == store_id, OutboxEvent.status == EventStatus.PENDING
-            )
-        ).one()
+        pending, oldest = session.execute(waiting(store_id)).one()
         counts = session.execute(
             select(OutboxEvent.status, func.count())
             .where(OutboxEvent.store_id == store_id, OutboxEvent.received_at >= since)
