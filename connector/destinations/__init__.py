@@ -212,7 +212,11 @@ class Destination(Protocol):
 
     def timing_problem(self, event_time: int, now: int) -> str | None:
         """The part of :meth:`problem` that depends on when the event is sent: too old, or
-        too far ahead of the clock; checked before every send from the row's event time."""
+        too far ahead of the clock; checked before every send from the row's event time.
+
+        It must describe a window (times from some age to some lead on ``now`` pass, all
+        others fail): a batch whose oldest and newest events pass is sent without asking for
+        each event between (``connector.delivery``)."""
 
     def event_element(self, event: ConversionEvent) -> dict[str, Any]:
         """The event as one element of the request's list of events, exactly as it is sent.
