@@ -408,7 +408,7 @@ def _sendable(
     """
     if all(claimed.event is None for claimed in batch):
         times = [claimed.event_time for claimed in batch]
-        if not any(destination.timing_problem(time, now) for time in (min(times), max(times))):
+        if not any(destination.timing_problem(at, now) for at in (min(times), max(times))):
             return batch, {}
     sendable: list[Claimed] = []
     problems: dict[str, list[int]] = {}

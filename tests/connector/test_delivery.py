@@ -234,6 +234,21 @@ def test_events_older_than_seven_days_fail_without_a_request(
     assert statuses(services) == {"1000": "failed"}
 
 
+def test_an_old_event_among_fresh_ones_fails_alone_and_the_rest_are_sent(
+    services, shopify_store, destination_id, tiktok
+):
+    """A batch whose extremes are inside TikTok's window is sent whole; one outside it makes
+    delivery check every event, so an old one in the middle of a batch is still found."""
+    record_orders(services, shopify_store, 3)
+    with services.db.session() as session:
+        event = session.scalar(select(OutboxEvent).where(OutboxEvent.event_id == "1001"))
+        event.event_time -= 8 * 24 * 3600
+        session.commit()
+    report = deliver_pending(services, destination_id)
+    assert report.requests == 1 and report.failed == 1 and report.delivered == 2
+    assert statuses(services) == {"1000": "delivered", "1001": "failed", "1002": "delivered"}
+
+
 def test_an_event_recorded_before_it_was_stored_as_sent_is_rebuilt_from_its_payload(
     services, shopify_store, destination_id, tiktok
 ):
