@@ -139,7 +139,7 @@ class OutboxEvent(Base):
     __tablename__ = "events"
     # No index names ``status`` or ``next_attempt_at``: the rows a worker claims are found in
     # ``pending_events`` (PendingEvent), so recording an outcome changes no indexed column and
-    # PostgreSQL writes it as a heap-only update (the table keeps 30% of each page free for
+    # PostgreSQL writes it as a heap-only update (the table keeps 20% of each page free for
     # them, migration 0009).
     __table_args__ = (
         UniqueConstraint(
