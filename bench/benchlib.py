@@ -10,7 +10,6 @@ the named one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -71,27 +70,7 @@ def machine_lines(database_url: str | None = None) -> list[str]:
     if database_url and database_url.startswith("postgresql"):
         lines.append(f"database: PostgreSQL {postgres_version(database_url)}")
     lines.append(f"code: {code_version()}")
-    lines.append(f"speed: a fixed Python workload took {speed_ms():.1f} ms ({SPEED_NOTE})")
     return lines
-
-
-SPEED_NOTE = "best of 5, lower is faster: this VM's speed drifts by a third within the hour"
-
-
-def speed_ms() -> float:
-    """Milliseconds a fixed CPU-bound Python workload takes here now, best of five: figures
-    taken minutes apart on this VM differ by a third with the same code, and this says which
-    way the machine moved (JSON, SHA-256 and dict work, as a webhook and a worker do)."""
-    record = {"id": 1, "email": "shopper@example.com", "items": list(range(20)), "total": "59.90"}
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        for n in range(2_000):
-            text = json.dumps({**record, "id": n})
-            hashlib.sha256(text.encode()).hexdigest()
-            json.loads(text)
-        best = min(best, time.perf_counter() - started)
-    return best * 1000
 
 
 def code_version() -> str:
