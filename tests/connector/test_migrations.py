@@ -41,13 +41,19 @@ def test_signal_mask_round_trips(kind: str) -> None:
     assert signals_in(0) == []
 
 
-def test_0008_moves_the_ip_and_user_agent_of_unsent_events_out_of_their_payloads(tmp_path):
-    """Rows recorded before 0008 hold them in the payload: an unsent one has them moved to
-    the network column (delivery puts them back), a delivered one held none and is left."""
+def sqlite_at(tmp_path) -> tuple[str, Config]:
+    """A new SQLite database and the Alembic configuration that migrates it."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url)
+    return url, config
+
+
+def test_0008_moves_the_ip_and_user_agent_of_unsent_events_out_of_their_payloads(tmp_path):
+    """Rows recorded before 0008 hold them in the payload: an unsent one has them moved to
+    the network column (delivery puts them back), a delivered one held none and is left."""
+    url, config = sqlite_at(tmp_path)
     command.upgrade(config, "0007")
     engine = create_engine(url)
     user = {"email": "e" * 64, "ip": "203.0.113.7", "client_user_agent": "Mozilla/5.0"}
@@ -74,10 +80,7 @@ def test_0008_moves_the_ip_and_user_agent_of_unsent_events_out_of_their_payloads
 
 def test_0009_puts_the_pending_events_in_the_delivery_queue_and_back_out(tmp_path):
     """Rows pending before 0009 are found in the new queue; a downgrade drops it."""
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url)
+    url, config = sqlite_at(tmp_path)
     command.upgrade(config, "0008")
     engine = create_engine(url)
     with engine.begin() as connection:
