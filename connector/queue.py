@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Select, and_, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, Delete, Select, and_, delete, func, or_, select
 
 from connector.models import EventStatus, OutboxEvent, PendingEvent
 
@@ -54,8 +54,16 @@ def strays() -> Delete:
     Delivery takes a row out of the queue when it finishes its event; only a write from
     elsewhere (an operator's UPDATE) leaves one behind. It is never sent (``due_events`` reads
     the status), but it would keep the sweep asking for a delivery that finds nothing.
+
+    On PostgreSQL both rows are locked first, skipping any another transaction holds: a
+    replay making the event pending again at that moment either holds its row (the stray is
+    left for the next run) or waits for this DELETE and then puts the event back in the
+    queue, so the DELETE never takes the row of an event that has just become pending.
     """
-    pending = exists().where(
-        EVENTS.c.id == QUEUE.c.event_id, EVENTS.c.status == EventStatus.PENDING
+    gone = (
+        select(QUEUE.c.event_id)
+        .select_from(QUEUED_EVENTS)
+        .where(EVENTS.c.status != EventStatus.PENDING)
+        .with_for_update(skip_locked=True, of=(QUEUE, EVENTS))
     )
-    return delete(QUEUE).where(~pending)
+    return delete(QUEUE).where(QUEUE.c.event_id.in_(gone))

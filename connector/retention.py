@@ -90,7 +90,7 @@ def purge_expired(services: Services) -> dict[str, int]:
         services, select(PixelReceipt.id).where(PixelReceipt.received_at < cutoff), PixelReceipt
     )
     scrubbed = scrub_network_signals(services)
-    strays = delete_queue_strays(services)
+    queue_strays = delete_queue_strays(services)
     data_requests = purge_data_requests(services.settings.instance_path / DATA_REQUESTS_FOLDER)
     counts = {
         "events": events,
@@ -99,7 +99,7 @@ def purge_expired(services: Services) -> dict[str, int]:
         "receipts": receipts,
         "scrubbed": scrubbed,
         "data_requests": data_requests,
-        "queue_strays": strays,
+        "queue_strays": queue_strays,
     }
     if any(counts.values()):
         logger.info(

@@ -9,6 +9,7 @@ update.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -158,3 +159,25 @@ def test_recording_a_delivery_is_a_heap_only_update_on_postgresql(
         session.commit()
     assert updated == 20 and hot == 20
     assert queue(services) == {}
+
+
+def test_cleaning_strays_never_takes_the_row_of_an_event_being_replayed(
+    services, shopify_store, destination_id, backend
+):
+    """A replay making a stray's event pending again while retention runs: the replay's
+    transaction holds the rows, so the cleaning skips them and the event stays queued."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    record_events(services, shopify_store, "orders/create", make_order("1"))
+    with services.db.session() as session:
+        session.execute(update(OutboxEvent).values(status=EventStatus.FAILED))
+        session.commit()
+    with services.db.session() as replay:  # as replay_events does, not yet committed
+        replay.execute(update(OutboxEvent).values(status=EventStatus.PENDING))
+        purging = threading.Thread(target=purge_expired, args=(services,))
+        purging.start()
+        purging.join(timeout=0.5)
+        replay.commit()
+    purging.join(timeout=10)
+    assert not purging.is_alive()
+    assert len(queue(services)) == 1 and queue(services) == pending_in_events(services)
