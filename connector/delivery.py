@@ -45,17 +45,16 @@ from sqlalchemy.orm import Session
 from connector.config import Settings
 from connector.destinations import Destination, DestinationConfig, Outcome, SendResult
 from connector.events import ConversionEvent
-from connector.models import Attempt, EventStatus, OutboxEvent, StoreDestination, utcnow
-from connector.queue import QUEUE, QUEUED_EVENTS, due_events
+from connector.models import Attempt, EventStatus, StoreDestination, utcnow
+from connector.queue import EVENTS, QUEUE, QUEUED_EVENTS, due_events
 from connector.services import Services
 
 logger = logging.getLogger(__name__)
 
 RETRY_CAP_SECONDS = 3600.0
-# Outcomes are written with Core UPDATEs on the table, one per outcome and batch rather than
-# one per row through the ORM: at 500 events a batch the per-row path cost more CPU than
-# building and sending the request (bench/delivery.py with --py-spy).
-EVENTS = OutboxEvent.__table__
+# Outcomes are written with Core UPDATEs on the table (``EVENTS``), one per outcome and batch
+# rather than one per row through the ORM: at 500 events a batch the per-row path cost more
+# CPU than building and sending the request (bench/delivery.py with --py-spy).
 LEASE_CLEARED = {"lease_token": None, "lease_expires_at": None}
 
 
